@@ -1,0 +1,66 @@
+"""The composition root: the one place that builds and wires the parts from the settings.
+
+The CLI and the daemon both start here; nothing below reads the environment or picks its own
+collaborators.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from notifier.check import Checker
+from notifier.clock import Clock, SystemClock
+from notifier.db.database import Database
+from notifier.policy import Policy
+from notifier.settings import Settings
+from notifier.sinks import Sink
+from notifier.sinks.registry import SinkContext, build_sink
+from notifier.tokens.store import TokenStore
+
+
+@dataclass
+class Components:
+    """Everything a command needs, built once from the settings."""
+
+    settings: Settings
+    clock: Clock
+    database: Database
+    policy: Policy
+    sinks: list[Sink]
+    checker: Checker
+    tokens: TokenStore
+
+    def close(self) -> None:
+        """Release the sinks and the connection pool."""
+        for sink in self.sinks:
+            sink.close()
+        self.database.dispose()
+
+
+def build(
+    settings: Settings, *, clock: Clock | None = None, stop: threading.Event | None = None
+) -> Components:
+    """Wire the parts together; nothing connects to the database yet."""
+    clock = clock or SystemClock()
+    database = Database(settings.effective_database_url())
+    policy = Policy(
+        detection_window=settings.detection_window,
+        backoff_interval=settings.backoff_interval,
+        pass_interval=settings.interval,
+        log_slice=settings.log_slice,
+    )
+    context = SinkContext(database=database, clock=clock, slice_name=settings.log_slice_name)
+    sinks = [build_sink(name, context) for name in settings.sinks]
+    checker = Checker(
+        database=database,
+        sinks=sinks,
+        policy=policy,
+        clock=clock,
+        lease=settings.claim_lease,
+        batch_size=settings.batch_size,
+        stop=stop,
+    )
+    pepper = settings.token_pepper.get_secret_value() if settings.token_pepper else None
+    tokens = TokenStore(database, clock, policy, prefix=settings.token_prefix, pepper=pepper)
+    return Components(settings, clock, database, policy, sinks, checker, tokens)

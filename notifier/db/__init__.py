@@ -1,0 +1,1 @@
+"""Storage: tables, the engine with its transactions, and migrations."""

@@ -1,0 +1,131 @@
+"""The tables: tokens, delivery state per (source, token, sink), and UI notifications.
+
+Every time is stored in UTC: ``timestamp with time zone`` on PostgreSQL, and on SQLite a
+fixed-width ISO text (``YYYY-MM-DD HH:MM:SS.ffffff``), which sorts and compares as time does.
+Delivery state has no foreign key to ``tokens``: tokens from other sources live elsewhere.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import DateTime, Dialect, Index, Integer, String, Table, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend; naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC; SQLite keeps no offset, so it gets the naive UTC wall time."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        del dialect
+        if value is None:
+            return None
+        if not isinstance(value, datetime):  # pragma: no cover - drivers return datetimes
+            raise TypeError(f"expected a datetime from the database, got {type(value)!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of notifier's tables."""
+
+    __table__: ClassVar[Table]  # every model here maps one plain table
+
+    type_annotation_map = {datetime: UtcDateTime}  # noqa: RUF012 - SQLAlchemy reads a class dict
+
+
+class Token(Base):
+    """A token the daemon issued; only a hash of its secret is kept."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str | None] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        # The pass walks a range of expires_at in keyset order (expires_at, id); revoked_at
+        # rides along so the filter needs no table lookup.
+        Index("ix_tokens_expiry_keyset", "expires_at", "id", "revoked_at"),
+    )
+
+
+class DeliveryStateRow(Base):
+    """What one sink has heard about one token, and who holds the claim to tell it."""
+
+    __tablename__ = "delivery_state"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sink: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime | None]  # the expiry the facts below are about
+    next_due_at: Mapped[datetime | None]  # earliest time this pair needs a look again
+    last_sent_at: Mapped[datetime | None]  # pass time of the last successful notice
+    last_notice_id: Mapped[str | None] = mapped_column(String(64))
+    notices_sent: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failures since last success
+    last_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]  # set and compared with the database's clock
+
+    __table_args__ = (
+        Index("ix_delivery_state_next_due", "sink", "next_due_at"),
+        # The primary key is the only lookup path; SQLite then stores rows in it directly.
+        {"sqlite_with_rowid": False},
+    )
+
+
+class Notification(Base):
+    """The UI notification of one token: one row per token, upserted by every notice."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    token_id: Mapped[str] = mapped_column(String(255))
+    token_name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    hint: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]
+    days_left: Mapped[int | None]
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    acknowledged_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ux_notifications_token", "source", "token_id", unique=True),
+        Index("ix_notifications_last_seen", "last_seen"),
+    )
+
+
+class Meta(Base):
+    """Small facts the replicas share, such as the policy behind the stored due times."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,189 @@
+"""Logging: structlog for our events, stdlib loggers routed through the same renderers.
+
+Three formats, each one line per event on stderr (and in ``NOTIFIER_LOG_FILE`` if set):
+
+- ``text``: ``<timestamp> <message>`` for events that carry a sentence (the warn line), else
+  ``<timestamp> <LEVEL> <event> key=value ...``;
+- ``json``: one object per line, with ``event`` (the dotted name) and ``message``;
+- ``logfmt``: ``timestamp=... level=... event=... message="..." key=value``.
+
+Every value passes through :func:`notifier.messages.escape` (JSON escapes on its own), so
+nothing logged, a token name included, can end a line early or forge the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from notifier.durations import format_duration
+from notifier.messages import escape, one_line
+
+# Loggers that chatter at INFO about their own housekeeping.
+_QUIET = {"apscheduler": logging.WARNING, "alembic": logging.WARNING, "uvicorn.access": 100}
+_FIRST_KEYS = ("timestamp", "level", "event", "message")
+
+
+def rfc3339(moment: datetime) -> str:
+    """Render *moment* as RFC 3339 in UTC with a ``Z`` (``2026-11-23T07:00:00Z``)."""
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}"
+    return text + "Z"
+
+
+def _plain(value: Any) -> Any:
+    """Turn a logged value into something a renderer can print."""
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _flatten(key: str, value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for sub_key, sub_value in value.items():
+            yield from _flatten(f"{key}.{sub_key}", sub_value)
+    else:
+        yield key, _plain(value)
+
+
+def _pairs(event_dict: EventDict) -> Iterator[tuple[str, str]]:
+    for key, value in event_dict.items():
+        if key in _FIRST_KEYS or value is None:
+            continue
+        for flat_key, flat_value in _flatten(key, value):
+            rendered = _scalar(flat_value)
+            yield flat_key, rendered
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return escape(str(value))
+
+
+def _quoted(value: str) -> str:
+    if value and not any(char in value for char in ' ="'):
+        return value
+    return '"' + value.replace('"', '\\"') + '"'
+
+
+def render_text(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
+    """``<timestamp> <message>`` for sentences, else ``<timestamp> <LEVEL> <event> k=v``."""
+    timestamp = event_dict.get("timestamp", "")
+    message = event_dict.get("message")
+    if message is not None:
+        return f"{timestamp} {one_line(str(message))}".lstrip()
+    level = str(event_dict.get("level", "info")).upper()
+    event = escape(str(event_dict.get("event", "")))
+    fields = " ".join(f"{key}={_quoted(value)}" for key, value in _pairs(event_dict))
+    return " ".join(part for part in (timestamp, level, event, fields) if part)
+
+
+def render_logfmt(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
+    """``timestamp=... level=... event=... message="..." key=value``."""
+    head = [
+        f"{key}={_quoted(one_line(str(_plain(event_dict[key]))))}"
+        for key in _FIRST_KEYS
+        if event_dict.get(key) is not None
+    ]
+    tail = [f"{key}={_quoted(value)}" for key, value in _pairs(event_dict)]
+    return " ".join(head + tail)
+
+
+def render_json(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
+    """One JSON object; datetimes in RFC 3339, non-ASCII escaped so U+202E cannot hide."""
+    ordered = {key: event_dict[key] for key in _FIRST_KEYS if key in event_dict}
+    ordered.update({k: v for k, v in event_dict.items() if k not in ordered})
+    return json.dumps(ordered, default=lambda value: str(_plain(value)), ensure_ascii=True)
+
+
+_RENDERERS: dict[str, Processor] = {
+    "text": render_text,
+    "json": render_json,
+    "logfmt": render_logfmt,
+}
+
+
+def _plain_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    for key, value in list(event_dict.items()):
+        event_dict[key] = _plain(value)
+    return event_dict
+
+
+def _lowercase_level(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    level = event_dict.get("level")
+    if isinstance(level, str):
+        event_dict["level"] = level.lower()
+    return event_dict
+
+
+class LogFileError(Exception):
+    """The log file cannot be opened for appending."""
+
+
+def configure(
+    *,
+    log_format: str = "text",
+    level: str = "INFO",
+    log_file: Path | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    """Route structlog and stdlib logging to stderr (and *log_file*) in *log_format*."""
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        _lowercase_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,  # a traceback becomes one escaped field
+    ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _plain_values,
+            _RENDERERS[log_format],
+        ],
+    )
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stderr)]
+    if log_file is not None:
+        try:
+            # WatchedFileHandler reopens the file when logrotate moves it away.
+            handlers.append(logging.handlers.WatchedFileHandler(log_file, encoding="utf-8"))
+        except OSError as error:
+            raise LogFileError(f"cannot append to {log_file}: {error.strerror}") from None
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, quiet_level in _QUIET.items():
+        logging.getLogger(name).setLevel(max(quiet_level, logging.getLevelName(level)))
+    logging.captureWarnings(capture=True)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        context_class=dict,
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,60 @@
+"""The JSON shape of each resource, shared by the CLI's ``--json`` and the HTTP API.
+
+Times are RFC 3339 in UTC with a ``Z``; lists are arrays.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+from notifier.logs import rfc3339
+
+UtcTime = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
+TokenStatus = Literal["active", "expiring", "expired", "revoked"]
+
+
+class TokenResource(BaseModel):
+    """A token's metadata; never its secret or hash."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    role: str | None
+    created_at: UtcTime
+    expires_at: UtcTime | None
+    revoked_at: UtcTime | None
+    status: TokenStatus
+    days_left: int | None  # the X of "less than X days"; None when it never expires or is over
+
+
+class CreatedToken(TokenResource):
+    """A token just created: the only time its secret is shown."""
+
+    token: str
+
+
+class NotificationResource(BaseModel):
+    """A UI notification about one token."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    source: str
+    token_id: str
+    token_name: str
+    level: str
+    kind: str
+    message: str
+    hint: str
+    expires_at: UtcTime | None
+    days_left: int | None
+    first_seen: UtcTime
+    last_seen: UtcTime
+    occurrences: int
+    acknowledged_at: UtcTime | None
+    resolved_at: UtcTime | None
+    active: bool

@@ -1,0 +1,658 @@
+"""Settings from the environment: the only module that reads it.
+
+Each setting has one ``NOTIFIER_`` name, and the StackRox seed's ``ROX_`` name where it had one;
+the ``NOTIFIER_`` name wins when both are set. Secrets may also come from ``NAME_FILE`` or from
+``$CREDENTIALS_DIRECTORY/<name>`` (systemd's ``LoadCredential=``), where ``<name>`` is the
+variable without its ``NOTIFIER_`` prefix, in lower case (``token_pepper``).
+
+Every bad value is a :class:`ConfigError` naming the variable and the value; the CLI turns it
+into exit code 78 so that systemd's ``RestartPreventExitStatus=78`` stops a crash loop.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from notifier.durations import DurationError, format_duration, parse_duration
+from notifier.sinks.registry import SINK_KINDS, SinkNameError, parse_sink_name
+
+PREFIX = "NOTIFIER_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Inputs that are NOTIFIER_-prefixed but are not settings, so the typo check leaves them alone.
+_NOT_SETTINGS = frozenset({"NOTIFIER_TOKEN"})
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; each line names a variable and its value."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class HttpAddress(NamedTuple):
+    """Where the HTTP listener binds."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+# --- value parsers: each raises ValueError with the reason an operator needs -------------------
+
+
+def _duration(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except DurationError as error:
+            raise ValueError(str(error)) from None
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("must not be negative")
+    return value
+
+
+def _at_least_one_second(value: timedelta) -> timedelta:
+    if value < timedelta(seconds=1):
+        raise ValueError("must be at least 1s")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+NonNegativeDuration = Annotated[Duration, AfterValidator(_not_negative)]
+SecondOrMore = Annotated[Duration, AfterValidator(_at_least_one_second)]
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(","))
+    return value
+
+
+def _sink_names(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value or value == ("",):
+        raise ValueError(f"empty; name at least one sink ({', '.join(SINK_KINDS)})")
+    seen: set[str] = set()
+    for name in value:
+        try:
+            parse_sink_name(name)
+        except SinkNameError as error:
+            raise ValueError(str(error)) from None
+        if name in seen:
+            raise ValueError(f"sink {name!r} is listed twice")
+        seen.add(name)
+    return value
+
+
+def _http_address(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() == "off":
+        return None
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]\s]+):(\d{1,5})", text)
+    if match is None:
+        raise ValueError("expected HOST:PORT, [IPv6]:PORT or 'off'")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:  # noqa: PLR2004 - the largest TCP port
+        raise ValueError(f"port {port} is out of range (0-65535)")
+    if match.group(1):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    return HttpAddress(host, port)
+
+
+def _log_level(value: object) -> object:
+    if isinstance(value, str):
+        level = value.strip().upper()
+        level = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(level, level)
+        if level not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return level
+    return value
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _database_url(value: object) -> object:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("expected a database URL")
+    text = value.strip()
+    if not text:
+        raise ValueError("empty; leave it unset for the embedded SQLite default")
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ValueError(
+            "not a database URL (e.g. sqlite:////var/lib/notifier/notifier.db or "
+            "postgresql://user@host/db)"
+        ) from None
+    url = normalise_database_url(url)
+    try:
+        url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(
+            f"unknown database driver {url.drivername!r} (use sqlite or postgresql)"
+        ) from None
+    if url.get_backend_name() == "sqlite" and not url.database:
+        raise ValueError("a SQLite URL needs a file path (in-memory databases are not shared)")
+    return url.render_as_string(hide_password=False)
+
+
+def normalise_database_url(url: URL) -> URL:
+    """Map the URL spellings operators use onto the drivers we ship (psycopg 3)."""
+    if url.drivername in {"postgres", "postgresql"}:
+        return url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _token_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,15}", value):
+        raise ValueError("expected 1-16 letters, digits or '_', starting with a letter")
+    return value
+
+
+def _slice_name(value: str) -> str:
+    if not re.fullmatch(r"[^\W\d_]{1,32}", value):
+        raise ValueError("expected one word of letters (e.g. day, hour)")
+    return value
+
+
+def _setting(
+    name: str,
+    *aliases: str,
+    default: Any,
+    description: str,
+    secret: bool = False,
+    example: str | None = None,
+) -> Any:
+    """Declare a setting read from ``name`` (then ``aliases``)."""
+    extra: dict[str, Any] = {"env": name, "aliases": list(aliases), "secret": secret}
+    if example is not None:
+        extra["example"] = example
+    return Field(
+        default,
+        validation_alias=AliasChoices(name, *aliases),
+        description=description,
+        json_schema_extra=extra,
+        validate_default=True,
+    )
+
+
+class Settings(BaseSettings):
+    """Everything the daemon and the CLI can be told through the environment."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    database_url: Annotated[str | None, BeforeValidator(_database_url)] = _setting(
+        "NOTIFIER_DATABASE_URL",
+        default=None,
+        description=(
+            "SQLAlchemy URL of the database. Unset: a SQLite file at "
+            "$STATE_DIRECTORY/notifier.db (systemd), else $XDG_STATE_HOME/notifier/notifier.db "
+            "(~/.local/state/notifier/notifier.db), created on first use. "
+            "postgresql://user@host/db for several replicas."
+        ),
+        example="sqlite:////var/lib/notifier/notifier.db",
+    )
+    database_password: SecretStr | None = _setting(
+        "NOTIFIER_DATABASE_PASSWORD",
+        default=None,
+        secret=True,
+        description="Database password, used when the URL carries none.",
+    )
+    interval: SecondOrMore = _setting(
+        "NOTIFIER_INTERVAL",
+        "ROX_TOKEN_EXPIRATION_NOTIFIER_INTERVAL",
+        default="1h",
+        description="How often a check pass runs (at least 1s).",
+    )
+    backoff_interval: NonNegativeDuration = _setting(
+        "NOTIFIER_BACKOFF_INTERVAL",
+        "ROX_TOKEN_EXPIRATION_NOTIFIER_BACKOFF_INTERVAL",
+        default="24h",
+        description=(
+            "At most one notice per token per sink per this interval while the token stays in "
+            "the window; 0 notifies on every pass."
+        ),
+    )
+    detection_window: PositiveDuration = _setting(
+        "NOTIFIER_DETECTION_WINDOW",
+        "ROX_TOKEN_EXPIRATION_DETECTION_WINDOW",
+        default="168h",
+        description="A token is expiring when it expires within this window from now.",
+    )
+    log_slice: SecondOrMore = _setting(
+        "NOTIFIER_LOG_SLICE",
+        "ROX_TOKEN_EXPIRATION_LOG_SLICE_DURATION",
+        default="24h",
+        description='The unit X counts in "will expire in less than X days" (at least 1s).',
+    )
+    log_slice_name: Annotated[str, AfterValidator(_slice_name)] = _setting(
+        "NOTIFIER_LOG_SLICE_NAME",
+        "ROX_TOKEN_EXPIRATION_LOG_SLICE_DURATION_NAME",
+        default="day",
+        description="The word for one slice; the plural adds 's'.",
+    )
+    sinks: Annotated[
+        tuple[str, ...], NoDecode, BeforeValidator(_csv), AfterValidator(_sink_names)
+    ] = _setting(
+        "NOTIFIER_SINKS",
+        default="log,ui",
+        description=(
+            "Where notices go, comma-separated: "
+            + ", ".join(f"{kind} ({summary})" for kind, summary in SINK_KINDS.items())
+            + "."
+        ),
+    )
+    log_format: Annotated[Literal["text", "json", "logfmt"], BeforeValidator(_lower)] = _setting(
+        "NOTIFIER_LOG_FORMAT",
+        default="text",
+        description="text (one human line per event), json, or logfmt.",
+    )
+    log_level: Annotated[str, BeforeValidator(_log_level)] = _setting(
+        "NOTIFIER_LOG_LEVEL",
+        default="INFO",
+        description=(
+            "DEBUG, INFO, WARNING, ERROR or CRITICAL. Above WARNING is refused while the log "
+            "sink is on: it would swallow the notices."
+        ),
+    )
+    log_file: Path | None = _setting(
+        "NOTIFIER_LOG_FILE",
+        default=None,
+        description=(
+            "Also append logs to this file (stderr keeps them too); reopened when rotated away."
+        ),
+        example="/var/log/notifier/notifier.log",
+    )
+    http_address: Annotated[HttpAddress | None, BeforeValidator(_http_address)] = _setting(
+        "NOTIFIER_HTTP_ADDRESS",
+        default="127.0.0.1:8080",
+        description="HOST:PORT of the HTTP listener (/healthz, /readyz); port 0 picks a free "
+        "port and logs it; off disables it.",
+    )
+    token_prefix: Annotated[str, AfterValidator(_token_prefix)] = _setting(
+        "NOTIFIER_TOKEN_PREFIX",
+        default="ntf_",
+        description="The prefix of generated token secrets (prefix + 48 hex characters).",
+    )
+    token_default_ttl: PositiveDuration = _setting(
+        "NOTIFIER_TOKEN_DEFAULT_TTL",
+        default="8760h",
+        description="Lifetime of a token created without --ttl or --expires-at (one year).",
+    )
+    token_pepper: SecretStr | None = _setting(
+        "NOTIFIER_TOKEN_PEPPER",
+        default=None,
+        secret=True,
+        description=(
+            "Optional key for HMAC-SHA-256 token hashes (plain SHA-256 without it). Changing it "
+            "invalidates every stored token."
+        ),
+    )
+    claim_lease: SecondOrMore = _setting(
+        "NOTIFIER_CLAIM_LEASE",
+        default="10m",
+        description=(
+            "How long a replica holds a claimed delivery before another may retry it; longer "
+            "than a sink's whole retry deadline."
+        ),
+    )
+    batch_size: int = _setting(
+        "NOTIFIER_BATCH_SIZE",
+        default=500,
+        description="Tokens per keyset batch (and per short transaction) in a pass.",
+    )
+    shutdown_timeout: PositiveDuration = _setting(
+        "NOTIFIER_SHUTDOWN_TIMEOUT",
+        default="30s",
+        description="On SIGTERM, how long a running pass may take to finish before exit.",
+    )
+
+    # Where systemd and the XDG spec say state lives; read here so nothing else reads os.environ.
+    state_directory: Path | None = Field(None, validation_alias="STATE_DIRECTORY")
+    xdg_state_home: Path | None = Field(None, validation_alias="XDG_STATE_HOME")
+
+    @field_validator("log_file", mode="before")
+    @classmethod
+    def _log_file_not_empty(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("empty; leave it unset to log to stderr only")
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size_range(cls, value: int) -> int:
+        if not 1 <= value <= 2000:  # noqa: PLR2004 - keeps a batch upsert under SQLite's 32766 parameters
+            raise ValueError("must be between 1 and 2000")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read init values, then the environment, then secret files and credentials."""
+        del dotenv_settings, file_secret_settings  # systemd's EnvironmentFile= does that job
+        return (init_settings, env_settings, _SecretFilesSource(settings_cls))
+
+    # --- derived values ---------------------------------------------------------------------
+
+    def default_database_path(self) -> Path:
+        """The SQLite file used when NOTIFIER_DATABASE_URL is unset."""
+        if self.state_directory is not None:
+            # systemd may pass several directories separated by ':'; the first is ours.
+            return Path(str(self.state_directory).split(":", 1)[0]) / "notifier.db"
+        base = self.xdg_state_home or Path.home() / ".local" / "state"
+        return base / "notifier" / "notifier.db"
+
+    def effective_database_url(self) -> URL:
+        """The database URL with the default applied and the password secret filled in."""
+        if self.database_url is None:
+            url = URL.create("sqlite+pysqlite", database=str(self.default_database_path()))
+        else:
+            url = make_url(self.database_url)
+        if self.database_password is not None and url.password is None:
+            url = url.set(password=self.database_password.get_secret_value())
+        return url
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """Secrets from ``NAME_FILE`` or ``$CREDENTIALS_DIRECTORY/<name>``, below ``NAME`` itself."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: :meth:`__call__` reads every secret at once."""
+        del field
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            meta = _meta(field)
+            if not meta.get("secret"):
+                continue
+            origin = secret_origin(meta["env"])
+            if origin is not None and origin.path is not None:
+                values[field_name] = _read_secret_file(origin)
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a setting's value came from."""
+
+    variable: str | None  # the environment variable, or None for the default
+    path: Path | None = None  # for secrets read from a file
+    raw: str | None = None  # the text as given, for error messages (never for secrets)
+
+    def describe(self) -> str:
+        """Say where the value came from, for ``config show``."""
+        if self.variable is None:
+            return "default"
+        if self.path is not None:
+            return f"{self.variable} ({self.path})"
+        return self.variable
+
+
+def _meta(field: FieldInfo) -> dict[str, Any]:
+    extra = field.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def secret_origin(env: str) -> Origin | None:
+    """Find a secret's value: ``NAME``, ``NAME_FILE`` or the systemd credential, in that order."""
+    direct = os.environ.get(env)
+    file_variable = f"{env}_FILE"
+    file_path = os.environ.get(file_variable)
+    if direct is not None and file_path is not None:
+        raise ConfigError([f"{env} and {file_variable} are both set; set only one"])
+    if direct is not None:
+        return Origin(env)
+    if file_path is not None:
+        if not file_path.strip():
+            raise ConfigError([f"{file_variable}='': empty; name the file holding the secret"])
+        return Origin(file_variable, Path(file_path))
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        path = Path(credentials) / env.removeprefix(PREFIX).lower()
+        if path.is_file():
+            return Origin("$CREDENTIALS_DIRECTORY", path)
+    return None
+
+
+def _read_secret_file(origin: Origin) -> str:
+    assert origin.path is not None  # noqa: S101 - callers pass file origins only
+    try:
+        text = origin.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            [f"{origin.variable}={str(origin.path)!r}: cannot read the secret: {reason}"]
+        ) from None
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        raise ConfigError([f"{origin.variable}={str(origin.path)!r}: the file is empty"])
+    return secret
+
+
+def _value_origin(field: FieldInfo) -> Origin:
+    meta = _meta(field)
+    if not meta:
+        return Origin(None)
+    for variable in [meta["env"], *meta["aliases"]]:
+        if variable in os.environ:
+            raw = None if meta["secret"] else os.environ[variable]
+            return Origin(variable, raw=raw)
+    if meta["secret"]:
+        return secret_origin(meta["env"]) or Origin(None)
+    return Origin(None)
+
+
+def origins() -> dict[str, Origin]:
+    """Where each setting came from, by field name."""
+    return {name: _value_origin(field) for name, field in Settings.model_fields.items()}
+
+
+def _field_for(location: object) -> str | None:
+    for name, field in Settings.model_fields.items():
+        meta = _meta(field)
+        if location == name or (meta and location in [meta["env"], *meta["aliases"]]):
+            return name
+    return None
+
+
+def load_settings() -> Settings:
+    """Read and check the settings; raise :class:`ConfigError` naming each bad variable."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+    problems: list[str] = []
+    level = settings.log_level
+    if "log" in settings.sinks and LOG_LEVELS.index(level) > LOG_LEVELS.index("WARNING"):
+        variable = _value_origin(Settings.model_fields["log_level"]).variable
+        problems.append(
+            f"{variable}={level!r}: above WARNING while the log sink is on, which would "
+            "swallow the notices (use WARNING or lower, or drop 'log' from NOTIFIER_SINKS)"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _describe(error: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for item in error.errors():
+        location = item["loc"][0] if item["loc"] else None
+        field_name = _field_for(location)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if field_name is None:
+            lines.append(f"invalid configuration: {message}")
+            continue
+        origin = _value_origin(Settings.model_fields[field_name])
+        variable = origin.variable or _meta(Settings.model_fields[field_name]).get("env")
+        if origin.raw is not None:
+            lines.append(f"{variable}={origin.raw!r}: {message}")
+        elif origin.variable is None:
+            lines.append(f"{variable} (default): {message}")
+        else:
+            lines.append(f"{variable}: {message}")
+    return lines
+
+
+def unknown_variables() -> list[tuple[str, str | None]]:
+    """``NOTIFIER_*`` variables that name no setting, each with the closest known name."""
+    known: set[str] = set(_NOT_SETTINGS)
+    for field in Settings.model_fields.values():
+        meta = _meta(field)
+        if meta:
+            known.add(meta["env"])
+            if meta["secret"]:
+                known.add(f"{meta['env']}_FILE")
+    found: list[tuple[str, str | None]] = []
+    for variable in sorted(os.environ):
+        if variable.startswith(PREFIX) and variable not in known:
+            close = difflib.get_close_matches(variable, sorted(known), n=1)
+            found.append((variable, close[0] if close else None))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ShownSetting:
+    """One line of ``config show``."""
+
+    variable: str
+    value: str
+    source: str
+    secret: bool
+
+
+def show(settings: Settings) -> list[ShownSetting]:
+    """The effective settings, where each came from, secrets redacted."""
+    shown: list[ShownSetting] = []
+    where = origins()
+    for name, field in Settings.model_fields.items():
+        meta = _meta(field)
+        if not meta:
+            continue
+        value = getattr(settings, name)
+        if name == "database_url":
+            url = settings.effective_database_url()
+            rendered = url.render_as_string(hide_password=True)
+            source = where[name].describe()
+            if settings.database_url is None:
+                source = "default"
+        else:
+            rendered = _render(value)
+            source = where[name].describe()
+        shown.append(ShownSetting(meta["env"], rendered, source, bool(meta["secret"])))
+    return shown
+
+
+def _render(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return "********"
+    if value is None:
+        return ""
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, tuple) and not isinstance(value, HttpAddress):
+        return ",".join(str(part) for part in value)
+    return str(value)
+
+
+def example_env() -> str:
+    """Render ``config.example.env`` from the settings model."""
+    lines = [
+        "# notifier configuration: every setting, its default, and what it does.",
+        "# Generated by `notifier config example`; a test fails when this file drifts.",
+        "# Uncomment a line to change a value. Durations use Go's syntax (1h30m, 500ms) plus d, w.",
+        "",
+    ]
+    for field in Settings.model_fields.values():
+        meta = _meta(field)
+        if not meta:
+            continue
+        lines.extend(f"# {line}" for line in _wrap(field.description or "", 96))
+        if meta["aliases"]:
+            lines.append(f"# Also read as {', '.join(meta['aliases'])} (this name wins).")
+        if meta["secret"]:
+            credential = meta["env"].removeprefix(PREFIX).lower()
+            lines.append(
+                f"# Secret: or {meta['env']}_FILE=/path, or $CREDENTIALS_DIRECTORY/{credential}."
+            )
+        default = field.default
+        shown_default = "" if default is None else str(default)
+        if default is None and "example" in meta:
+            lines.append(f"#{meta['env']}={meta['example']}")
+        else:
+            lines.append(f"#{meta['env']}={shown_default}")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    words = text.split()
+    lines: list[str] = []
+    current = ""
+    for word in words:
+        if current and len(current) + 1 + len(word) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    if current:
+        lines.append(current)
+    return lines

@@ -1,0 +1,51 @@
+"""The log sink: the documented warn line, at WARNING level, through structlog.
+
+In text format the line is exactly the sentence (after a timestamp); in json and logfmt the
+sentence is the message and the token's fields ride beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+
+from notifier.messages import sentence
+from notifier.policy import Notice
+from notifier.sinks import Outcome
+from notifier.sinks.registry import SinkContext
+
+
+class LogSink:
+    """Write each notice as a warn line."""
+
+    def __init__(self, name: str, slice_name: str) -> None:
+        self.name = name
+        self._slice_name = slice_name
+        self._log = structlog.get_logger("notifier.notice")
+
+    def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
+        """Log one warn line per notice."""
+        for notice in notices:
+            self._log.warning(
+                f"notice.{notice.kind.value}",
+                message=sentence(notice, self._slice_name),
+                token_id=notice.token_id,
+                token_name=notice.token_name,
+                source=notice.source,
+                expires_at=notice.expires_at,
+                days_left=notice.days_left,
+                seconds_left=notice.seconds_left,
+                threshold=notice.threshold,
+                notice_id=notice.id,
+                sink=self.name,
+            )
+        return [Outcome.sent()] * len(notices)
+
+    def close(self) -> None:
+        """Nothing to release: the log handlers belong to the process."""
+
+
+def build(name: str, context: SinkContext) -> LogSink:
+    """Build the log sink called *name*."""
+    return LogSink(name, context.slice_name)

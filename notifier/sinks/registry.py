@@ -1,0 +1,62 @@
+"""The sink kinds, their instance names (``kind`` or ``kind:label``), and their construction.
+
+A new kind is one module with a ``build(name, context)`` function and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from notifier.clock import Clock
+    from notifier.db.database import Database
+    from notifier.sinks import Sink
+
+# kind -> one-line summary, for settings messages and docs
+SINK_KINDS: dict[str, str] = {
+    "log": "the warn line, at WARNING level",
+    "ui": "notifications shown by `notifications list` and the web page",
+}
+_BUILDERS: dict[str, str] = {
+    "log": "notifier.sinks.log",
+    "ui": "notifier.sinks.ui",
+}
+_NAME = re.compile(r"([a-z]+)(?::([a-z0-9][a-z0-9_-]{0,31}))?")
+
+
+class SinkNameError(ValueError):
+    """A sink name that is malformed or of an unknown kind."""
+
+
+def parse_sink_name(name: str) -> tuple[str, str | None]:
+    """Split ``kind[:label]`` and check the kind exists."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        raise SinkNameError(
+            f"{name!r} is not a sink name (kind or kind:label, lowercase, e.g. log, webhook:ops)"
+        )
+    kind, label = match.groups()
+    if kind not in SINK_KINDS:
+        raise SinkNameError(f"unknown sink {kind!r} (known: {', '.join(SINK_KINDS)})")
+    return kind, label
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What a sink may need to build itself."""
+
+    database: Database
+    clock: Clock
+    slice_name: str
+
+
+def build_sink(name: str, context: SinkContext) -> Sink:
+    """Build the sink instance called *name*."""
+    kind, _label = parse_sink_name(name)
+    module = importlib.import_module(_BUILDERS[kind])
+    builder: Callable[[str, SinkContext], Sink] = module.build
+    return builder(name, context)

@@ -1,0 +1,96 @@
+"""The UI sink: one notification per token, upserted by each notice, shown until resolved.
+
+A new notice bumps ``occurrences`` and ``last_seen`` and clears an acknowledgement, so an
+acknowledged warning comes back when the token is warned about again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import case
+
+from notifier.clock import Clock
+from notifier.db.database import Database, upsert
+from notifier.db.models import Notification
+from notifier.ids import short_id
+from notifier.messages import HINT, sentence
+from notifier.policy import Notice, NoticeKind
+from notifier.sinks import Outcome
+from notifier.sinks.registry import SinkContext
+
+_LEVELS = {
+    NoticeKind.EXPIRING: "warning",
+    NoticeKind.EXPIRED: "error",
+    NoticeKind.RENEWED: "info",
+}
+
+
+class UiSink:
+    """Keep the UI notification of each notified token current."""
+
+    def __init__(self, name: str, database: Database, clock: Clock, slice_name: str) -> None:
+        self.name = name
+        self._database = database
+        self._clock = clock
+        self._slice_name = slice_name
+
+    def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
+        """Upsert one notification per notice, in one short transaction."""
+        if not notices:
+            return []
+        now = self._clock.now()
+        rows: list[dict[str, Any]] = [
+            {
+                "id": short_id(),
+                "source": notice.source,
+                "token_id": notice.token_id,
+                "token_name": notice.token_name,
+                "level": _LEVELS[notice.kind],
+                "kind": notice.kind.value,
+                "message": sentence(notice, self._slice_name),
+                "hint": HINT,
+                "expires_at": notice.expires_at,
+                "days_left": notice.days_left,
+                "first_seen": now,
+                "last_seen": now,
+                "occurrences": 1,
+                "acknowledged_at": None,
+                "resolved_at": None,
+            }
+            for notice in notices
+        ]
+        table = Notification.__table__
+        statement = upsert(self._database.dialect, table).values(rows)
+        current = table.c
+        incoming = statement.excluded
+        reopened = current.resolved_at.is_not(None)
+        statement = statement.on_conflict_do_update(
+            index_elements=[current.source, current.token_id],
+            set_={
+                "token_name": incoming.token_name,
+                "level": incoming.level,
+                "kind": incoming.kind,
+                "message": incoming.message,
+                "hint": incoming.hint,
+                "expires_at": incoming.expires_at,
+                "days_left": incoming.days_left,
+                "last_seen": incoming.last_seen,
+                "first_seen": case((reopened, incoming.first_seen), else_=current.first_seen),
+                "occurrences": case((reopened, 1), else_=current.occurrences + 1),
+                "acknowledged_at": None,
+                "resolved_at": None,
+            },
+        )
+        with self._database.write() as connection:
+            connection.execute(statement)
+        return [Outcome.sent()] * len(notices)
+
+    def close(self) -> None:
+        """Nothing to release: the database belongs to the process."""
+
+
+def build(name: str, context: SinkContext) -> UiSink:
+    """Build the UI sink called *name*."""
+    return UiSink(name, context.database, context.clock, context.slice_name)

@@ -1,0 +1,42 @@
+"""The ASGI app: ``/healthz`` (the process is alive and ticking) and ``/readyz`` (it can work).
+
+Liveness never looks at the database: a daemon that waits correctly for its database must not
+be killed by its orchestrator for it. Readiness does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+import notifier
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """The answer of a health check."""
+
+    ok: bool
+    reason: str = ""
+
+
+def create_app(*, liveness: Callable[[], Probe], readiness: Callable[[], Probe]) -> FastAPI:
+    """Build the app around the two probes the composition root supplies."""
+    app = FastAPI(title="notifier", version=notifier.__version__, docs_url=None, redoc_url=None)
+
+    def answer(probe: Probe) -> JSONResponse:
+        body = {"status": "ok"} if probe.ok else {"status": "failing", "reason": probe.reason}
+        return JSONResponse(body, status_code=200 if probe.ok else 503)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the scheduler is ticking")
+    def healthz() -> JSONResponse:
+        return answer(liveness())
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: the database answers")
+    def readyz() -> JSONResponse:
+        return answer(readiness())
+
+    return app
