@@ -419,13 +419,13 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
-        for field_name, field in self.settings_cls.model_fields.items():
+        for field in self.settings_cls.model_fields.values():
             meta = _meta(field)
             if not meta.get("secret"):
                 continue
             origin = secret_origin(meta["env"])
             if origin is not None and origin.path is not None:
-                values[field_name] = _read_secret_file(origin)
+                values[meta["env"]] = _read_secret_file(origin)
         return values
 
 

@@ -1,0 +1,106 @@
+"""Shared fixtures: a clean environment, a fixed clock, real SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import structlog
+from sqlalchemy.engine import URL, make_url
+
+from notifier.clock import FixedClock
+from notifier.db import migrate
+from notifier.db.database import Database
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Every test starts without NOTIFIER_/ROX_ variables and with its own state directory."""
+    for name in list(os.environ):
+        if name.startswith(("NOTIFIER_", "ROX_")) or name in {
+            "STATE_DIRECTORY",
+            "CREDENTIALS_DIRECTORY",
+            "JOURNAL_STREAM",
+        }:
+            monkeypatch.delenv(name)
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
+
+
+@pytest.fixture(autouse=True)
+def reset_logging() -> Iterator[None]:
+    """Undo what a test's logging configuration (or a CLI call in-process) installed."""
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """A clock standing at 2026-01-01T00:00:00Z."""
+    return FixedClock(T0)
+
+
+def _postgres_admin() -> object:
+    import psycopg  # noqa: PLC0415 - only the PostgreSQL tests need it
+
+    try:
+        return psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3",
+            autocommit=True,
+        )
+    except psycopg.OperationalError as error:
+        pytest.skip(f"no PostgreSQL server answers at 127.0.0.1:5432: {error}".splitlines()[0])
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[URL]:
+    """A fresh PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+    import psycopg  # noqa: PLC0415
+
+    admin = _postgres_admin()
+    assert isinstance(admin, psycopg.Connection)
+    name = f"notifier_test_{secrets.token_hex(6)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(PG_ADMIN_URL).set(database=name)
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> URL:
+    """A SQLite file in the test's directory."""
+    return URL.create("sqlite+pysqlite", database=str(tmp_path / "db" / "notifier.db"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> URL:
+    """Each backend in turn: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        url: URL = request.getfixturevalue("sqlite_url")
+    else:
+        url = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def database(database_url: URL) -> Iterator[Database]:
+    """A migrated database on each backend."""
+    db = Database(database_url)
+    migrate.upgrade(db)
+    yield db
+    db.dispose()

@@ -1,0 +1,461 @@
+"""The check pass against real databases, with the real log and ui sinks.
+
+The sinks defined here implement the Sink protocol the way a channel would (one that fails,
+one that records what it received); they stand in for remote receivers, not for our code.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import MutableMapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from structlog.testing import capture_logs
+
+from notifier.check import Checker, PassReport
+from notifier.clock import FixedClock
+from notifier.db.database import Database, db_now
+from notifier.db.models import DeliveryStateRow, Notification, Token
+from notifier.notifications import list_notifications
+from notifier.policy import Notice, Policy
+from notifier.sinks import Outcome, Sink
+from notifier.sinks.log import LogSink
+from notifier.sinks.ui import UiSink
+from notifier.tokens.store import TokenStore
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+POLICY = Policy(
+    detection_window=timedelta(hours=168),
+    backoff_interval=timedelta(hours=24),
+    pass_interval=HOUR,
+    log_slice=DAY,
+)
+_state = DeliveryStateRow.__table__
+
+
+class RecordingSink:
+    """A receiver that accepts everything and remembers it."""
+
+    def __init__(self, name: str = "recorder") -> None:
+        self.name = name
+        self.received: list[Notice] = []
+
+    def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
+        self.received.extend(notices)
+        return [Outcome.sent()] * len(notices)
+
+    def close(self) -> None:
+        pass
+
+
+class FlakySink(RecordingSink):
+    """A receiver that fails (transiently or for good) until told to recover."""
+
+    def __init__(self, name: str = "flaky", *, permanent: bool = False) -> None:
+        super().__init__(name)
+        self.failing = True
+        self.permanent = permanent
+        self.attempts = 0
+
+    def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
+        self.attempts += len(notices)
+        if self.failing:
+            return [Outcome.failed("receiver answered 503", permanent=self.permanent)] * len(
+                notices
+            )
+        return super().deliver(notices)
+
+
+class CrashingSink(RecordingSink):
+    """A sink with a bug: it raises."""
+
+    def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
+        raise RuntimeError("boom")
+
+
+def make_checker(
+    database: Database,
+    clock: FixedClock,
+    sinks: Sequence[Sink],
+    *,
+    policy: Policy = POLICY,
+    batch_size: int = 500,
+    owner: str = "test-replica",
+    stop: threading.Event | None = None,
+) -> Checker:
+    return Checker(
+        database=database,
+        sinks=sinks,
+        policy=policy,
+        clock=clock,
+        lease=timedelta(minutes=10),
+        batch_size=batch_size,
+        owner=owner,
+        stop=stop,
+    )
+
+
+def tokens(database: Database, clock: FixedClock) -> TokenStore:
+    return TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+
+
+def warn_lines(events: list[MutableMapping[str, Any]]) -> list[str]:
+    return [str(e["message"]) for e in events if e["event"] == "notice.expiring"]
+
+
+class TestFirstPass:
+    def test_notifies_what_is_in_the_window(self, database: Database, clock: FixedClock) -> None:
+        """Tokens inside the window are warned about once per sink; others are left alone."""
+        store = tokens(database, clock)
+        soon = store.create(name="soon", expires_at=clock.now() + DAY * 2)
+        edge = store.create(name="edge", expires_at=clock.now() + timedelta(hours=168))
+        store.create(name="later", expires_at=clock.now() + DAY * 30)
+        store.create(name="forever", expires_at=None)
+        revoked = store.create(name="revoked", expires_at=clock.now() + DAY)
+        store.revoke(revoked.id)
+        ui = UiSink("ui", database, clock, "day")
+        checker = make_checker(database, clock, [LogSink("log", "day"), ui])
+        with capture_logs() as events:
+            report = checker.run()
+        assert warn_lines(events) == [
+            f"Warn: API Token soon (ID {soon.id}) will expire in less than 3 days.",
+            f"Warn: API Token edge (ID {edge.id}) will expire in less than 8 days.",
+        ]
+        assert report.in_window == 2
+        assert report.sent == {"log": 2, "ui": 2}
+        assert report.failures == 0
+        active = list_notifications(database)
+        assert [n.token_name for n in active] == ["soon", "edge"]
+        assert active[0].message == warn_lines(events)[0]
+        assert active[0].occurrences == 1
+
+    def test_expired_token_is_not_warned(self, database: Database, clock: FixedClock) -> None:
+        """A token at or past its expiry is not "expiring"."""
+        store = tokens(database, clock)
+        store.create(name="gone", expires_at=clock.now() + HOUR)
+        clock.advance(HOUR)
+        with capture_logs() as events:
+            report = make_checker(database, clock, [LogSink("log", "day")]).run()
+        assert warn_lines(events) == []
+        assert report.in_window == 0
+
+
+class TestBackoff:
+    @pytest.fixture
+    def setup(self, database: Database, clock: FixedClock) -> tuple[Checker, RecordingSink]:
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY * 5)
+        sink = RecordingSink()
+        checker = make_checker(database, clock, [sink])
+        checker.run()
+        assert len(sink.received) == 1
+        return checker, sink
+
+    def test_second_pass_is_quiet(
+        self, setup: tuple[Checker, RecordingSink], clock: FixedClock
+    ) -> None:
+        """Within the backoff nothing is sent, and the skip is counted."""
+        checker, sink = setup
+        clock.advance(HOUR)
+        report = checker.run()
+        assert len(sink.received) == 1
+        assert report.skipped_backoff == 1
+        assert report.in_window == 1
+
+    def test_elapsed_backoff_notifies_again(
+        self, setup: tuple[Checker, RecordingSink], clock: FixedClock
+    ) -> None:
+        """Once the backoff has passed, the sink hears again, with a new notice id."""
+        checker, sink = setup
+        clock.advance(timedelta(hours=24))
+        checker.run()
+        assert len(sink.received) == 2
+        assert sink.received[0].id != sink.received[1].id
+
+    def test_a_pass_50ms_early_does_not_slip(
+        self, setup: tuple[Checker, RecordingSink], clock: FixedClock
+    ) -> None:
+        """A pass that fires 50 ms before the backoff ends still notifies."""
+        checker, sink = setup
+        clock.advance(timedelta(hours=24) - timedelta(milliseconds=50))
+        checker.run()
+        assert len(sink.received) == 2
+
+    def test_hourly_passes_notify_once_a_day(
+        self, setup: tuple[Checker, RecordingSink], clock: FixedClock
+    ) -> None:
+        """Over two days of hourly passes (each a little early) a token is notified daily."""
+        checker, sink = setup
+        for _ in range(48):
+            clock.advance(HOUR - timedelta(milliseconds=20))
+            checker.run()
+        assert len(sink.received) == 3  # the first pass, then after ~24h and ~48h
+
+    def test_extended_expiry_resets(
+        self, setup: tuple[Checker, RecordingSink], database: Database, clock: FixedClock
+    ) -> None:
+        """Moving the expiry resets the state: the new expiry is notified at once."""
+        checker, sink = setup
+        token_id = sink.received[0].token_id
+        with database.write() as connection:
+            connection.execute(
+                update(Token.__table__)
+                .where(Token.__table__.c.id == token_id)
+                .values(expires_at=clock.now() + DAY * 6)
+            )
+        clock.advance(HOUR)
+        checker.run()
+        assert len(sink.received) == 2
+        assert sink.received[1].expires_at == clock.now() - HOUR + DAY * 6
+
+    def test_changed_backoff_applies_at_once(
+        self, setup: tuple[Checker, RecordingSink], database: Database, clock: FixedClock
+    ) -> None:
+        """Stored due times follow a configuration change on the next pass."""
+        _, sink = setup
+        every_pass = Policy(
+            detection_window=POLICY.detection_window,
+            backoff_interval=timedelta(0),
+            pass_interval=HOUR,
+            log_slice=DAY,
+        )
+        clock.advance(HOUR)
+        make_checker(database, clock, [sink], policy=every_pass).run()
+        assert len(sink.received) == 2
+
+
+class TestDelivery:
+    def test_a_failing_sink_does_not_block_another(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """One sink failing leaves the other's notices and state untouched."""
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        flaky, steady = FlakySink(), RecordingSink()
+        checker = make_checker(database, clock, [flaky, steady])
+        with capture_logs() as events:
+            report = checker.run()
+        assert len(steady.received) == 1
+        assert report.failed == {"flaky": 1}
+        failed = [e for e in events if e["event"] == "sink.failed"]
+        assert failed[0]["sink"] == "flaky"
+        assert failed[0]["permanent"] is False
+
+    def test_transient_failure_is_retried_and_delivered_once(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """A receiver that fails for three passes gets every notice exactly once after."""
+        store = tokens(database, clock)
+        for index in range(3):
+            store.create(name=f"t{index}", expires_at=clock.now() + DAY * (index + 1))
+        flaky, steady = FlakySink(), RecordingSink()
+        checker = make_checker(database, clock, [flaky, steady])
+        for _ in range(3):
+            assert checker.run().failures == 3
+            clock.advance(HOUR)
+        flaky.failing = False
+        checker.run()
+        for _ in range(5):
+            clock.advance(HOUR)
+            checker.run()
+        assert sorted(n.token_name for n in flaky.received) == ["t0", "t1", "t2"]
+        assert len(steady.received) == 3  # the steady sink heard once, unaffected
+        with database.read() as connection:
+            row = connection.execute(select(_state).where(_state.c.sink == "flaky")).first()
+        assert row is not None
+        assert row.attempts == 0
+        assert row.last_error is None
+
+    def test_failure_is_recorded(self, database: Database, clock: FixedClock) -> None:
+        """A failure leaves attempts and the error in the state row, and the lease released."""
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        make_checker(database, clock, [FlakySink()]).run()
+        with database.read() as connection:
+            row = connection.execute(select(_state)).one()
+        assert row.attempts == 1
+        assert row.last_error == "receiver answered 503"
+        assert row.last_sent_at is None
+        assert row.lease_owner is None
+
+    def test_permanent_failure_waits_a_backoff(self, database: Database, clock: FixedClock) -> None:
+        """A permanent failure is not retried on the next pass, only after the backoff."""
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY * 5)
+        sink = FlakySink(permanent=True)
+        checker = make_checker(database, clock, [sink])
+        checker.run()
+        for _ in range(10):
+            clock.advance(HOUR)
+            checker.run()
+        assert sink.attempts == 1
+        clock.advance(timedelta(hours=14))
+        checker.run()
+        assert sink.attempts == 2
+
+    def test_a_crashing_sink_is_contained(self, database: Database, clock: FixedClock) -> None:
+        """A sink that raises fails its batch; the pass and the other sinks go on."""
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        steady = RecordingSink()
+        report = make_checker(database, clock, [CrashingSink("crashy"), steady]).run()
+        assert report.failed == {"crashy": 1}
+        assert len(steady.received) == 1
+
+    def test_success_is_recorded_after_the_send(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """While the sink sends, the row is claimed but not yet marked sent."""
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        seen: list[tuple[object, object]] = []
+
+        class Peeking(RecordingSink):
+            def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
+                with database.read() as connection:
+                    row = connection.execute(select(_state)).one()
+                seen.append((row.last_sent_at, row.lease_owner))
+                return super().deliver(notices)
+
+        make_checker(database, clock, [Peeking("peek")]).run()
+        assert seen == [(None, "test-replica")]
+        with database.read() as connection:
+            row = connection.execute(select(_state)).one()
+        assert row.last_sent_at == clock.now()
+        assert row.lease_owner is None
+
+
+class TestClaims:
+    def test_a_live_lease_blocks_another_replica(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """A row leased by another replica is left to it; once the lease lapses it is retried."""
+        created = tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        with database.write() as connection:
+            connection.execute(
+                _state.insert().values(
+                    source="store",
+                    token_id=created.id,
+                    sink="recorder",
+                    expires_at=created.expires_at,
+                    next_due_at=clock.now(),
+                    notices_sent=0,
+                    attempts=0,
+                    lease_owner="other-replica",
+                    lease_until=db_now(600),
+                )
+            )
+        sink = RecordingSink()
+        report = make_checker(database, clock, [sink]).run()
+        assert report.claimed_elsewhere == 1
+        assert sink.received == []
+        with database.write() as connection:  # the other replica died; its lease ran out
+            connection.execute(update(_state).values(lease_until=db_now(-1)))
+        make_checker(database, clock, [sink]).run()
+        assert len(sink.received) == 1
+
+    def test_two_replicas_deliver_once(self, database: Database, clock: FixedClock) -> None:
+        """Two checkers over the same rows send each notice once between them."""
+        store = tokens(database, clock)
+        for index in range(20):
+            store.create(name=f"t{index}", expires_at=clock.now() + DAY)
+        sink = RecordingSink()
+        first = make_checker(database, clock, [sink], owner="a", batch_size=7)
+        second = make_checker(database, clock, [sink], owner="b", batch_size=7)
+        threads = [threading.Thread(target=c.run) for c in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        names = sorted(n.token_name for n in sink.received)
+        assert names == sorted(f"t{index}" for index in range(20))
+
+
+class TestPassShape:
+    def test_keyset_batches_cover_equal_expiries(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """Batches of 2 over tokens sharing one expiry still notify each exactly once."""
+        store = tokens(database, clock)
+        expiry = clock.now() + DAY
+        for index in range(7):
+            store.create(name=f"t{index}", expires_at=expiry)
+        sink = RecordingSink()
+        make_checker(database, clock, [sink], batch_size=2).run()
+        assert sorted(n.token_name for n in sink.received) == [f"t{i}" for i in range(7)]
+
+    def test_dry_run_records_nothing(self, database: Database, clock: FixedClock) -> None:
+        """--dry-run says what would be sent, sends nothing and writes no state."""
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        sink = RecordingSink()
+        report = make_checker(database, clock, [sink]).run(dry_run=True)
+        assert [n.token_name for n in report.would_send] == ["t"]
+        assert sink.received == []
+        with database.read() as connection:
+            assert connection.execute(select(_state)).all() == []
+        assert make_checker(database, clock, [sink]).run().sent == {"recorder": 1}
+
+    def test_stop_between_batches_loses_nothing(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """A stop request ends the pass after the current batch; the rest waits, still due."""
+        store = tokens(database, clock)
+        for index in range(6):
+            store.create(name=f"t{index}", expires_at=clock.now() + DAY)
+        stop = threading.Event()
+
+        class Stopping(RecordingSink):
+            def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
+                stop.set()
+                return super().deliver(notices)
+
+        sink = Stopping("stopping")
+        report: PassReport = make_checker(database, clock, [sink], batch_size=2, stop=stop).run()
+        assert report.interrupted
+        assert len(sink.received) == 2
+        make_checker(database, clock, [sink]).run()
+        assert len(sink.received) == 6
+
+    def test_completed_fields(self, database: Database, clock: FixedClock) -> None:
+        """The report carries what check.completed logs."""
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        fields = make_checker(database, clock, [RecordingSink()]).run().fields()
+        assert fields["in_window"] == 1
+        assert fields["sent"] == 1
+        assert fields["failed"] == 0
+        assert fields["skipped_backoff"] == 0
+        assert fields["duration_ms"] >= 0
+
+
+class TestUiSink:
+    def test_one_notification_per_token_upserted(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """Each notice updates the token's one notification and counts occurrences."""
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY * 3)
+        ui = UiSink("ui", database, clock, "day")
+        checker = make_checker(database, clock, [ui])
+        checker.run()
+        first_seen = clock.now()
+        clock.advance(timedelta(hours=25))  # 47h left: "less than 2 days"
+        checker.run()
+        (notification,) = list_notifications(database)
+        assert notification.occurrences == 2
+        assert notification.first_seen == first_seen
+        assert notification.last_seen == clock.now()
+        assert notification.message.endswith("in less than 2 days.")
+        assert notification.hint.startswith("Create a new token")
+
+    def test_a_new_notice_brings_back_an_acknowledged_one(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """An acknowledged notification is hidden until the next notice for its token."""
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY * 3)
+        checker = make_checker(database, clock, [UiSink("ui", database, clock, "day")])
+        checker.run()
+        with database.write() as connection:
+            connection.execute(update(Notification.__table__).values(acknowledged_at=clock.now()))
+        assert list_notifications(database) == []
+        assert len(list_notifications(database, include_inactive=True)) == 1
+        clock.advance(timedelta(hours=24))
+        checker.run()
+        (notification,) = list_notifications(database)
+        assert notification.acknowledged_at is None

@@ -1,0 +1,135 @@
+import io
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import structlog
+
+from notifier import logs
+from notifier.policy import Notice, NoticeKind
+from notifier.sinks.log import LogSink
+
+FORGED = "evil\nWarn: API Token admin (ID 1) will expire in less than 1 day.\u202e"
+
+
+@pytest.fixture
+def stream() -> io.StringIO:
+    return io.StringIO()
+
+
+def notice(name: str = "ci-deploy", days: int = 3) -> Notice:
+    return Notice(
+        id="0123abcd",
+        kind=NoticeKind.EXPIRING,
+        sink="log",
+        source="store",
+        token_id="abc123",
+        token_name=name,
+        owner=None,
+        expires_at=datetime(2026, 1, 3, 12, tzinfo=UTC),
+        days_left=days,
+        seconds_left=100,
+        threshold=None,
+    )
+
+
+def emit(stream: io.StringIO, log_format: str, item: Notice) -> list[str]:
+    logs.configure(log_format=log_format, level="INFO", stream=stream)
+    LogSink("log", "day").deliver([item])
+    return stream.getvalue().splitlines()
+
+
+class TestText:
+    def test_warn_line_is_the_sentence_after_a_timestamp(self, stream: io.StringIO) -> None:
+        """In text format the warn line is exactly the documented sentence after a timestamp."""
+        (line,) = emit(stream, "text", notice())
+        timestamp, sentence = line.split(" ", 1)
+        assert sentence == "Warn: API Token ci-deploy (ID abc123) will expire in less than 3 days."
+        assert datetime.fromisoformat(timestamp).tzinfo is not None
+
+    def test_injection_through_a_name_stays_one_line(self, stream: io.StringIO) -> None:
+        """A newline and U+202E in a name neither start a line nor reach the output raw."""
+        lines = emit(stream, "text", notice(name=FORGED))
+        assert len(lines) == 1
+        assert "\u202e" not in lines[0]
+        assert "evil\\nWarn: API Token admin" in lines[0]
+
+    def test_other_events_carry_level_and_fields(self, stream: io.StringIO) -> None:
+        """Events without a sentence read `<timestamp> <LEVEL> <event> key=value`."""
+        logs.configure(log_format="text", level="INFO", stream=stream)
+        structlog.get_logger("t").info("check.completed", in_window=2, reason="a b\nc")
+        line = stream.getvalue().rstrip("\n")
+        assert line.split(" ", 1)[1] == 'INFO check.completed in_window=2 reason="a b\\nc"'
+
+    def test_stdlib_loggers_are_routed(self, stream: io.StringIO) -> None:
+        """Third-party stdlib logging goes through the same renderer, on one line."""
+        logs.configure(log_format="text", level="INFO", stream=stream)
+        logging.getLogger("uvicorn.error").warning("two\nlines")
+        line = stream.getvalue().rstrip("\n")
+        assert "\n" not in line
+        assert "WARNING two\\nlines logger=uvicorn.error" in line
+
+    def test_level_filters(self, stream: io.StringIO) -> None:
+        """Events below the configured level are dropped; notices at WARNING pass."""
+        logs.configure(log_format="text", level="WARNING", stream=stream)
+        structlog.get_logger("t").info("check.completed")
+        LogSink("log", "day").deliver([notice()])
+        assert len(stream.getvalue().splitlines()) == 1
+
+
+class TestJson:
+    def test_sentence_is_the_message_and_fields_ride_beside(self, stream: io.StringIO) -> None:
+        """In JSON the sentence is the message; token_id, name, source, expiry, X are fields."""
+        (line,) = emit(stream, "json", notice(name=FORGED))
+        record = json.loads(line)
+        assert record["level"] == "warning"
+        assert record["event"] == "notice.expiring"
+        assert record["message"].startswith("Warn: API Token evil\\nWarn: API Token admin")
+        assert record["token_id"] == "abc123"
+        assert record["token_name"] == FORGED  # JSON escaping keeps the raw value safe
+        assert record["source"] == "store"
+        assert record["expires_at"] == "2026-01-03T12:00:00Z"
+        assert record["days_left"] == 3
+        assert "\u202e" not in line  # ensure_ascii: not even inside a JSON string
+
+
+class TestLogfmt:
+    def test_sentence_is_the_message(self, stream: io.StringIO) -> None:
+        """In logfmt the sentence is the quoted message, the token fields key=value."""
+        (line,) = emit(stream, "logfmt", notice())
+        assert " level=warning event=notice.expiring " in line
+        assert (
+            'message="Warn: API Token ci-deploy (ID abc123) will expire in less than 3 days."'
+            in line
+        )
+        assert " token_id=abc123 " in line
+        assert " days_left=3 " in line
+        assert " expires_at=2026-01-03T12:00:00Z " in line
+
+    def test_injection_stays_one_line(self, stream: io.StringIO) -> None:
+        """A forged name cannot break a logfmt line either."""
+        lines = emit(stream, "logfmt", notice(name=FORGED))
+        assert len(lines) == 1
+        assert "\u202e" not in lines[0]
+
+
+class TestLogFile:
+    def test_appends_and_reopens_after_rotation(self, stream: io.StringIO, tmp_path: Path) -> None:
+        """NOTIFIER_LOG_FILE is appended to, and reopened once logrotate moves it away."""
+        path = tmp_path / "notifier.log"
+        path.write_text("earlier\n")
+        logs.configure(log_format="text", level="INFO", stream=stream, log_file=path)
+        LogSink("log", "day").deliver([notice(days=3)])
+        path.rename(path.with_suffix(".log.1"))
+        LogSink("log", "day").deliver([notice(days=2)])
+        rotated = path.with_suffix(".log.1").read_text().splitlines()
+        assert rotated[0] == "earlier"
+        assert rotated[1].endswith("less than 3 days.")
+        assert path.read_text().splitlines()[0].endswith("less than 2 days.")
+
+    def test_unwritable_file_is_refused(self) -> None:
+        """A log file that cannot be opened stops start-up with the reason."""
+        with pytest.raises(logs.LogFileError, match="cannot append"):
+            logs.configure(log_file=Path("/proc/nope/notifier.log"))
