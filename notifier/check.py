@@ -94,7 +94,7 @@ class PassReport:
             "claimed_elsewhere": self.claimed_elsewhere,
             "sent_by_sink": dict(self.sent),
             "failed_by_sink": dict(self.failed),
-            "interrupted": self.interrupted,
+            "interrupted": self.interrupted or None,  # only said when it happened
             "duration_ms": round(self.duration_ms, 1),
         }
 

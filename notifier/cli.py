@@ -124,7 +124,8 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         return exitcodes.FAILURE
     finally:
         parts.close()
-    log.info("check.completed", dry_run=args.dry_run, **report.fields())
+    extra = {"dry_run": True} if args.dry_run else {}
+    log.info("check.completed", **report.fields(), **extra)
     for notice in report.would_send:
         sys.stdout.write(f"{notice.sink}\t{sentence(notice, settings.log_slice_name)}\n")
     return exitcodes.TEMPFAIL if report.failures else exitcodes.OK

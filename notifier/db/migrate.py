@@ -8,13 +8,14 @@ works behind PgBouncer in transaction mode); on SQLite it is the write lock of
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, func, inspect, select, text
 
 from notifier.db.database import Database
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # The newest revision; a test checks it against the scripts, so start-up can compare one row
 # instead of loading Alembic.
@@ -25,6 +26,9 @@ _SCRIPTS = Path(__file__).with_name("migrations")
 
 def alembic_config() -> Config:
     """An Alembic configuration pointing at the packaged migration scripts."""
+    # Alembic is imported only when a migration runs: most commands find the schema current.
+    from alembic.config import Config  # noqa: PLC0415
+
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     return config
@@ -32,6 +36,8 @@ def alembic_config() -> Config:
 
 def script_head() -> str | None:
     """The head revision according to the scripts themselves."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -57,6 +63,8 @@ def upgrade(database: Database) -> bool:
             connection.execute(select(func.pg_advisory_xact_lock(_LOCK_KEY)))
         if current_revision(connection) == HEAD:
             return False  # another replica did it while we waited for the lock
+        from alembic import command  # noqa: PLC0415
+
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
