@@ -292,23 +292,20 @@ class Checker:
         _log_failures(sink.name, mine, outcomes)
 
     def _claim(self, sink: str, decisions: list[Decision], now: datetime) -> set[str]:
-        """Take a lease on each decision's (token, sink) that is still due and not leased."""
-        rows = [
-            {
-                "source": STORE,
-                "token_id": d.notice.token_id,
-                "sink": sink,
-                "expires_at": d.notice.expires_at,
-                "next_due_at": now,
-                "notices_sent": 0,
-                "attempts": 0,
-                "lease_owner": self._owner,
-                "lease_until": db_now(self._lease_seconds),
-            }
-            for d in decisions
-            if d.notice is not None
-        ]
-        insert = upsert(self._database.dialect, _state).values(rows)
+        """Take a lease on each decision's (token, sink) that is still due and not leased.
+
+        One executemany of a single cached statement; SQLAlchemy batches it into multi-row
+        VALUES with RETURNING, which lists only the rows inserted or updated: those we hold.
+        """
+        insert = upsert(self._database.dialect, _state).values(
+            source=STORE,
+            sink=sink,
+            next_due_at=now,
+            notices_sent=0,
+            attempts=0,
+            lease_owner=self._owner,
+            lease_until=db_now(self._lease_seconds),
+        )
         current = _state.c
         incoming = insert.excluded
         statement = insert.on_conflict_do_update(
@@ -324,8 +321,13 @@ class Checker:
                 ),
             ),
         ).returning(current.token_id)
+        rows = [
+            {"token_id": d.notice.token_id, "expires_at": d.notice.expires_at}
+            for d in decisions
+            if d.notice is not None
+        ]
         with self._database.write() as connection:
-            return set(connection.execute(statement).scalars())
+            return set(connection.execute(statement, rows).scalars())
 
     def _record(self, records: list[dict[str, Any]]) -> None:
         """Write each outcome, and release the lease, in one short transaction."""

@@ -44,29 +44,31 @@ class UiSink:
         rows: list[dict[str, Any]] = [
             {
                 "id": short_id(),
-                "source": notice.source,
                 "token_id": notice.token_id,
+                "source": notice.source,
                 "token_name": notice.token_name,
                 "level": _LEVELS[notice.kind],
                 "kind": notice.kind.value,
                 "message": sentence(notice, self._slice_name),
-                "hint": HINT,
                 "expires_at": notice.expires_at,
                 "days_left": notice.days_left,
-                "first_seen": now,
-                "last_seen": now,
-                "occurrences": 1,
-                "acknowledged_at": None,
-                "resolved_at": None,
             }
             for notice in notices
         ]
         table = Notification.__table__
-        statement = upsert(self._database.dialect, table).values(rows)
+        # One cached statement run as an executemany: SQLAlchemy batches the rows itself.
+        insert = upsert(self._database.dialect, table).values(
+            hint=HINT,
+            first_seen=now,
+            last_seen=now,
+            occurrences=1,
+            acknowledged_at=None,
+            resolved_at=None,
+        )
         current = table.c
-        incoming = statement.excluded
+        incoming = insert.excluded
         reopened = current.resolved_at.is_not(None)
-        statement = statement.on_conflict_do_update(
+        statement = insert.on_conflict_do_update(
             index_elements=[current.source, current.token_id],
             set_={
                 "token_name": incoming.token_name,
@@ -84,7 +86,7 @@ class UiSink:
             },
         )
         with self._database.write() as connection:
-            connection.execute(statement)
+            connection.execute(statement, rows)
         return [Outcome.sent()] * len(notices)
 
     def close(self) -> None:

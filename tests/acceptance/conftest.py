@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -57,7 +56,7 @@ class RunningDaemon:
     """A ``notifier run`` process whose stderr is read line by line as it arrives."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - our own command
+        self.process = subprocess.Popen(
             [*notifier_command(), "run"],
             env=env,
             stdout=subprocess.PIPE,
@@ -119,7 +118,7 @@ class RunningDaemon:
 
 
 @pytest.fixture
-def daemon(env: dict[str, str]) -> Iterator[type[RunningDaemon]]:
+def daemon() -> Iterator[type[RunningDaemon]]:
     """Start daemons with ``daemon(env)``; any left running are killed afterwards."""
     started: list[RunningDaemon] = []
 
@@ -131,7 +130,3 @@ def daemon(env: dict[str, str]) -> Iterator[type[RunningDaemon]]:
     yield Tracked
     for running in started:
         running.close()
-
-
-def have(command: str) -> bool:
-    return shutil.which(command) is not None

@@ -109,7 +109,7 @@ class TestCheckEndToEnd:
 
 class TestTokens:
     def test_create_json_and_list(self, env: dict[str, str], tmp_path: Path) -> None:
-        """create --json shows the secret once; list and the database never hold it."""
+        """The secret is shown once by create --json; list and the database never hold it."""
         created = cli("tokens", "create", "--name", "deploy", "--role", "ci", "--json", env=env)
         assert created.returncode == 0
         token = json.loads(created.stdout)
