@@ -41,12 +41,20 @@ class Database:
         connect_args: dict[str, Any] = {}
         if self.dialect == "sqlite":
             if url.database:
-                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise DatabaseUnavailableError(
+                        f"cannot create the directory of {url.database}: {error.strerror}"
+                    ) from None
             connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
         elif self.dialect == "postgresql":
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
         self.engine: Engine = create_engine(
-            url, connect_args=connect_args, pool_pre_ping=self.dialect != "sqlite"
+            url,
+            connect_args=connect_args,
+            pool_pre_ping=self.dialect != "sqlite",
+            hide_parameters=True,  # errors must not carry values (names, hashes) into logs
         )
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)

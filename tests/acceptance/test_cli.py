@@ -89,6 +89,30 @@ class TestCheckEndToEnd:
         assert "db.unavailable" in result.stderr
         assert "hunter2" not in result.stderr
 
+    def test_sqlite_path_that_cannot_be_created_exits_69(self, env: dict[str, str]) -> None:
+        """A SQLite file in a directory that cannot be made is unavailable too: exit 69."""
+        url = "sqlite:////proc/notifier/notifier.db"
+        result = cli("check", env={**env, "NOTIFIER_DATABASE_URL": url})
+        assert result.returncode == 69
+        assert "cannot create the directory" in result.stderr
+
+    def test_failed_delivery_exits_75_and_spares_the_other_sink(
+        self, env: dict[str, str], tmp_path: Path
+    ) -> None:
+        """When one sink fails the pass exits 75; the other sink still delivered."""
+        cli("tokens", "create", "--name", "ci", "--ttl", "2d", env=env)
+        database = tmp_path / "state" / "notifier" / "notifier.db"
+        with sqlite3.connect(database) as connection:
+            connection.execute("DROP TABLE notifications")  # the ui sink can no longer write
+        result = cli("check", env=env)
+        assert result.returncode == 75
+        assert len(warn_lines(result.stderr)) == 1
+        assert "sink.crashed" in result.stderr
+        assert "sent_by_sink.log=1 failed_by_sink.ui=1" in result.stderr
+        again = cli("check", env=env)  # the log sink is in backoff; the ui sink retries
+        assert again.returncode == 75
+        assert warn_lines(again.stderr) == []
+
     def test_bad_config_exits_78(self, env: dict[str, str]) -> None:
         """A bad value is one line naming the variable, and exit 78."""
         result = cli("check", env={**env, "ROX_TOKEN_EXPIRATION_LOG_SLICE_DURATION": "100ms"})
