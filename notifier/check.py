@@ -33,6 +33,7 @@ import structlog
 from sqlalchemy import (
     Connection,
     Row,
+    Select,
     and_,
     bindparam,
     func,
@@ -171,16 +172,9 @@ class Checker:
 
     # --- reading --------------------------------------------------------------------------
 
-    def _window(self, now: datetime) -> ColumnElement[bool]:
-        return and_(
-            _tokens.c.expires_at > now,
-            _tokens.c.expires_at <= now + self._policy.horizon,
-            or_(_tokens.c.revoked_at.is_(None), _tokens.c.revoked_at > now),
-        )
-
     def _count_in_window(self, connection: Connection, now: datetime) -> int:
         count = connection.execute(
-            select(func.count()).select_from(_tokens).where(self._window(now))
+            select(func.count()).select_from(_tokens).where(_window(now, self._policy.horizon))
         ).scalar_one()
         return int(count)
 
@@ -188,52 +182,11 @@ class Checker:
         self, sink: str, now: datetime
     ) -> Iterator[list[tuple[WatchedToken, DeliveryState | None]]]:
         """Yield batches of due (token, state) pairs, each read in its own short transaction."""
-        state = _state
-        query = (
-            select(
-                _tokens.c.id,
-                _tokens.c.name,
-                _tokens.c.expires_at,
-                _tokens.c.revoked_at,
-                state.c.sink,
-                state.c.expires_at.label("state_expires_at"),
-                state.c.last_sent_at,
-                state.c.notices_sent,
-                state.c.attempts,
-            )
-            .select_from(
-                _tokens.outerjoin(
-                    state,
-                    and_(
-                        state.c.source == STORE,
-                        state.c.token_id == _tokens.c.id,
-                        state.c.sink == sink,
-                    ),
-                )
-            )
-            .where(
-                self._window(now),
-                or_(
-                    state.c.sink.is_(None),
-                    state.c.next_due_at.is_(None),
-                    state.c.next_due_at <= now,
-                    state.c.expires_at.is_(None),
-                    state.c.expires_at != _tokens.c.expires_at,
-                ),
-            )
-            .order_by(_tokens.c.expires_at, _tokens.c.id)
-            .limit(self._batch_size)
-        )
         after: tuple[datetime, str] | None = None
         while True:
-            page = query
-            if after is not None:
-                page = query.where(
-                    tuple_(_tokens.c.expires_at, _tokens.c.id)
-                    > tuple_(literal(after[0], UtcDateTime()), literal(after[1]))
-                )
+            query = due_query(sink, now, self._policy.horizon, after, self._batch_size)
             with self._database.read() as connection:
-                rows = connection.execute(page).all()
+                rows = connection.execute(query).all()
             if not rows:
                 return
             yield [_pair(row) for row in rows]
@@ -376,6 +329,72 @@ class Checker:
         ]
         with self._database.write() as connection:
             connection.execute(statement, rows)
+
+
+def _window(now: datetime, horizon: timedelta) -> ColumnElement[bool]:
+    """Tokens expiring in (now, now + horizon] and not revoked at now."""
+    return and_(
+        _tokens.c.expires_at > now,
+        _tokens.c.expires_at <= now + horizon,
+        or_(_tokens.c.revoked_at.is_(None), _tokens.c.revoked_at > now),
+    )
+
+
+def due_query(
+    sink: str,
+    now: datetime,
+    horizon: timedelta,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> Select[Any]:
+    """One keyset page of the store's tokens in the window that are due for *sink*.
+
+    Due: no state yet, ``next_due_at`` reached (or cleared), or state about another expiry.
+    The walk follows the index (expires_at, id, revoked_at), so the cost grows with the
+    tokens in the window, not with the table.
+    """
+    state = _state
+    query = (
+        select(
+            _tokens.c.id,
+            _tokens.c.name,
+            _tokens.c.expires_at,
+            _tokens.c.revoked_at,
+            state.c.sink,
+            state.c.expires_at.label("state_expires_at"),
+            state.c.last_sent_at,
+            state.c.notices_sent,
+            state.c.attempts,
+        )
+        .select_from(
+            _tokens.outerjoin(
+                state,
+                and_(
+                    state.c.source == STORE,
+                    state.c.token_id == _tokens.c.id,
+                    state.c.sink == sink,
+                ),
+            )
+        )
+        .where(
+            _window(now, horizon),
+            or_(
+                state.c.sink.is_(None),
+                state.c.next_due_at.is_(None),
+                state.c.next_due_at <= now,
+                state.c.expires_at.is_(None),
+                state.c.expires_at != _tokens.c.expires_at,
+            ),
+        )
+        .order_by(_tokens.c.expires_at, _tokens.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(
+            tuple_(_tokens.c.expires_at, _tokens.c.id)
+            > tuple_(literal(after[0], UtcDateTime()), literal(after[1]))
+        )
+    return query
 
 
 def _pair(row: Row[*tuple[Any, ...]]) -> tuple[WatchedToken, DeliveryState | None]:

@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.engine import URL
 from structlog.testing import capture_logs
 
-from notifier.check import Checker, PassReport
+from notifier.check import Checker, PassReport, due_query
 from notifier.clock import FixedClock
+from notifier.db import migrate
 from notifier.db.database import Database, db_now
 from notifier.db.models import DeliveryStateRow, Notification, Token
 from notifier.notifications import list_notifications
@@ -459,3 +461,21 @@ class TestUiSink:
         checker.run()
         (notification,) = list_notifications(database)
         assert notification.acknowledged_at is None
+
+
+class TestQueryPlan:
+    def test_due_query_walks_the_expiry_index(self, sqlite_url: URL, clock: FixedClock) -> None:
+        """On SQLite the due query is an index range scan over expires_at, never a table scan."""
+        database = Database(sqlite_url)
+        migrate.upgrade(database)
+        query = due_query("log", clock.now(), timedelta(hours=168), (clock.now(), "x"), 500)
+        compiled = query.compile(database.engine, compile_kwargs={"literal_binds": False})
+        with database.read() as connection:
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params.values())
+            ).all()
+        details = [str(row[-1]) for row in plan]
+        database.dispose()
+        assert any("ix_tokens_expiry_keyset" in line and "expires_at>" in line for line in details)
+        assert not any(line.startswith("SCAN t") for line in details), details
+        assert not any("TEMP B-TREE" in line for line in details), details  # no sort step
