@@ -1,8 +1,8 @@
 """One check pass: find what is due, decide, claim, deliver, and record after the send.
 
-For each sink, the pass walks the tokens inside the horizon in keyset order (expires_at, id),
-joined with that sink's delivery state so that only what is due comes back: tokens with no
-state yet, state whose ``next_due_at`` has come, or state about an older expiry. Each batch:
+For each source and each sink, the pass reads the tokens inside the horizon that are due for
+that sink: tokens with no state yet, state whose ``next_due_at`` has come, or state about an
+older expiry (the store does this in one keyset join; see notifier/sources). Each batch:
 
 1. ``Policy.decide`` (pure) turns each row into a notice or a later ``next_due_at``;
 2. the notices are **claimed**: a conditional upsert that sets a lease with the database's
@@ -24,39 +24,26 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import (
-    Connection,
-    Row,
-    Select,
-    and_,
-    bindparam,
-    func,
-    literal,
-    or_,
-    select,
-    tuple_,
-    update,
-)
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from notifier.clock import Clock
 from notifier.db.database import Database, db_now, upsert
-from notifier.db.models import DeliveryStateRow, Meta, Token, UtcDateTime
-from notifier.policy import Decision, DeliveryState, Notice, Policy, WatchedToken
+from notifier.db.models import DeliveryStateRow, Meta
+from notifier.policy import Decision, Notice, Policy, WatchedToken
 from notifier.sinks import Outcome, Sink
+from notifier.sources import Snapshot, SourceError, TokenSource
+from notifier.sources.store import StoreSource
 
-STORE = "store"
 _ERROR_LIMIT = 500  # characters of a sink's error kept in the state row
 
 log = structlog.get_logger("notifier.check")
 
-_tokens = Token.__table__
 _state = DeliveryStateRow.__table__
 _meta = Meta.__table__
 _POLICY_KEY = "policy"
@@ -76,6 +63,7 @@ class PassReport:
     failed: Counter[str] = field(default_factory=Counter)
     skipped_backoff: int = 0
     claimed_elsewhere: int = 0
+    failed_sources: list[str] = field(default_factory=list)
     interrupted: bool = False
     duration_ms: float = 0.0
     would_send: list[Notice] = field(default_factory=list)  # dry runs only
@@ -84,6 +72,11 @@ class PassReport:
     def failures(self) -> int:
         """Deliveries that failed in this pass (they will be retried)."""
         return sum(self.failed.values())
+
+    @property
+    def degraded(self) -> bool:
+        """Some deliveries failed, or a source could not be read: the next pass retries."""
+        return self.failures > 0 or bool(self.failed_sources)
 
     def fields(self) -> dict[str, Any]:
         """The report as log fields."""
@@ -95,13 +88,14 @@ class PassReport:
             "claimed_elsewhere": self.claimed_elsewhere,
             "sent_by_sink": dict(self.sent),
             "failed_by_sink": dict(self.failed),
+            "failed_sources": ",".join(self.failed_sources) or None,
             "interrupted": self.interrupted or None,  # only said when it happened
             "duration_ms": round(self.duration_ms, 1),
         }
 
 
 class Checker:
-    """Run check passes over the store's tokens for a set of sinks."""
+    """Run check passes over token sources for a set of sinks."""
 
     def __init__(
         self,
@@ -111,11 +105,13 @@ class Checker:
         policy: Policy,
         clock: Clock,
         lease: timedelta,
+        sources: Sequence[TokenSource] | None = None,
         batch_size: int = 500,
         owner: str | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self._database = database
+        self._sources = list(sources) if sources is not None else [StoreSource(database)]
         self._sinks = list(sinks)
         self._policy = policy
         self._clock = clock
@@ -131,14 +127,23 @@ class Checker:
         report = PassReport()
         if not dry_run:
             self._sync_policy()
-        with self._database.read() as connection:
-            report.in_window = self._count_in_window(connection, now)
-        for sink in self._sinks:
-            # Every token in the window is either notified now or waiting out its backoff.
-            notified = self._run_sink(sink, now, report, dry_run=dry_run)
-            report.skipped_backoff += max(report.in_window - notified, 0)
-            if self._stop.is_set():
-                report.interrupted = True
+        for source in self._sources:
+            try:
+                snapshot = source.snapshot(now, self._policy.horizon)
+            except SourceError as error:
+                # One broken source is skipped for this pass; the others go on.
+                log.error("source.failed", source=source.name, reason=str(error))
+                report.failed_sources.append(source.name)
+                continue
+            report.in_window += snapshot.in_window
+            for sink in self._sinks:
+                # Every token in the window is either notified now or waiting out its backoff.
+                notified = self._run_sink(source.name, snapshot, sink, now, report, dry_run=dry_run)
+                report.skipped_backoff += max(snapshot.in_window - notified, 0)
+                if self._stop.is_set():
+                    report.interrupted = True
+                    break
+            if report.interrupted:
                 break
         report.duration_ms = (time.perf_counter() - started) * 1000
         return report
@@ -170,37 +175,21 @@ class Checker:
         if stored is not None:
             log.info("check.policy_changed", previous=stored, current=fingerprint)
 
-    # --- reading --------------------------------------------------------------------------
-
-    def _count_in_window(self, connection: Connection, now: datetime) -> int:
-        count = connection.execute(
-            select(func.count()).select_from(_tokens).where(_window(now, self._policy.horizon))
-        ).scalar_one()
-        return int(count)
-
-    def _due_batches(
-        self, sink: str, now: datetime
-    ) -> Iterator[list[tuple[WatchedToken, DeliveryState | None]]]:
-        """Yield batches of due (token, state) pairs, each read in its own short transaction."""
-        after: tuple[datetime, str] | None = None
-        while True:
-            query = due_query(sink, now, self._policy.horizon, after, self._batch_size)
-            with self._database.read() as connection:
-                rows = connection.execute(query).all()
-            if not rows:
-                return
-            yield [_pair(row) for row in rows]
-            if len(rows) < self._batch_size:
-                return
-            last = rows[-1]
-            after = (last.expires_at, last.id)
-
     # --- one sink ---------------------------------------------------------------------------
 
-    def _run_sink(self, sink: Sink, now: datetime, report: PassReport, *, dry_run: bool) -> int:
-        """Run one sink's share of the pass; return how many notices it decided to send."""
+    def _run_sink(
+        self,
+        source: str,
+        snapshot: Snapshot,
+        sink: Sink,
+        now: datetime,
+        report: PassReport,
+        *,
+        dry_run: bool,
+    ) -> int:
+        """Run one (source, sink) share of the pass; return how many notices it decided on."""
         notified = 0
-        for batch in self._due_batches(sink.name, now):
+        for batch in snapshot.due_batches(sink.name, self._batch_size):
             decisions = [self._policy.decide(token, st, sink.name, now) for token, st in batch]
             to_send = [decision for decision in decisions if decision.notice is not None]
             not_yet = [
@@ -215,15 +204,15 @@ class Checker:
             if not_yet:
                 self._postpone(sink.name, not_yet)
             if to_send:
-                self._send(sink, to_send, now, report)
+                self._send(source, sink, to_send, now, report)
             if self._stop.is_set():
                 break
         return notified
 
     def _send(
-        self, sink: Sink, decisions: list[Decision], now: datetime, report: PassReport
+        self, source: str, sink: Sink, decisions: list[Decision], now: datetime, report: PassReport
     ) -> None:
-        claimed = self._claim(sink.name, decisions, now)
+        claimed = self._claim(source, sink.name, decisions, now)
         report.claimed_elsewhere += len(decisions) - len(claimed)
         mine = [d for d in decisions if d.notice is not None and d.notice.token_id in claimed]
         if not mine:
@@ -244,14 +233,14 @@ class Checker:
         self._record(records)
         _log_failures(sink.name, mine, outcomes)
 
-    def _claim(self, sink: str, decisions: list[Decision], now: datetime) -> set[str]:
+    def _claim(self, source: str, sink: str, decisions: list[Decision], now: datetime) -> set[str]:
         """Take a lease on each decision's (token, sink) that is still due and not leased.
 
         One executemany of a single cached statement; SQLAlchemy batches it into multi-row
         VALUES with RETURNING, which lists only the rows inserted or updated: those we hold.
         """
         insert = upsert(self._database.dialect, _state).values(
-            source=STORE,
+            source=source,
             sink=sink,
             next_due_at=now,
             notices_sent=0,
@@ -329,91 +318,6 @@ class Checker:
         ]
         with self._database.write() as connection:
             connection.execute(statement, rows)
-
-
-def _window(now: datetime, horizon: timedelta) -> ColumnElement[bool]:
-    """Tokens expiring in (now, now + horizon] and not revoked at now."""
-    return and_(
-        _tokens.c.expires_at > now,
-        _tokens.c.expires_at <= now + horizon,
-        or_(_tokens.c.revoked_at.is_(None), _tokens.c.revoked_at > now),
-    )
-
-
-def due_query(
-    sink: str,
-    now: datetime,
-    horizon: timedelta,
-    after: tuple[datetime, str] | None,
-    limit: int,
-) -> Select[Any]:
-    """One keyset page of the store's tokens in the window that are due for *sink*.
-
-    Due: no state yet, ``next_due_at`` reached (or cleared), or state about another expiry.
-    The walk follows the index (expires_at, id, revoked_at), so the cost grows with the
-    tokens in the window, not with the table.
-    """
-    state = _state
-    query = (
-        select(
-            _tokens.c.id,
-            _tokens.c.name,
-            _tokens.c.expires_at,
-            _tokens.c.revoked_at,
-            state.c.sink,
-            state.c.expires_at.label("state_expires_at"),
-            state.c.last_sent_at,
-            state.c.notices_sent,
-            state.c.attempts,
-        )
-        .select_from(
-            _tokens.outerjoin(
-                state,
-                and_(
-                    state.c.source == STORE,
-                    state.c.token_id == _tokens.c.id,
-                    state.c.sink == sink,
-                ),
-            )
-        )
-        .where(
-            _window(now, horizon),
-            or_(
-                state.c.sink.is_(None),
-                state.c.next_due_at.is_(None),
-                state.c.next_due_at <= now,
-                state.c.expires_at.is_(None),
-                state.c.expires_at != _tokens.c.expires_at,
-            ),
-        )
-        .order_by(_tokens.c.expires_at, _tokens.c.id)
-        .limit(limit)
-    )
-    if after is not None:
-        query = query.where(
-            tuple_(_tokens.c.expires_at, _tokens.c.id)
-            > tuple_(literal(after[0], UtcDateTime()), literal(after[1]))
-        )
-    return query
-
-
-def _pair(row: Row[*tuple[Any, ...]]) -> tuple[WatchedToken, DeliveryState | None]:
-    token = WatchedToken(
-        source=STORE,
-        token_id=row.id,
-        name=row.name,
-        expires_at=row.expires_at,
-        revoked_at=row.revoked_at,
-    )
-    if row.sink is None:
-        return token, None
-    state = DeliveryState(
-        expires_at=row.state_expires_at,
-        last_sent_at=row.last_sent_at,
-        notices_sent=row.notices_sent,
-        attempts=row.attempts,
-    )
-    return token, state
 
 
 def _record(

@@ -16,6 +16,11 @@ from notifier.policy import Policy
 from notifier.settings import Settings
 from notifier.sinks import Sink
 from notifier.sinks.registry import SinkContext, build_sink
+from notifier.sources import TokenSource
+from notifier.sources.config import FileSourceConfig, SourceConfig, SqlSourceConfig
+from notifier.sources.file import FileSource
+from notifier.sources.sql import SqlSource
+from notifier.sources.store import StoreSource
 from notifier.tokens.store import TokenStore
 
 
@@ -27,6 +32,7 @@ class Components:
     clock: Clock
     database: Database
     policy: Policy
+    sources: list[TokenSource]
     sinks: list[Sink]
     checker: Checker
     tokens: TokenStore
@@ -35,6 +41,8 @@ class Components:
         """Release the sinks and the connection pool."""
         for sink in self.sinks:
             sink.close()
+        for source in self.sources:
+            source.close()
         self.database.dispose()
 
 
@@ -52,8 +60,10 @@ def build(
     )
     context = SinkContext(database=database, clock=clock, slice_name=settings.log_slice_name)
     sinks = [build_sink(name, context) for name in settings.sinks]
+    sources = [build_source(config, database) for config in settings.source_configs]
     checker = Checker(
         database=database,
+        sources=sources or None,
         sinks=sinks,
         policy=policy,
         clock=clock,
@@ -63,4 +73,13 @@ def build(
     )
     pepper = settings.token_pepper.get_secret_value() if settings.token_pepper else None
     tokens = TokenStore(database, clock, policy, prefix=settings.token_prefix, pepper=pepper)
-    return Components(settings, clock, database, policy, sinks, checker, tokens)
+    return Components(settings, clock, database, policy, sources, sinks, checker, tokens)
+
+
+def build_source(config: SourceConfig, database: Database) -> TokenSource:
+    """The token source a checked configuration describes."""
+    if isinstance(config, SqlSourceConfig):
+        return SqlSource(config, database)
+    if isinstance(config, FileSourceConfig):
+        return FileSource(config, database)
+    return StoreSource(database)

@@ -4,7 +4,7 @@ Nothing here reads a clock, a database or the environment. The check pass feeds 
 read and writes back what it returns, so the rules below are tested as a table.
 
 - **Expiring** means ``now < expires_at <= now + detection_window`` and not revoked
-  (``revoked_at`` set and ``<= now``).
+  (``revoked_at`` set and ``<= now``), nor superseded by a rotation.
 - **Days left** is ``X = floor((expires_at - now) / slice) + 1``: "less than X days" is then
   always true and X is never 0.
 - **Backoff** is per (token, sink). A sink hears about a token again once ``backoff_interval``
@@ -40,6 +40,7 @@ class WatchedToken:
     expires_at: datetime | None  # None: never expires
     revoked_at: datetime | None = None
     owner: str | None = None
+    superseded: bool = False  # rotated, in its grace period: no expiry notices
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,15 @@ class Decision:
     notice: Notice | None
     state: DeliveryState
     next_due_at: datetime | None
+
+
+def in_window(token: WatchedToken, now: datetime, horizon: timedelta) -> bool:
+    """Whether *token* expires in (now, now + horizon] and is neither revoked nor superseded."""
+    if token.expires_at is None or token.superseded:
+        return False
+    if token.revoked_at is not None and token.revoked_at <= now:
+        return False
+    return now < token.expires_at <= now + horizon
 
 
 def days_left(expires_at: datetime, now: datetime, slice_length: timedelta) -> int:
@@ -135,11 +145,7 @@ class Policy:
 
     def is_expiring(self, token: WatchedToken, now: datetime) -> bool:
         """Say whether *token* is inside the detection window and not revoked at *now*."""
-        if token.expires_at is None:
-            return False
-        if token.revoked_at is not None and token.revoked_at <= now:
-            return False
-        return now < token.expires_at <= now + self.detection_window
+        return in_window(token, now, self.detection_window)
 
     def decide(
         self, token: WatchedToken, state: DeliveryState | None, sink: str, now: datetime

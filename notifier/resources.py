@@ -6,14 +6,14 @@ Times are RFC 3339 in UTC with a ``Z``; lists are arrays.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from notifier.logs import rfc3339
 
 UtcTime = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
-TokenStatus = Literal["active", "expiring", "expired", "revoked"]
+TokenStatus = Literal["active", "expiring", "expired", "revoked", "superseded"]
 
 
 class TokenResource(BaseModel):
@@ -24,17 +24,52 @@ class TokenResource(BaseModel):
     id: str
     name: str
     role: str | None
+    permissions: list[str]
+    owner: str | None
+    labels: dict[str, str]
+    description: str | None
     created_at: UtcTime
-    expires_at: UtcTime | None
-    revoked_at: UtcTime | None
+    expires_at: UtcTime | None  # None: never expires
+    revoked_at: UtcTime | None  # in the future while a rotation's grace period runs
+    last_used_at: UtcTime | None
+    rotated_from: str | None
+    superseded_by: str | None
     status: TokenStatus
     days_left: int | None  # the X of "less than X days"; None when it never expires or is over
 
 
 class CreatedToken(TokenResource):
-    """A token just created: the only time its secret is shown."""
+    """A token just created or rotated: the only time its secret is shown."""
 
     token: str
+
+
+class VerifiedToken(BaseModel):
+    """What ``tokens verify`` and the API's whoami say about a presented secret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    valid: bool
+    reason: Literal["valid", "invalid", "expired", "revoked"]
+    id: str | None = None
+    name: str | None = None
+    role: str | None = None
+    permissions: list[str] | None = None
+    expires_at: UtcTime | None = None
+
+
+class AuditEventResource(BaseModel):
+    """One entry of the audit trail."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    at: UtcTime
+    actor: str
+    action: str
+    token_id: str | None
+    token_name: str | None
+    details: dict[str, Any] | None
 
 
 class NotificationResource(BaseModel):

@@ -15,6 +15,7 @@ import difflib
 import ipaddress
 import os
 import re
+import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     SecretStr,
+    SkipValidation,
     ValidationError,
     field_validator,
 )
@@ -41,6 +43,15 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from notifier.durations import DurationError, format_duration, parse_duration
 from notifier.sinks.registry import SINK_KINDS, SinkNameError, parse_sink_name
+from notifier.sources.config import (
+    SECRET_OPTIONS,
+    SOURCE_KINDS,
+    OptionError,
+    SourceConfig,
+    check_source,
+    env_prefix,
+    parse_source_name,
+)
 
 PREFIX = "NOTIFIER_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -121,6 +132,21 @@ def _sink_names(value: tuple[str, ...]) -> tuple[str, ...]:
         if name in seen:
             raise ValueError(f"sink {name!r} is listed twice")
         seen.add(name)
+    return value
+
+
+def _source_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not value or value == ("",):
+        raise ValueError("empty; name at least one source (store, sql, file)")
+    for name in value:
+        try:
+            parse_source_name(name)
+        except OptionError as error:
+            raise ValueError(error.message) from None
+    if len(set(value)) != len(value):
+        raise ValueError("a source is listed twice")
     return value
 
 
@@ -292,6 +318,30 @@ class Settings(BaseSettings):
             + "."
         ),
     )
+    token_sources: Annotated[
+        tuple[str, ...] | None, NoDecode, BeforeValidator(_csv), AfterValidator(_source_names)
+    ] = _setting(
+        "NOTIFIER_SOURCES",
+        default=None,
+        description=(
+            "Where a pass reads tokens, comma-separated: store (the daemon's own), sql or "
+            "sql:<label> (a table in another database), file or file:<label> (a JSON, JSONL or "
+            "YAML file). Unset: store plus every source NOTIFIER_CONFIG_FILE defines. A source "
+            "is configured by NOTIFIER_<KIND>[_<LABEL>]_<OPTION> (e.g. NOTIFIER_SQL_URL, "
+            "NOTIFIER_SQL_TABLE, NOTIFIER_SQL_COLUMNS=id=key_id,name=label,expires_at=expires) "
+            'or by a [sources."kind:label"] table in the config file; see docs/tokens.md.'
+        ),
+        example="store,sql:billing",
+    )
+    config_file: Path | None = _setting(
+        "NOTIFIER_CONFIG_FILE",
+        default=None,
+        description=(
+            'A TOML file describing several sources ([sources."sql:billing"] tables); '
+            "environment variables override its options."
+        ),
+        example="/etc/notifier/notifier.toml",
+    )
     log_format: Annotated[Literal["text", "json", "logfmt"], BeforeValidator(_lower)] = _setting(
         "NOTIFIER_LOG_FORMAT",
         default="text",
@@ -356,10 +406,29 @@ class Settings(BaseSettings):
         default="30s",
         description="On SIGTERM, how long a running pass may take to finish before exit.",
     )
+    heartbeat_url: SecretStr | None = _setting(
+        "NOTIFIER_HEARTBEAT_URL",
+        default=None,
+        secret=True,
+        description=(
+            "A dead-man's switch (healthchecks.io style): this http(s) URL is fetched after each "
+            "pass that ran with no failed delivery, so that its silence alerts someone. Unset: "
+            "no ping. A secret, since whoever knows it can fake the all-clear."
+        ),
+    )
 
     # Where systemd and the XDG spec say state lives; read here so nothing else reads os.environ.
     state_directory: Path | None = Field(None, validation_alias="STATE_DIRECTORY")
     xdg_state_home: Path | None = Field(None, validation_alias="XDG_STATE_HOME")
+    # What systemd tells a service (sd_notify(3), sd_watchdog_enabled(3), systemd.exec(5)); kept
+    # as text: sdnotify.py and logs.py ignore values they cannot use instead of refusing to start.
+    notify_socket: str | None = Field(None, validation_alias="NOTIFY_SOCKET")
+    watchdog_usec: str | None = Field(None, validation_alias="WATCHDOG_USEC")
+    watchdog_pid: str | None = Field(None, validation_alias="WATCHDOG_PID")
+    journal_stream: str | None = Field(None, validation_alias="JOURNAL_STREAM")
+    # The checked token sources; load_settings() fills this from NOTIFIER_SOURCES, the
+    # per-source variables and NOTIFIER_CONFIG_FILE.
+    source_configs: SkipValidation[tuple[SourceConfig, ...]] = Field((), exclude=True)
 
     @field_validator("log_file", mode="before")
     @classmethod
@@ -367,6 +436,17 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             raise ValueError("empty; leave it unset to log to stderr only")
         return value
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat_url_is_http(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value: the URL is the secret.
+        if value is None:
+            return None
+        scheme, _, rest = value.get_secret_value().strip().partition("://")
+        if scheme.lower() not in {"http", "https"} or not rest.split("/", 1)[0]:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("batch_size")
     @classmethod
@@ -529,7 +609,94 @@ def load_settings() -> Settings:
         )
     if problems:
         raise ConfigError(problems)
-    return settings
+    return settings.model_copy(update={"source_configs": load_sources(settings)})
+
+
+def _read_config_file(settings: Settings) -> dict[str, Any]:
+    """Parse NOTIFIER_CONFIG_FILE; only the tables notifier knows are allowed."""
+    if settings.config_file is None:
+        return {}
+    path = settings.config_file
+    where = f"NOTIFIER_CONFIG_FILE={str(path)!r}"
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError([f"{where}: cannot read it: {error.strerror}"]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError([f"{where}: not valid TOML: {error}"]) from None
+    unknown = sorted(set(document) - {"sources"})
+    if unknown:
+        raise ConfigError([f"{where}: unknown table or key {unknown[0]!r} (known: sources)"])
+    sources = document.get("sources", {})
+    if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
+        raise ConfigError([f'{where}: [sources] must hold one table per source ([sources."sql"])'])
+    return sources
+
+
+def load_sources(settings: Settings) -> tuple[SourceConfig, ...]:
+    """Check every enabled token source; raise :class:`ConfigError` naming what is wrong.
+
+    Options come from the config file's ``[sources."name"]`` table, each overridden by its
+    ``NOTIFIER_<KIND>[_<LABEL>]_<OPTION>`` variable (secrets also from ``_FILE`` or the
+    credentials directory).
+    """
+    from_file = _read_config_file(settings)
+    names = settings.token_sources or ("store", *(n for n in from_file if n != "store"))
+    for name in from_file:
+        try:
+            parse_source_name(name)
+        except OptionError as error:
+            raise ConfigError(
+                [f'NOTIFIER_CONFIG_FILE [sources."{name}"]: {error.message}']
+            ) from None
+    configs: list[SourceConfig] = []
+    for name in names:
+        options, origin = _source_options(name, from_file.get(name, {}))
+        try:
+            configs.append(check_source(name, options))
+        except OptionError as error:
+            if error.option in origin:
+                where = origin[error.option]
+            elif error.option is not None:
+                where = env_prefix(name) + error.option.upper()
+            else:
+                where = f"source {name!r}"
+            raise ConfigError([f"{where}: {error.message}"]) from None
+    return tuple(configs)
+
+
+def _source_options(name: str, from_file: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A source's options (file first, then each variable over it) and where each came from."""
+    kind, _ = parse_source_name(name)
+    prefix = env_prefix(name)
+    options = dict(from_file)
+    origin = {option: f'NOTIFIER_CONFIG_FILE [sources."{name}"] {option}' for option in options}
+    for option in SOURCE_KINDS[kind]:
+        variable = prefix + option.upper()
+        if option in SECRET_OPTIONS:
+            found = secret_origin(variable)
+            if found is not None:
+                options[option] = (
+                    os.environ[variable] if found.path is None else _read_secret_file(found)
+                )
+                origin[option] = found.variable or variable
+        elif variable in os.environ:
+            options[option] = os.environ[variable]
+            origin[option] = f"{variable}={os.environ[variable]!r}"
+    return options, origin
+
+
+def source_variables(settings: Settings) -> set[str]:
+    """The per-source variables the enabled sources read, for the typo check."""
+    known: set[str] = set()
+    for config in settings.source_configs:
+        kind, _ = parse_source_name(config.name)
+        prefix = env_prefix(config.name)
+        for option in SOURCE_KINDS[kind]:
+            known.add(prefix + option.upper())
+            if option in SECRET_OPTIONS:
+                known.add(prefix + option.upper() + "_FILE")
+    return known
 
 
 def _describe(error: ValidationError) -> list[str]:
@@ -552,9 +719,17 @@ def _describe(error: ValidationError) -> list[str]:
     return lines
 
 
-def unknown_variables() -> list[tuple[str, str | None]]:
+def presented_token() -> str | None:
+    """The secret ``tokens verify`` checks when given through NOTIFIER_TOKEN (not a setting)."""
+    value = os.environ.get("NOTIFIER_TOKEN")
+    return value.strip() if value and value.strip() else None
+
+
+def unknown_variables(settings: Settings | None = None) -> list[tuple[str, str | None]]:
     """``NOTIFIER_*`` variables that name no setting, each with the closest known name."""
     known: set[str] = set(_NOT_SETTINGS)
+    if settings is not None:
+        known |= source_variables(settings)
     for field in Settings.model_fields.values():
         meta = _meta(field)
         if meta:

@@ -1,4 +1,4 @@
-"""The tables: tokens, delivery state per (source, token, sink), and UI notifications.
+"""The tables: tokens and their audit trail, delivery state, UI notifications, shared facts.
 
 Every time is stored in UTC: ``timestamp with time zone`` on PostgreSQL, and on SQLite a
 fixed-width ISO text (``YYYY-MM-DD HH:MM:SS.ffffff``), which sorts and compares as time does.
@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Dialect, Index, Integer, String, Table, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -50,22 +60,49 @@ class Base(DeclarativeBase):
 
 
 class Token(Base):
-    """A token the daemon issued; only a hash of its secret is kept."""
+    """A token the daemon issued or imported; only a hash of its secret is kept."""
 
     __tablename__ = "tokens"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str | None] = mapped_column(String(100))
-    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    description: Mapped[str | None] = mapped_column(Text)
+    # None for a token imported without a hash: watched for expiry, never accepted.
+    secret_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
-    revoked_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]  # in the future while a rotation's grace runs
+    last_used_at: Mapped[datetime | None]
+    rotated_from: Mapped[str | None] = mapped_column(String(64))
+    superseded_by: Mapped[str | None] = mapped_column(String(64))  # set by rotate
 
     __table_args__ = (
-        # The pass walks a range of expires_at in keyset order (expires_at, id); revoked_at
-        # rides along so the filter needs no table lookup.
-        Index("ix_tokens_expiry_keyset", "expires_at", "id", "revoked_at"),
+        # The pass walks a range of expires_at in keyset order (expires_at, id); the columns
+        # it filters on ride along so the filter needs no table lookup.
+        Index("ix_tokens_expiry_keyset", "expires_at", "id", "revoked_at", "superseded_by"),
+    )
+
+
+class AuditEvent(Base):
+    """Who did what to which token, and when; kept after the token itself is deleted."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))  # OS user (CLI) or token id (API)
+    action: Mapped[str] = mapped_column(String(32))
+    token_id: Mapped[str | None] = mapped_column(String(64))
+    token_name: Mapped[str | None] = mapped_column(String(200))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_audit_events_at", "at"),
+        Index("ix_audit_events_token", "token_id"),
     )
 
 

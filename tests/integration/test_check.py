@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import URL
 from structlog.testing import capture_logs
 
-from notifier.check import Checker, PassReport, due_query
+from notifier.check import Checker, PassReport
+from notifier.sources.store import due_query
 from notifier.clock import FixedClock
 from notifier.db import migrate
 from notifier.db.database import Database, db_now

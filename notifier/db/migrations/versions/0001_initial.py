@@ -1,4 +1,4 @@
-"""Tokens, delivery state, UI notifications and shared facts.
+"""Tokens and their audit trail, delivery state, UI notifications and shared facts.
 
 Revision ID: 0001
 Revises:
@@ -21,15 +21,36 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "tokens",
-        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("role", sa.String(100), nullable=True),
-        sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("permissions", sa.JSON(), nullable=False),
+        sa.Column("owner", sa.String(200), nullable=True),
+        sa.Column("labels", sa.JSON(), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("secret_hash", sa.String(64), nullable=True, unique=True),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("expires_at", UtcDateTime(), nullable=True),
         sa.Column("revoked_at", UtcDateTime(), nullable=True),
+        sa.Column("last_used_at", UtcDateTime(), nullable=True),
+        sa.Column("rotated_from", sa.String(64), nullable=True),
+        sa.Column("superseded_by", sa.String(64), nullable=True),
     )
-    op.create_index("ix_tokens_expiry_keyset", "tokens", ["expires_at", "id", "revoked_at"])
+    op.create_index(
+        "ix_tokens_expiry_keyset", "tokens", ["expires_at", "id", "revoked_at", "superseded_by"]
+    )
+    op.create_table(
+        "audit_events",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("at", UtcDateTime(), nullable=False),
+        sa.Column("actor", sa.String(200), nullable=False),
+        sa.Column("action", sa.String(32), nullable=False),
+        sa.Column("token_id", sa.String(64), nullable=True),
+        sa.Column("token_name", sa.String(200), nullable=True),
+        sa.Column("details", sa.JSON(), nullable=True),
+    )
+    op.create_index("ix_audit_events_at", "audit_events", ["at"])
+    op.create_index("ix_audit_events_token", "audit_events", ["token_id"])
     op.create_table(
         "delivery_state",
         sa.Column("source", sa.String(64), primary_key=True),
@@ -79,4 +100,5 @@ def downgrade() -> None:
     op.drop_table("meta")
     op.drop_table("notifications")
     op.drop_table("delivery_state")
+    op.drop_table("audit_events")
     op.drop_table("tokens")

@@ -1,88 +1,29 @@
 """The ``notifier`` command: data on stdout, logs on stderr, sysexits exit codes.
 
-Exit codes: 0 ok; 1 the operation failed; 2 usage; 69 the database (or the HTTP port) is
-unavailable; 75 the pass ran but some deliveries failed and will be retried; 78 the
+Exit codes: 0 ok; 1 the operation failed; 2 usage; 65 bad input data (import); 66 an input
+file is unreadable; 69 the database (or the HTTP port) is unavailable; 75 the pass ran but
+some deliveries failed (or a source could not be read) and will be retried; 78 the
 configuration is invalid.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Sequence
 
 import structlog
-from pydantic import BaseModel
 
 import notifier
 from notifier import exitcodes
-from notifier.durations import DurationError, parse_duration
-from notifier.logs import LogFileError, rfc3339
-from notifier.messages import escape
+from notifier.cli.output import Handler, opened, print_json, print_table, table_time
+from notifier.cli.tokens import add_commands as add_token_commands
+from notifier.logs import LogFileError
 from notifier.settings import ConfigError, Settings
 
 log = structlog.get_logger("notifier.cli")
-
-Handler = Callable[[Settings, argparse.Namespace], int]
-
-
-# --- argument types ---------------------------------------------------------------------------
-
-
-def _ttl(text: str) -> timedelta:
-    try:
-        value = parse_duration(text)
-    except DurationError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if value <= timedelta(0):
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
-    return value
-
-
-def _aware_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (e.g. 2027-01-31T12:00:00Z)"
-        ) from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} has no timezone; add Z or an offset such as +02:00"
-        )
-    return value
-
-
-# --- output helpers ---------------------------------------------------------------------------
-
-
-def _print_json(value: BaseModel | Sequence[BaseModel] | Any) -> None:
-    if isinstance(value, BaseModel):
-        data: Any = value.model_dump(mode="json")
-    elif isinstance(value, list) and all(isinstance(item, BaseModel) for item in value):
-        data = [item.model_dump(mode="json") for item in value]
-    else:
-        data = value
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [len(header) for header in headers]
-    for row in rows:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
-    for line in [headers, *rows]:
-        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
-        sys.stdout.write("  ".join(cells).rstrip() + "\n")
-
-
-def _time(value: datetime | None, empty: str = "-") -> str:
-    """A time for a table: RFC 3339 to the second."""
-    return rfc3339(value.replace(microsecond=0)) if value is not None else empty
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -128,7 +69,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     log.info("check.completed", **report.fields(), **extra)
     for notice in report.would_send:
         sys.stdout.write(f"{notice.sink}\t{sentence(notice, settings.log_slice_name)}\n")
-    return exitcodes.TEMPFAIL if report.failures else exitcodes.OK
+    return exitcodes.TEMPFAIL if report.degraded else exitcodes.OK
 
 
 def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
@@ -137,14 +78,14 @@ def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
 
     shown = show(settings)
     if args.json:
-        _print_json(
+        print_json(
             [
                 {"variable": s.variable, "value": s.value, "source": s.source, "secret": s.secret}
                 for s in shown
             ]
         )
     else:
-        _print_table(
+        print_table(
             ["VARIABLE", "VALUE", "SOURCE"], [[s.variable, s.value, s.source] for s in shown]
         )
     return exitcodes.OK
@@ -176,102 +117,20 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_notifications_list(settings: Settings, args: argparse.Namespace) -> int:
     """List the UI notifications."""
-    from notifier.compose import build  # noqa: PLC0415
-    from notifier.db import migrate  # noqa: PLC0415
     from notifier.notifications import list_notifications  # noqa: PLC0415
 
-    parts = build(settings)
-    try:
-        migrate.upgrade(parts.database)
+    with opened(settings) as parts:
         notifications = list_notifications(parts.database, include_inactive=args.all)
-    finally:
-        parts.close()
     if args.json:
-        _print_json(notifications)
+        print_json(notifications)
         return exitcodes.OK
-    _print_table(
+    print_table(
         ["ID", "LEVEL", "LAST SEEN", "SEEN", "MESSAGE"],
-        [[n.id, n.level, _time(n.last_seen), str(n.occurrences), n.message] for n in notifications],
-    )
-    return exitcodes.OK
-
-
-def _token_parts(settings: Settings) -> Any:
-    from notifier.compose import build  # noqa: PLC0415
-    from notifier.db import migrate  # noqa: PLC0415
-
-    parts = build(settings)
-    migrate.upgrade(parts.database)
-    return parts
-
-
-def cmd_tokens_create(settings: Settings, args: argparse.Namespace) -> int:
-    """Create a token and print its secret, once."""
-    from notifier.tokens.store import TokenInputError  # noqa: PLC0415
-
-    parts = _token_parts(settings)
-    try:
-        now = parts.clock.now()
-        expires_at = args.expires_at or now + (args.ttl or settings.token_default_ttl)
-        try:
-            created = parts.tokens.create(name=args.name, role=args.role, expires_at=expires_at)
-        except TokenInputError as error:
-            sys.stderr.write(f"notifier: {error}\n")
-            return exitcodes.USAGE
-    finally:
-        parts.close()
-    if args.json:
-        _print_json(created)
-        return exitcodes.OK
-    sys.stdout.write(
-        f"Created token {created.id} ({escape(created.name)}), "
-        f"expires {_time(created.expires_at, 'never')}.\n"
-        "Store this secret now; it is not shown again:\n"
-        f"{created.token}\n"
-    )
-    return exitcodes.OK
-
-
-def cmd_tokens_list(settings: Settings, args: argparse.Namespace) -> int:
-    """List the tokens."""
-    parts = _token_parts(settings)
-    try:
-        tokens = parts.tokens.list(include_revoked=args.all)
-    finally:
-        parts.close()
-    if args.json:
-        _print_json(tokens)
-        return exitcodes.OK
-    _print_table(
-        ["ID", "NAME", "ROLE", "EXPIRES", "DAYS LEFT", "STATUS"],
         [
-            [
-                t.id,
-                escape(t.name),
-                escape(t.role or "-"),
-                _time(t.expires_at, "never"),
-                "-" if t.days_left is None else str(t.days_left),
-                t.status,
-            ]
-            for t in tokens
+            [n.id, n.level, table_time(n.last_seen), str(n.occurrences), n.message]
+            for n in notifications
         ],
     )
-    return exitcodes.OK
-
-
-def cmd_tokens_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    """Revoke a token by id."""
-    from notifier.tokens.store import TokenNotFoundError  # noqa: PLC0415
-
-    parts = _token_parts(settings)
-    try:
-        token = parts.tokens.revoke(args.id)
-    except TokenNotFoundError as error:
-        sys.stderr.write(f"notifier: {error.args[0]}\n")
-        return exitcodes.FAILURE
-    finally:
-        parts.close()
-    sys.stdout.write(f"Revoked token {token.id} ({escape(token.name)}).\n")
     return exitcodes.OK
 
 
@@ -325,31 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--all", action="store_true", help="include acknowledged and resolved")
     listing.set_defaults(handler=cmd_notifications_list)
 
-    tokens = commands.add_parser("tokens", help="create, list and revoke tokens")
-    tokens_commands = tokens.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    create = tokens_commands.add_parser("create", help="create a token; its secret is shown once")
-    create.add_argument("--name", required=True, help="what the token is for")
-    create.add_argument("--role", help="the role it acts as")
-    lifetime = create.add_mutually_exclusive_group()
-    lifetime.add_argument(
-        "--ttl",
-        type=_ttl,
-        help="lifetime, e.g. 72h, 30d, 1h30m (default: NOTIFIER_TOKEN_DEFAULT_TTL)",
-    )
-    lifetime.add_argument(
-        "--expires-at",
-        type=_aware_time,
-        help="expiry as ISO 8601 with a zone, e.g. 2027-01-31T12:00Z",
-    )
-    create.add_argument("--json", action="store_true", help="print JSON with the secret")
-    create.set_defaults(handler=cmd_tokens_create)
-    token_list = tokens_commands.add_parser("list", help="list tokens with days left and status")
-    token_list.add_argument("--json", action="store_true", help="print a JSON array")
-    token_list.add_argument("--all", action="store_true", help="include revoked tokens")
-    token_list.set_defaults(handler=cmd_tokens_list)
-    revoke = tokens_commands.add_parser("revoke", help="revoke a token by id")
-    revoke.add_argument("id", help="the token id")
-    revoke.set_defaults(handler=cmd_tokens_revoke)
+    add_token_commands(commands)
     return parser
 
 
@@ -381,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LogFileError as error:
         sys.stderr.write(f"notifier: configuration error: NOTIFIER_LOG_FILE: {error}\n")
         return exitcodes.CONFIG
-    for variable, suggestion in unknown_variables():
+    for variable, suggestion in unknown_variables(settings):
         log.warning("config.unknown_variable", variable=variable, did_you_mean=suggestion)
     try:
         return handler(settings, args)

@@ -1,0 +1,426 @@
+"""``notifier tokens ...`` and ``notifier audit list``: the token lifecycle on the command line.
+
+The secret appears exactly once, on stdout, from ``create`` and ``rotate``. ``verify`` reads
+it from stdin or ``NOTIFIER_TOKEN``, never from the command line, where ``ps`` and shell
+history would keep it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from notifier import exitcodes
+from notifier.cli.output import (
+    aware_time_argument,
+    duration_argument,
+    fail,
+    non_negative_duration_argument,
+    opened,
+    print_json,
+    print_table,
+    table_time,
+)
+from notifier.durations import format_duration
+from notifier.messages import escape
+from notifier.resources import CreatedToken, TokenResource
+from notifier.settings import Settings
+from notifier.tokens.audit import list_events, os_actor
+from notifier.tokens.fields import TokenInputError, parse_label
+from notifier.tokens.store import TokenNotFoundError, TokenStateError
+
+
+def _labels(values: list[str] | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for text in values or []:
+        key, value = parse_label(text)
+        labels[key] = value
+    return labels
+
+
+def _show_created(created: CreatedToken, *, as_json: bool, verb: str) -> None:
+    if as_json:
+        print_json(created)
+        return
+    sys.stdout.write(
+        f"{verb} token {created.id} ({escape(created.name)}), "
+        f"expires {table_time(created.expires_at, 'never')}.\n"
+        "Store this secret now; it is not shown again:\n"
+        f"{created.token}\n"
+    )
+
+
+def _show_token(token: TokenResource) -> None:
+    rows = [
+        ("id", token.id),
+        ("name", escape(token.name)),
+        ("status", token.status),
+        ("role", escape(token.role or "-")),
+        ("permissions", " ".join(token.permissions) or "-"),
+        ("owner", escape(token.owner or "-")),
+        ("labels", ", ".join(f"{k}={escape(v)}" for k, v in token.labels.items()) or "-"),
+        ("description", escape(token.description or "-")),
+        ("created", table_time(token.created_at)),
+        ("expires", table_time(token.expires_at, "never")),
+        ("days left", "-" if token.days_left is None else str(token.days_left)),
+        ("revoked", table_time(token.revoked_at)),
+        ("last used", table_time(token.last_used_at)),
+        ("rotated from", token.rotated_from or "-"),
+        ("superseded by", token.superseded_by or "-"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        sys.stdout.write(f"{label.ljust(width)}  {value}\n")
+
+
+def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
+    """Create a token and print its secret, once."""
+    with opened(settings) as parts:
+        now = parts.clock.now()
+        if args.no_expiry:
+            expires_at = None
+        else:
+            expires_at = args.expires_at or now + (args.ttl or settings.token_default_ttl)
+        try:
+            created = parts.tokens.create(
+                name=args.name,
+                expires_at=expires_at,
+                role=args.role,
+                permissions=args.permission or [],
+                owner=args.owner,
+                labels=_labels(args.label),
+                description=args.description,
+                actor=os_actor(),
+            )
+        except TokenInputError as error:
+            fail(str(error))
+            return exitcodes.USAGE
+    _show_created(created, as_json=args.json, verb="Created")
+    return exitcodes.OK
+
+
+def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    """List tokens with days left and status."""
+    with opened(settings) as parts:
+        tokens = parts.tokens.list(
+            include_revoked=args.all,
+            only_revoked=args.revoked,
+            expiring_within=args.expiring_within,
+        )
+    if args.json:
+        print_json(tokens)
+        return exitcodes.OK
+    print_table(
+        ["ID", "NAME", "ROLE", "OWNER", "EXPIRES", "DAYS LEFT", "STATUS"],
+        [
+            [
+                t.id,
+                escape(t.name),
+                escape(t.role or "-"),
+                escape(t.owner or "-"),
+                table_time(t.expires_at, "never"),
+                "-" if t.days_left is None else str(t.days_left),
+                t.status,
+            ]
+            for t in tokens
+        ],
+    )
+    return exitcodes.OK
+
+
+def cmd_get(settings: Settings, args: argparse.Namespace) -> int:
+    """Show one token."""
+    with opened(settings) as parts:
+        try:
+            token = parts.tokens.get(args.id)
+        except TokenNotFoundError as error:
+            fail(error.args[0])
+            return exitcodes.FAILURE
+    if args.json:
+        print_json(token)
+    else:
+        _show_token(token)
+    return exitcodes.OK
+
+
+def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    """Revoke a token by id."""
+    with opened(settings) as parts:
+        try:
+            token = parts.tokens.revoke(args.id, actor=os_actor())
+        except TokenNotFoundError as error:
+            fail(error.args[0])
+            return exitcodes.FAILURE
+    if args.json:
+        print_json(token)
+    else:
+        sys.stdout.write(f"Revoked token {token.id} ({escape(token.name)}).\n")
+    return exitcodes.OK
+
+
+def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    """Issue a new secret for a token; revoke the old one now or after a grace period."""
+    with opened(settings) as parts:
+        try:
+            created = parts.tokens.rotate(
+                args.id,
+                grace=args.grace,
+                ttl=args.ttl,
+                expires_at=args.expires_at,
+                actor=os_actor(),
+            )
+        except TokenNotFoundError as error:
+            fail(error.args[0])
+            return exitcodes.FAILURE
+        except (TokenStateError, TokenInputError) as error:
+            fail(str(error))
+            return exitcodes.FAILURE
+    if not args.json:
+        old_until = "now" if not args.grace else f"after {format_duration(args.grace)}"
+        sys.stderr.write(f"notifier: token {args.id} is revoked {old_until}.\n")
+    _show_created(created, as_json=args.json, verb="Rotated into")
+    return exitcodes.OK
+
+
+def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
+    """Remove a token's record; the audit trail keeps that it existed."""
+    with opened(settings) as parts:
+        try:
+            token = parts.tokens.delete(args.id, actor=os_actor())
+        except TokenNotFoundError as error:
+            fail(error.args[0])
+            return exitcodes.FAILURE
+    sys.stdout.write(f"Deleted token {token.id} ({escape(token.name)}).\n")
+    return exitcodes.OK
+
+
+def _read_presented(settings: Settings) -> str | None:
+    """The secret to verify: NOTIFIER_TOKEN, else stdin (a prompt without echo on a terminal)."""
+    from notifier.settings import presented_token  # noqa: PLC0415
+
+    from_env = presented_token()
+    if from_env is not None:
+        return from_env
+    del settings
+    if sys.stdin.isatty():
+        return getpass.getpass("Token: ")
+    line = sys.stdin.readline()
+    return line.strip() or None
+
+
+def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """Check a presented secret: valid (and which token), or invalid, expired, revoked."""
+    secret = _read_presented(settings)
+    if not secret:
+        fail("no token given: pipe it on stdin or set NOTIFIER_TOKEN")
+        return exitcodes.USAGE
+    with opened(settings) as parts:
+        result = parts.tokens.verify(secret)
+    if args.json:
+        print_json(result)
+    elif result.valid:
+        sys.stdout.write(
+            f"valid: token {result.id} ({escape(result.name or '')}), "
+            f"permissions {' '.join(result.permissions or []) or '-'}, "
+            f"expires {table_time(result.expires_at, 'never')}\n"
+        )
+    elif result.id is not None:
+        sys.stdout.write(f"{result.reason}: token {result.id} ({escape(result.name or '')})\n")
+    else:
+        sys.stdout.write("invalid: no such token\n")
+    return exitcodes.OK if result.valid else exitcodes.FAILURE
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Upsert tokens from a JSONL, CSV or api-keys.json file, all or nothing."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from notifier.tokens.importer import ImportDataError, detect_format, read_records  # noqa: PLC0415
+
+    path = Path(args.file)
+    try:
+        file_format = args.format or detect_format(path)
+    except ValueError as error:
+        fail(str(error))
+        return exitcodes.USAGE
+    try:
+        text = sys.stdin.read() if args.file == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        fail(f"cannot read {args.file}: {reason}")
+        return exitcodes.NOINPUT
+    try:
+        records = read_records(text, file_format)
+    except ImportDataError as error:
+        for row_error in error.errors:
+            fail(f"{args.file}: {row_error}")
+        fail(f"nothing imported: {len(error.errors)} bad row(s)")
+        return exitcodes.DATAERR
+    with (
+        opened(settings) as parts,
+        tqdm(
+            total=len(records),
+            unit="token",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+            desc="importing",
+        ) as bar,
+    ):
+        report = parts.tokens.import_records(records, actor=os_actor(), progress=bar.update)
+    sys.stdout.write(
+        f"Imported {len(records)} token(s): {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged.\n"
+    )
+    return exitcodes.OK
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    """Write every token's metadata as JSONL, in the shape import reads."""
+    del args
+    with opened(settings) as parts:
+        for record in parts.tokens.export():
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return exitcodes.OK
+
+
+def cmd_audit_list(settings: Settings, args: argparse.Namespace) -> int:
+    """Show the audit trail, newest first."""
+    with opened(settings) as parts:
+        events = list_events(parts.database, token_id=args.token, limit=args.limit)
+    if args.json:
+        print_json(events)
+        return exitcodes.OK
+    print_table(
+        ["AT", "ACTOR", "ACTION", "TOKEN", "NAME"],
+        [
+            [table_time(e.at), e.actor, e.action, e.token_id or "-", escape(e.token_name or "-")]
+            for e in events
+        ],
+    )
+    return exitcodes.OK
+
+
+def _lifetime(
+    parser: argparse.ArgumentParser, *, default_help: str
+) -> argparse._MutuallyExclusiveGroup:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--ttl", type=duration_argument, help=f"lifetime, e.g. 72h, 30d, 1h30m ({default_help})"
+    )
+    group.add_argument(
+        "--expires-at",
+        type=aware_time_argument,
+        help="expiry as ISO 8601 with a zone, e.g. 2027-01-31T12:00Z",
+    )
+    return group
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``tokens`` and ``audit`` to the top-level subparsers."""
+    tokens = commands.add_parser(
+        "tokens", help="create, list, rotate, revoke, verify, import and export tokens"
+    )
+    sub = tokens.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_create(sub)
+    _add_reading(sub)
+    _add_changes(sub)
+    _add_files(sub)
+
+    audit = commands.add_parser("audit", help="the audit trail of token changes")
+    audit_sub = audit.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    audit_list = audit_sub.add_parser("list", help="events, newest first")
+    audit_list.add_argument("--token", metavar="ID", help="only this token's events")
+    audit_list.add_argument("--limit", type=int, help="at most this many events")
+    audit_list.add_argument("--json", action="store_true", help="print a JSON array")
+    audit_list.set_defaults(handler=cmd_audit_list)
+
+
+def _add_create(sub: Any) -> None:
+    create = sub.add_parser("create", help="create a token; its secret is shown once")
+    create.add_argument("--name", required=True, help="what the token is for")
+    create.add_argument("--role", help="the role it acts as")
+    create.add_argument(
+        "--permission",
+        action="append",
+        metavar="SCOPE",
+        help="a permission; repeat for several; * means all",
+    )
+    create.add_argument("--owner", help="who to tell when it expires (an email or a name)")
+    create.add_argument(
+        "--label", action="append", metavar="KEY=VALUE", help="a label; repeat for several"
+    )
+    create.add_argument("--description", help="free text")
+    lifetime = _lifetime(create, default_help="default: NOTIFIER_TOKEN_DEFAULT_TTL")
+    lifetime.add_argument(
+        "--no-expiry", action="store_true", help="never expires (only when asked for)"
+    )
+    create.add_argument("--json", action="store_true", help="print JSON with the secret")
+    create.set_defaults(handler=cmd_create)
+
+
+def _add_reading(sub: Any) -> None:
+    listing = sub.add_parser("list", help="list tokens with days left and status")
+    listing.add_argument(
+        "--expiring-within",
+        type=duration_argument,
+        metavar="DURATION",
+        help="only tokens that expire within this time, e.g. 168h",
+    )
+    which = listing.add_mutually_exclusive_group()
+    which.add_argument("--revoked", action="store_true", help="only revoked tokens")
+    which.add_argument("--all", action="store_true", help="revoked tokens too")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.set_defaults(handler=cmd_list)
+
+    get = sub.add_parser("get", help="show one token")
+    get.add_argument("id", help="the token id")
+    get.add_argument("--json", action="store_true", help="print JSON")
+    get.set_defaults(handler=cmd_get)
+
+    verify = sub.add_parser(
+        "verify", help="check a secret read from stdin or NOTIFIER_TOKEN (never from arguments)"
+    )
+    verify.add_argument("--json", action="store_true", help="print JSON")
+    verify.set_defaults(handler=cmd_verify)
+
+
+def _add_changes(sub: Any) -> None:
+    revoke = sub.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id", help="the token id")
+    revoke.add_argument("--json", action="store_true", help="print the token as JSON")
+    revoke.set_defaults(handler=cmd_revoke)
+
+    rotate = sub.add_parser("rotate", help="new secret, same name, role, scopes, owner and labels")
+    rotate.add_argument("id", help="the token id")
+    rotate.add_argument(
+        "--grace",
+        type=non_negative_duration_argument,
+        default=non_negative_duration_argument("0"),
+        metavar="DURATION",
+        help="keep the old secret working this long (default: revoke it now)",
+    )
+    _lifetime(rotate, default_help="default: the old token's lifetime")
+    rotate.add_argument("--json", action="store_true", help="print JSON with the new secret")
+    rotate.set_defaults(handler=cmd_rotate)
+
+    remove = sub.add_parser("delete", help="remove a token's record (the audit trail keeps it)")
+    remove.add_argument("id", help="the token id")
+    remove.set_defaults(handler=cmd_delete)
+
+
+def _add_files(sub: Any) -> None:
+    importing = sub.add_parser("import", help="upsert tokens from JSONL, CSV or api-keys.json")
+    importing.add_argument("file", help="the file to read, or - for stdin (with --format)")
+    importing.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "api-keys"],
+        help="the file's format (default: from its extension)",
+    )
+    importing.set_defaults(handler=cmd_import)
+
+    export = sub.add_parser("export", help="every token's metadata as JSONL (no secrets)")
+    export.set_defaults(handler=cmd_export)

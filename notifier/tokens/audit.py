@@ -1,0 +1,69 @@
+"""The audit trail: who created, rotated, revoked, deleted or imported which token, and when.
+
+Events are written in the same transaction as the change they describe, so the trail never
+claims a change that did not happen, nor misses one that did.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from notifier.db.database import Database
+from notifier.db.models import AuditEvent
+from notifier.resources import AuditEventResource
+
+_events = AuditEvent.__table__
+
+
+def os_actor() -> str:
+    """The actor of a CLI command: the operating-system user running it."""
+    try:
+        return "user:" + pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid without a passwd entry, as in some containers
+        return f"uid:{os.getuid()}"
+
+
+def record(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Append events (keys: at, actor, action, token_id, token_name, details)."""
+    if rows:
+        connection.execute(_events.insert(), list(rows))
+
+
+def event(
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    token_id: str | None,
+    token_name: str | None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One event row, for :func:`record`."""
+    return {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "token_id": token_id,
+        "token_name": token_name,
+        "details": details,
+    }
+
+
+def list_events(
+    database: Database, *, token_id: str | None = None, limit: int | None = None
+) -> list[AuditEventResource]:
+    """Events, newest first; for one token when *token_id* is given."""
+    query = select(_events).order_by(_events.c.at.desc(), _events.c.id.desc())
+    if token_id is not None:
+        query = query.where(_events.c.token_id == token_id)
+    if limit is not None:
+        query = query.limit(limit)
+    with database.read() as connection:
+        rows = connection.execute(query).all()
+    return [AuditEventResource(**dict(row._mapping)) for row in rows]  # noqa: SLF001

@@ -1,0 +1,137 @@
+"""What a token may hold, checked in one place for the CLI, imports and the HTTP API.
+
+Each refusal is a :class:`TokenInputError` whose message starts with the field's name.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+NAME_MAX = 200
+ROLE_MAX = 100
+OWNER_MAX = 200
+DESCRIPTION_MAX = 2000
+PERMISSION_MAX = 100
+LABEL_VALUE_MAX = 200
+ID_MAX = 64
+ALL_PERMISSIONS = "*"
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}")
+_PERMISSION = re.compile(r"[^\s]{1,100}")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
+
+
+class TokenInputError(ValueError):
+    """A token field was refused; the message names the field and says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenFields:
+    """The fields a caller sets when creating a token."""
+
+    name: str
+    expires_at: datetime | None  # None: never expires, only when explicitly asked for
+    role: str | None = None
+    permissions: tuple[str, ...] = ()
+    owner: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    description: str | None = None
+
+
+def _has_controls(text: str) -> bool:
+    return any(unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"} for char in text)
+
+
+def check_text(name: str, value: str | None, limit: int, *, required: bool = False) -> str | None:
+    """Strip *value*, refuse control characters and over-long text; None stays None."""
+    if value is None:
+        if required:
+            raise TokenInputError(f"{name}: is required")
+        return None
+    text = value.strip()
+    if not text:
+        if required:
+            raise TokenInputError(f"{name}: must not be empty")
+        return None
+    if len(text) > limit:
+        raise TokenInputError(f"{name}: longer than {limit} characters")
+    if _has_controls(text):
+        raise TokenInputError(f"{name}: must not contain control or format characters")
+    return text
+
+
+def check_name(value: str | None) -> str:
+    """A token's name: 1-200 printable characters; need not be unique."""
+    name = check_text("name", value, NAME_MAX, required=True)
+    assert name is not None  # noqa: S101 - required=True
+    return name
+
+
+def check_id(value: str) -> str:
+    """An imported token's id: 1-64 letters, digits and ``_.:-``, starting alphanumeric."""
+    if not _ID.fullmatch(value):
+        raise TokenInputError(
+            "id: expected 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter "
+            "or digit"
+        )
+    return value
+
+
+def check_permissions(values: Iterable[str]) -> tuple[str, ...]:
+    """Free-form permission strings without spaces; ``*`` means all. Duplicates collapse."""
+    seen: dict[str, None] = {}
+    for value in values:
+        permission = value.strip()
+        if not _PERMISSION.fullmatch(permission) or _has_controls(permission):
+            raise TokenInputError(
+                f"permissions: {value!r} is not a permission (1-{PERMISSION_MAX} characters, "
+                "no spaces)"
+            )
+        seen[permission] = None
+    return tuple(seen)
+
+
+def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """Labels: keys of letters, digits and ``_.-/``; values of printable text."""
+    checked: dict[str, str] = {}
+    for key, value in labels.items():
+        if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
+            raise TokenInputError(
+                f"labels: {key!r} is not a label key (letters, digits, '_', '.', '-', '/')"
+            )
+        if not isinstance(value, str):
+            raise TokenInputError(f"labels: the value of {key!r} must be text")
+        text = check_text(f"labels.{key}", value, LABEL_VALUE_MAX)
+        checked[key] = text or ""
+    return checked
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """Split ``key=value`` as given to ``--label``."""
+    key, separator, value = text.partition("=")
+    if not separator:
+        raise TokenInputError(f"labels: {text!r} is not key=value")
+    ((checked_key, checked_value),) = check_labels({key.strip(): value}).items()
+    return checked_key, checked_value
+
+
+def check_fields(fields: TokenFields, *, now: datetime) -> TokenFields:
+    """Return *fields* normalised, or raise :class:`TokenInputError` naming the first bad one."""
+    expires_at = fields.expires_at
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise TokenInputError("expires_at: needs a timezone (e.g. Z or +02:00)")
+        if expires_at <= now:
+            raise TokenInputError(f"expires_at: {expires_at.isoformat()} is not in the future")
+    return TokenFields(
+        name=check_name(fields.name),
+        expires_at=expires_at,
+        role=check_text("role", fields.role, ROLE_MAX),
+        permissions=check_permissions(fields.permissions),
+        owner=check_text("owner", fields.owner, OWNER_MAX),
+        labels=check_labels(fields.labels),
+        description=check_text("description", fields.description, DESCRIPTION_MAX),
+    )

@@ -1,0 +1,360 @@
+"""Reading token files for ``tokens import``: JSONL, CSV and ``api-keys.json``.
+
+Every row is checked before anything is written; the errors name the line and the field. The
+shapes are documented in docs/tokens.md:
+
+- **JSONL** (``.jsonl``, ``.ndjson``): one object per line, the fields ``tokens export``
+  writes: id, name, role, permissions, owner, labels, description, created_at, expires_at,
+  revoked_at, last_used_at, rotated_from, superseded_by, plus an optional secret_hash.
+- **CSV** (``.csv``): a header row naming those fields; permissions separated by spaces or
+  ``;``, labels as ``key=value;key=value``, ``never`` for no expiry, empty cells for nothing.
+- **api-keys.json** (``.json``): ``{"keys": [...]}`` (or a bare array) of objects in the
+  camelCase a web application writes: id, name, hash, role, permissions, owner, labels,
+  description, createdAt, expiresAt, revokedAt, lastUsedAt.
+
+``expires_at`` must be present in every row (``null`` or ``never`` for a token that does not
+expire), so that a forgotten column cannot import tokens as immortal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from notifier.tokens.fields import (
+    DESCRIPTION_MAX,
+    OWNER_MAX,
+    ROLE_MAX,
+    TokenInputError,
+    check_id,
+    check_labels,
+    check_name,
+    check_permissions,
+    check_text,
+)
+from notifier.tokens.store import RECORD_FIELDS, ImportRecord
+
+FORMATS = ("jsonl", "csv", "api-keys")
+_HASH = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
+_CAMEL = {
+    "id": "id",
+    "name": "name",
+    "hash": "secret_hash",
+    "role": "role",
+    "permissions": "permissions",
+    "owner": "owner",
+    "labels": "labels",
+    "description": "description",
+    "createdAt": "created_at",
+    "expiresAt": "expires_at",
+    "revokedAt": "revoked_at",
+    "lastUsedAt": "last_used_at",
+}
+_ALLOWED = frozenset({*RECORD_FIELDS, "secret_hash"})
+_TIMES = ("created_at", "expires_at", "revoked_at", "last_used_at")
+MAX_ERRORS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One bad row: where, which field, and why."""
+
+    line: int
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" + (f", field {self.field}" if self.field else "")
+        return f"{where}: {self.message}"
+
+
+class ImportDataError(Exception):
+    """The file holds bad rows; nothing was imported."""
+
+    def __init__(self, errors: list[RowError]) -> None:
+        super().__init__(f"{len(errors)} bad row(s)")
+        self.errors = errors
+
+
+def detect_format(path: Path) -> str:
+    """Guess the format from the file name."""
+    suffix = path.suffix.lower()
+    if suffix in {".jsonl", ".ndjson"}:
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    if suffix == ".json":
+        return "api-keys"
+    raise ValueError(
+        f"cannot tell the format of {path.name!r} from its extension; use --format "
+        f"({', '.join(FORMATS)})"
+    )
+
+
+def read_records(text: str, file_format: str) -> list[ImportRecord]:
+    """Parse and check every row of *text*; raise :class:`ImportDataError` listing bad ones."""
+    readers: dict[str, Callable[[str], Iterator[tuple[int, Any]]]] = {
+        "jsonl": _jsonl_rows,
+        "csv": _csv_rows,
+        "api-keys": _api_key_rows,
+    }
+    errors: list[RowError] = []
+    records: list[ImportRecord] = []
+    first_line: dict[str, int] = {}
+    try:
+        for line, raw in readers[file_format](text):
+            if isinstance(raw, RowError):
+                errors.append(raw)
+                continue
+            try:
+                values = _check_row(raw)
+            except _FieldError as error:
+                errors.append(RowError(line, error.field, error.message))
+                continue
+            token_id = values["id"]
+            if token_id in first_line:
+                errors.append(
+                    RowError(line, "id", f"{token_id!r} repeats line {first_line[token_id]}")
+                )
+                continue
+            first_line[token_id] = line
+            records.append(ImportRecord(line=line, values=values))
+            if len(errors) >= MAX_ERRORS:
+                break
+    except _FileShapeError as error:
+        errors.append(RowError(error.line, None, error.message))
+    if errors:
+        raise ImportDataError(errors[:MAX_ERRORS])
+    return records
+
+
+class _FieldError(Exception):
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class _FileShapeError(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+# --- readers: (line, raw dict or RowError) ----------------------------------------------------
+
+
+def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield number, RowError(number, None, f"not JSON: {error.msg}")
+            continue
+        if not isinstance(value, dict):
+            yield number, RowError(number, None, "expected a JSON object")
+            continue
+        yield number, value
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None:
+        raise _FileShapeError(1, "empty CSV file: expected a header row")
+    unknown = [name for name in reader.fieldnames if name not in _ALLOWED]
+    if unknown:
+        raise _FileShapeError(1, f"unknown column(s) {', '.join(unknown)}")
+    for name in ("id", "name", "expires_at"):
+        if name not in reader.fieldnames:
+            raise _FileShapeError(1, f"missing column {name}")
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            yield line, RowError(line, None, "more cells than header columns")
+            continue
+        yield line, _from_csv(row)
+
+
+def _from_csv(row: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, cell in row.items():
+        text = (cell or "").strip()
+        if key == "permissions":
+            values[key] = [part for part in re.split(r"[;\s]+", text) if part]
+        elif key == "labels":
+            values[key] = _csv_labels(text)
+        elif key == "expires_at":
+            values[key] = None if text.lower() == "never" else (text or _MISSING)
+        else:
+            values[key] = text or None
+    return values
+
+
+def _csv_labels(text: str) -> Any:
+    labels: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(";"))):
+        key, separator, value = pair.partition("=")
+        if not separator:
+            return _Bad(f"{pair!r} is not key=value")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _api_key_rows(text: str) -> Iterator[tuple[int, Any]]:
+    decoder = json.JSONDecoder()
+    match = re.match(r'\s*\{\s*"keys"\s*:\s*\[|\s*\[', text)
+    if match is None:
+        raise _FileShapeError(1, 'expected {"keys": [...]} or a JSON array of keys')
+    position = match.end()
+    while True:
+        position = _skip_space(text, position)
+        if position >= len(text):
+            raise _FileShapeError(_line_at(text, position), "the array is not closed")
+        if text[position] == "]":
+            return
+        line = _line_at(text, position)
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as error:
+            raise _FileShapeError(_line_at(text, error.pos), f"not JSON: {error.msg}") from None
+        if not isinstance(value, dict):
+            yield line, RowError(line, None, "expected a JSON object")
+        else:
+            unknown = sorted(key for key in value if key not in _CAMEL)
+            if unknown:
+                yield line, RowError(line, unknown[0], "unknown field")
+            else:
+                yield line, {_CAMEL[key]: item for key, item in value.items()}
+        position = _skip_space(text, position)
+        if position < len(text) and text[position] == ",":
+            position += 1
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+def _line_at(text: str, position: int) -> int:
+    return text.count("\n", 0, position) + 1
+
+
+# --- checking one row -------------------------------------------------------------------------
+
+
+class _Missing:
+    """The marker of a field given as an empty CSV cell where a value is required."""
+
+
+class _Bad:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+_MISSING = _Missing()
+
+
+def _check_row(raw: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(key for key in raw if key not in _ALLOWED)
+    if unknown:
+        raise _FieldError(unknown[0], "unknown field")
+    if "id" not in raw or raw["id"] in (None, ""):
+        raise _FieldError("id", "is required")
+    if "name" not in raw:
+        raise _FieldError("name", "is required")
+    if "expires_at" not in raw or isinstance(raw["expires_at"], _Missing):
+        raise _FieldError("expires_at", "is required (null or 'never' for no expiry)")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, _Bad):
+            raise _FieldError(key, value.message)
+        try:
+            values[key] = _check_value(key, value)
+        except TokenInputError as error:
+            raise _FieldError(key, str(error).split(": ", 1)[-1]) from None
+    return values
+
+
+def _check_value(key: str, value: Any) -> Any:
+    return _CHECKS[key](value)
+
+
+def _permissions(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TokenInputError("permissions: expected a list of strings")
+    return list(check_permissions(value))
+
+
+def _labels(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TokenInputError("labels: expected an object of key: value")
+    return check_labels(value)
+
+
+def _secret_hash(value: Any) -> str | None:
+    if value is None:
+        return None
+    match = _HASH.fullmatch(_text(value).lower())
+    if match is None:
+        raise TokenInputError("secret_hash: expected 64 hex characters (sha256:…)")
+    return match.group(1)
+
+
+def _optional_id(value: Any) -> str | None:
+    return None if value is None else check_id(_text(value))
+
+
+def _optional_time(value: Any) -> datetime | None:
+    return None if value is None else _time(value)
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "id": lambda value: check_id(_text(value)),
+    "name": lambda value: check_name(_text(value)),
+    "role": lambda value: check_text("role", _optional_text(value), ROLE_MAX),
+    "owner": lambda value: check_text("owner", _optional_text(value), OWNER_MAX),
+    "description": lambda value: check_text("description", _optional_text(value), DESCRIPTION_MAX),
+    "permissions": _permissions,
+    "labels": _labels,
+    "secret_hash": _secret_hash,
+    "rotated_from": _optional_id,
+    "superseded_by": _optional_id,
+    **dict.fromkeys(_TIMES, _optional_time),
+}
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TokenInputError("x: expected a string")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise TokenInputError("x: expected an ISO 8601 time with a zone")
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise TokenInputError(f"x: {value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise TokenInputError(f"x: {value!r} has no timezone; add Z or an offset")
+    return moment
