@@ -104,3 +104,25 @@ def database(database_url: URL) -> Iterator[Database]:
     migrate.upgrade(db)
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[URL]:
+    """A fresh MariaDB database on 127.0.0.1:3306, dropped afterwards."""
+    import pymysql  # noqa: PLC0415 - only the MariaDB tests need it
+
+    try:
+        admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=3)
+    except pymysql.MySQLError as error:
+        pytest.skip(f"no MariaDB server answers at 127.0.0.1:3306: {error}")
+    name = f"notifier_src_{secrets.token_hex(6)}"
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}`")
+        yield URL.create(
+            "mysql+pymysql", username="root", host="127.0.0.1", port=3306, database=name
+        )
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()

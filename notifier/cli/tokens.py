@@ -214,6 +214,12 @@ def _read_presented(settings: Settings) -> str | None:
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     """Check a presented secret: valid (and which token), or invalid, expired, revoked."""
+    if args.on_argv:
+        fail(
+            "refusing a token given as an argument (shell history and ps keep it); "
+            "pipe it on stdin or set NOTIFIER_TOKEN"
+        )
+        return exitcodes.USAGE
     secret = _read_presented(settings)
     if not secret:
         fail("no token given: pipe it on stdin or set NOTIFIER_TOKEN")
@@ -385,6 +391,8 @@ def _add_reading(sub: Any) -> None:
         "verify", help="check a secret read from stdin or NOTIFIER_TOKEN (never from arguments)"
     )
     verify.add_argument("--json", action="store_true", help="print JSON")
+    # Caught here so that argparse does not echo a secret given by mistake.
+    verify.add_argument("on_argv", nargs="*", help=argparse.SUPPRESS)
     verify.set_defaults(handler=cmd_verify)
 
 

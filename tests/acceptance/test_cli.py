@@ -156,7 +156,16 @@ class TestTokens:
         """The table shows days left and status."""
         cli("tokens", "create", "--name", "x", "--expires-at", "2099-01-01T00:00:00+02:00", env=env)
         out = cli("tokens", "list", env=env).stdout.splitlines()
-        assert out[0].split() == ["ID", "NAME", "ROLE", "OWNER", "EXPIRES", "DAYS", "LEFT", "STATUS"]
+        assert out[0].split() == [
+            "ID",
+            "NAME",
+            "ROLE",
+            "OWNER",
+            "EXPIRES",
+            "DAYS",
+            "LEFT",
+            "STATUS",
+        ]
         assert "2098-12-31T22:00:00Z" in out[1]
         assert out[1].split()[-1] == "active"
 

@@ -17,7 +17,6 @@ from sqlalchemy.engine import URL
 from structlog.testing import capture_logs
 
 from notifier.check import Checker, PassReport
-from notifier.sources.store import due_query
 from notifier.clock import FixedClock
 from notifier.db import migrate
 from notifier.db.database import Database, db_now
@@ -27,6 +26,7 @@ from notifier.policy import Notice, Policy
 from notifier.sinks import Outcome, Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
+from notifier.sources.store import due_query
 from notifier.tokens.store import TokenStore
 
 HOUR = timedelta(hours=1)

@@ -12,8 +12,9 @@ from notifier.db import migrate
 from notifier.db.database import Database, DatabaseUnavailableError, db_now
 from notifier.db.models import Base, Token
 from notifier.policy import Policy
+from notifier.tokens.fields import TokenInputError
 from notifier.tokens.secrets import hash_secret
-from notifier.tokens.store import TokenInputError, TokenNotFoundError, TokenStore
+from notifier.tokens.store import TokenNotFoundError, TokenStore
 
 POLICY = Policy(
     detection_window=timedelta(hours=168),

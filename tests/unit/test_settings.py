@@ -8,6 +8,7 @@ import pytest
 
 from notifier import cli
 from notifier.settings import ConfigError, HttpAddress, example_env, load_settings, show
+from notifier.sources.config import SqlSourceConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -315,3 +316,156 @@ class TestExample:
         monkeypatch.setenv("NOTIFIER_INTERVAL", "broken")
         assert cli.main(["config", "example"]) == 0
         assert "#NOTIFIER_INTERVAL=1h" in capsys.readouterr().out
+
+
+class TestSources:
+    def test_default_is_the_store(self) -> None:
+        """Without NOTIFIER_SOURCES or a config file, the pass reads the store only."""
+        assert [config.name for config in load_settings().source_configs] == ["store"]
+
+    def test_sql_source_from_variables(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A labelled sql source reads NOTIFIER_SQL_<LABEL>_<OPTION>."""
+        monkeypatch.setenv("NOTIFIER_SOURCES", "store,sql:billing")
+        monkeypatch.setenv("NOTIFIER_SQL_BILLING_URL", "postgresql://reader@db/billing")
+        monkeypatch.setenv("NOTIFIER_SQL_BILLING_TABLE", "api_keys")
+        monkeypatch.setenv(
+            "NOTIFIER_SQL_BILLING_COLUMNS", "id=key_id, name=label, expires_at=valid_until"
+        )
+        monkeypatch.setenv("NOTIFIER_SQL_BILLING_TIMEZONE", "Europe/Berlin")
+        store, sql = load_settings().source_configs
+        assert store.name == "store"
+        assert isinstance(sql, SqlSourceConfig)
+        assert sql.url.drivername == "postgresql+psycopg"
+        assert sql.columns == {"id": "key_id", "name": "label", "expires_at": "valid_until"}
+        assert str(sql.timezone) == "Europe/Berlin"
+
+    def test_config_file_defines_sources(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Sources in NOTIFIER_CONFIG_FILE are read beside the store; variables override."""
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            '[sources."file:partners"]\n'
+            'path = "/srv/partners.yaml"\n'
+            '[sources."sql:billing"]\n'
+            'url = "sqlite:////srv/billing.db"\n'
+            'table = "keys"\n'
+            'columns = { id = "id", name = "name", expires_at = "expires" }\n'
+        )
+        monkeypatch.setenv("NOTIFIER_CONFIG_FILE", str(config))
+        monkeypatch.setenv("NOTIFIER_SQL_BILLING_TABLE", "api_keys")
+        names = [c.name for c in load_settings().source_configs]
+        assert names == ["store", "file:partners", "sql:billing"]
+        sql = load_settings().source_configs[2]
+        assert isinstance(sql, SqlSourceConfig)
+        assert sql.table == "api_keys"
+
+    def test_source_url_secret_from_file(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """A source URL with a password can come from a file, and config show hides it."""
+        secret = tmp_path / "url"
+        secret.write_text("postgresql://reader:s3cret@db/billing\n")
+        monkeypatch.setenv("NOTIFIER_SOURCES", "sql")
+        monkeypatch.setenv("NOTIFIER_SQL_URL_FILE", str(secret))
+        monkeypatch.setenv("NOTIFIER_SQL_TABLE", "t")
+        monkeypatch.setenv("NOTIFIER_SQL_COLUMNS", "id=a,name=b,expires_at=c")
+        (sql,) = load_settings().source_configs
+        assert isinstance(sql, SqlSourceConfig)
+        assert sql.url.password == "s3cret"
+
+    @pytest.mark.parametrize(
+        ("variables", "words"),
+        [
+            ({"NOTIFIER_SOURCES": "store,ldap"}, "unknown source 'ldap'"),
+            ({"NOTIFIER_SOURCES": "store:x"}, "no label"),
+            ({"NOTIFIER_SOURCES": "sql"}, "NOTIFIER_SQL_URL: is required"),
+            (
+                {
+                    "NOTIFIER_SOURCES": "sql",
+                    "NOTIFIER_SQL_URL": "nope://x",
+                    "NOTIFIER_SQL_TABLE": "t",
+                },
+                "NOTIFIER_SQL_URL",
+            ),
+            (
+                {
+                    "NOTIFIER_SOURCES": "sql",
+                    "NOTIFIER_SQL_URL": "sqlite:////x.db",
+                    "NOTIFIER_SQL_TABLE": "t",
+                    "NOTIFIER_SQL_COLUMNS": "id=a,name=b",
+                },
+                "NOTIFIER_SQL_COLUMNS='id=a,name=b': no column mapped for expires_at",
+            ),
+            (
+                {
+                    "NOTIFIER_SOURCES": "sql",
+                    "NOTIFIER_SQL_URL": "sqlite:////x.db",
+                    "NOTIFIER_SQL_TABLE": "t",
+                    "NOTIFIER_SQL_COLUMNS": "id=a,name=b,expires_at=c,colour=d",
+                },
+                "unknown role 'colour'",
+            ),
+            (
+                {
+                    "NOTIFIER_SOURCES": "file",
+                    "NOTIFIER_FILE_PATH": "/x.json",
+                    "NOTIFIER_FILE_TIMEZONE": "Mars/Olympus",
+                },
+                "NOTIFIER_FILE_TIMEZONE='Mars/Olympus': unknown time zone",
+            ),
+            ({"NOTIFIER_SOURCES": "file"}, "NOTIFIER_FILE_PATH: is required"),
+            ({"NOTIFIER_CONFIG_FILE": "/nonexistent/notifier.toml"}, "cannot read it"),
+        ],
+    )
+    def test_bad_sources_exit_78(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        variables: dict[str, str],
+        words: str,
+    ) -> None:
+        """A bad source configuration stops start-up with the variable named, exit 78."""
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        assert cli.main(["check"]) == 78
+        err = capsys.readouterr().err
+        assert words in err
+        assert len(err.strip().splitlines()) == 1
+
+    @pytest.mark.parametrize(
+        ("document", "words"),
+        [
+            ("[sources\n", "not valid TOML"),
+            ('[sinks."x"]\n', "unknown table or key 'sinks'"),
+            (
+                '[sources."sql"]\nurl = "sqlite:////x.db"\ntable = "t"\ncolumns = { id = "a" }\n',
+                'NOTIFIER_CONFIG_FILE [sources."sql"] columns: no column mapped',
+            ),
+            ('[sources."file"]\npath = "/x"\ncolour = "red"\n', "colour: not an option"),
+            ('[sources."ftp"]\n', "unknown source 'ftp'"),
+        ],
+    )
+    def test_bad_config_file_exit_78(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        document: str,
+        words: str,
+    ) -> None:
+        """A bad config file is named, with the key or the TOML error, exit 78."""
+        path = tmp_path / "notifier.toml"
+        path.write_text(document)
+        monkeypatch.setenv("NOTIFIER_CONFIG_FILE", str(path))
+        assert cli.main(["check"]) == 78
+        assert words in capsys.readouterr().err
+
+    def test_source_variables_are_not_unknown(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """The variables of an enabled source are not reported as typos."""
+        monkeypatch.setenv("NOTIFIER_SOURCES", "file:partners")
+        monkeypatch.setenv("NOTIFIER_FILE_PARTNERS_PATH", str(tmp_path / "t.json"))
+        assert cli.main(["config"]) == 0
+        assert "unknown_variable" not in capsys.readouterr().err
