@@ -1,20 +1,28 @@
 """One check pass: find what is due, decide, claim, deliver, and record after the send.
 
-For each source and each sink, the pass reads the tokens inside the horizon that are due for
-that sink: tokens with no state yet, state whose ``next_due_at`` has come, or state about an
-older expiry (the store does this in one keyset join; see notifier/sources). Each batch:
+For each sink and each source, the pass reads the candidates: tokens in the window that are
+due for that sink (no state yet, ``next_due_at`` reached, or state about an older expiry),
+and the sink's open loops whose token has left the window (expired, renewed, rotated,
+revoked, deleted). The store does each in one keyset join; see notifier/sources. Each batch:
 
-1. ``Policy.decide`` (pure) turns each row into a notice or a later ``next_due_at``;
+1. ``Policy.decide`` (pure) turns each candidate into a notice, or a later ``next_due_at``;
 2. the notices are **claimed**: a conditional upsert that sets a lease with the database's
-   clock, and succeeds only if no live lease is held and the row is still due. Two replicas
-   never send the same notice at once; a crashed claim is retried once its lease runs out;
-3. the sink delivers the batch, outside any transaction;
+   clock, and succeeds only if no live lease is held and the row is still at the version
+   read. Two replicas never send the same notice at once; a crashed claim is retried once its
+   lease runs out;
+3. the sink delivers the batch, outside any transaction; notices its route leaves out are
+   recorded as skipped without reaching it;
 4. each outcome is **recorded** after the sink returned: success moves ``next_due_at`` past the
    backoff, a transient failure leaves it due for the next pass, a permanent one waits out a
    backoff. So a failed send is never lost, and at worst repeated (at-least-once).
 
-A failing sink never blocks another: each has its own state and its own loop. A database
-error fails the pass; the caller logs ``check.failed`` and lives on.
+A digest sink (email) takes every notice of the pass at once, after all batches, so that a
+recipient gets one digest; with several replicas, one of them holds the sink's lease for the
+pass and the others leave the sink alone.
+
+A failing sink never blocks another: each has its own state and its own loop. A broken
+source is skipped for the pass. A database error fails the pass; the caller logs
+``check.failed`` and lives on.
 """
 
 from __future__ import annotations
@@ -24,28 +32,35 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 
 from notifier.clock import Clock
 from notifier.db.database import Database, db_now, upsert
-from notifier.db.models import DeliveryStateRow, Meta
-from notifier.policy import Decision, Notice, Policy, WatchedToken
-from notifier.sinks import Outcome, Sink
-from notifier.sources import Snapshot, SourceError, TokenSource
+from notifier.db.models import DeliveryStateRow, Meta, SinkLease, Snooze
+from notifier.policy import Decision, Notice, NoticeKind, Policy
+from notifier.policy import Snooze as SnoozeRule
+from notifier.retention import prune_if_due
+from notifier.sinks import Outcome, Sink, accepts
+from notifier.sources import Candidate, Snapshot, SourceError, TokenSource
 from notifier.sources.store import StoreSource
 
 _ERROR_LIMIT = 500  # characters of a sink's error kept in the state row
+# Stored due times set here are due at once: a changed policy re-decides every row.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 log = structlog.get_logger("notifier.check")
 
 _state = DeliveryStateRow.__table__
 _meta = Meta.__table__
+_snoozes = Snooze.__table__
+_sink_leases = SinkLease.__table__
 _POLICY_KEY = "policy"
 
 
@@ -94,6 +109,15 @@ class PassReport:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """A candidate and what the policy decided about it, within one source."""
+
+    source: str
+    candidate: Candidate
+    decision: Decision
+
+
 class Checker:
     """Run check passes over token sources for a set of sinks."""
 
@@ -109,6 +133,7 @@ class Checker:
         batch_size: int = 500,
         owner: str | None = None,
         stop: threading.Event | None = None,
+        retention: timedelta | None = None,
     ) -> None:
         self._database = database
         self._sources = list(sources) if sources is not None else [StoreSource(database)]
@@ -119,6 +144,7 @@ class Checker:
         self._batch_size = batch_size
         self._owner = owner or lease_owner()
         self._stop = stop or threading.Event()
+        self._retention = retention
 
     def run(self, *, dry_run: bool = False) -> PassReport:
         """Run one pass at ``clock.now()``; raise if the database fails."""
@@ -127,33 +153,39 @@ class Checker:
         report = PassReport()
         if not dry_run:
             self._sync_policy()
+        snoozes = self._snoozes(now)
+        snapshots: list[tuple[str, Snapshot]] = []
         for source in self._sources:
             try:
-                snapshot = source.snapshot(now, self._policy.horizon)
+                snapshot = source.snapshot(now, self._policy.horizon, self._policy.lookback)
             except SourceError as error:
                 # One broken source is skipped for this pass; the others go on.
                 log.error("source.failed", source=source.name, reason=str(error))
                 report.failed_sources.append(source.name)
                 continue
+            snapshots.append((source.name, snapshot))
             report.in_window += snapshot.in_window
-            for sink in self._sinks:
-                # Every token in the window is either notified now or waiting out its backoff.
-                notified = self._run_sink(source.name, snapshot, sink, now, report, dry_run=dry_run)
-                report.skipped_backoff += max(snapshot.in_window - notified, 0)
-                if self._stop.is_set():
-                    report.interrupted = True
-                    break
-            if report.interrupted:
+        for sink in self._sinks:
+            if self._stop.is_set():
+                report.interrupted = True
                 break
+            self._run_sink(sink, snapshots, snoozes, now, report, dry_run=dry_run)
+        if self._retention is not None and not dry_run and not report.interrupted:
+            try:
+                prune_if_due(self._database, now, self._retention)
+            except Exception as error:  # noqa: BLE001 - housekeeping must not fail a pass
+                log.warning("retention.failed", reason=f"{type(error).__name__}: {error}")
         report.duration_ms = (time.perf_counter() - started) * 1000
         return report
 
-    def _sync_policy(self) -> None:
-        """Make stored due times fit the policy: a changed backoff applies on this pass.
+    # --- per pass -----------------------------------------------------------------------------
 
-        ``next_due_at`` was computed with the backoff of its day. When the configuration
-        changes, every stored due time is cleared, which makes those rows due; the policy then
-        decides them afresh and stores the right time. One statement, on a change only.
+    def _sync_policy(self) -> None:
+        """Make stored due times fit the policy: a changed configuration applies on this pass.
+
+        ``next_due_at`` was computed with the backoff and thresholds of its day. When they
+        change, every scheduled row is made due at once; the policy then decides it afresh
+        and stores the right time. One statement, on a change only.
         """
         fingerprint = self._policy.fingerprint
         with self._database.read() as connection:
@@ -163,7 +195,9 @@ class Checker:
         if stored == fingerprint:
             return
         with self._database.write() as connection:
-            connection.execute(update(_state).values(next_due_at=None))
+            connection.execute(
+                update(_state).where(_state.c.next_due_at.is_not(None)).values(next_due_at=EPOCH)
+            )
             statement = upsert(self._database.dialect, _meta).values(
                 key=_POLICY_KEY, value=fingerprint
             )
@@ -175,76 +209,137 @@ class Checker:
         if stored is not None:
             log.info("check.policy_changed", previous=stored, current=fingerprint)
 
-    # --- one sink ---------------------------------------------------------------------------
+    def _snoozes(self, now: datetime) -> dict[tuple[str, str], list[tuple[str | None, SnoozeRule]]]:
+        """Active snoozes by (source, token id); expired ones are dropped as we go."""
+        with self._database.read() as connection:
+            rows = connection.execute(
+                select(_snoozes).where(or_(_snoozes.c.until.is_(None), _snoozes.c.until > now))
+            ).all()
+        active: dict[tuple[str, str], list[tuple[str | None, SnoozeRule]]] = {}
+        for row in rows:
+            threshold = timedelta(seconds=row.threshold_s) if row.threshold_s is not None else None
+            active.setdefault((row.source, row.token_id), []).append(
+                (row.sink, SnoozeRule(until=row.until, threshold=threshold))
+            )
+        return active
+
+    # --- one sink -----------------------------------------------------------------------------
 
     def _run_sink(
         self,
-        source: str,
-        snapshot: Snapshot,
         sink: Sink,
+        snapshots: list[tuple[str, Snapshot]],
+        snoozes: dict[tuple[str, str], list[tuple[str | None, SnoozeRule]]],
         now: datetime,
         report: PassReport,
         *,
         dry_run: bool,
-    ) -> int:
-        """Run one (source, sink) share of the pass; return how many notices it decided on."""
-        notified = 0
-        for batch in snapshot.due_batches(sink.name, self._batch_size):
-            decisions = [self._policy.decide(token, st, sink.name, now) for token, st in batch]
-            to_send = [decision for decision in decisions if decision.notice is not None]
-            not_yet = [
-                (token, decision)
-                for (token, _), decision in zip(batch, decisions, strict=True)
-                if decision.notice is None
-            ]
-            notified += len(to_send)
-            if dry_run:
-                report.would_send.extend(d.notice for d in to_send if d.notice is not None)
-                continue
-            if not_yet:
-                self._postpone(sink.name, not_yet)
-            if to_send:
-                self._send(source, sink, to_send, now, report)
-            if self._stop.is_set():
-                break
-        return notified
-
-    def _send(
-        self, source: str, sink: Sink, decisions: list[Decision], now: datetime, report: PassReport
     ) -> None:
-        claimed = self._claim(source, sink.name, decisions, now)
-        report.claimed_elsewhere += len(decisions) - len(claimed)
-        mine = [d for d in decisions if d.notice is not None and d.notice.token_id in claimed]
-        if not mine:
+        """Run one sink's share of the pass."""
+        if sink.digest and not dry_run and not self._take_sink_lease(sink.name):
+            log.info("sink.skipped", sink=sink.name, reason="another replica runs it this pass")
             return
-        notices = [d.notice for d in mine if d.notice is not None]
-        outcomes = _deliver(sink, notices)
+        pending: list[_Item] = []
+        notified = 0
+        try:
+            for source, batch in self._batches(sink, snapshots):
+                items = [
+                    _Item(
+                        source,
+                        candidate,
+                        self._policy.decide(
+                            candidate.token,
+                            candidate.state,
+                            sink.name,
+                            now,
+                            snooze=_snooze_for(snoozes, source, candidate.token_id, sink.name),
+                            token_key=(source, candidate.token_id),
+                        ),
+                    )
+                    for candidate in batch
+                ]
+                to_send = [item for item in items if item.decision.notice is not None]
+                notified += sum(
+                    1
+                    for item in to_send
+                    if item.decision.notice is not None
+                    and item.decision.notice.kind is NoticeKind.EXPIRING
+                )
+                if dry_run:
+                    report.would_send.extend(
+                        item.decision.notice
+                        for item in to_send
+                        if item.decision.notice is not None
+                        and accepts(sink, item.decision.notice)
+                        and item.decision.notice.kind is not NoticeKind.RESOLVED
+                    )
+                    continue
+                self._postpone(sink.name, [item for item in items if item.decision.notice is None])
+                claimed = self._claim(sink.name, to_send, now)
+                report.claimed_elsewhere += len(to_send) - len(claimed)
+                if sink.digest:
+                    pending.extend(claimed)
+                elif claimed:
+                    self._deliver_and_record(sink, claimed, now, report)
+                if self._stop.is_set():
+                    report.interrupted = True
+                    break
+            if pending:
+                self._deliver_and_record(sink, pending, now, report)
+        finally:
+            if sink.digest and not dry_run:
+                self._release_sink_lease(sink.name)
+        # Every token in the window is either notified now or waiting (backoff, snooze).
+        report.skipped_backoff += max(report.in_window - notified, 0)
+
+    def _batches(
+        self, sink: Sink, snapshots: list[tuple[str, Snapshot]]
+    ) -> Iterator[tuple[str, list[Candidate]]]:
+        for source, snapshot in snapshots:
+            for batch in chain(
+                snapshot.due_batches(sink.name, self._batch_size),
+                snapshot.closing_batches(sink.name, self._batch_size),
+            ):
+                yield source, batch
+
+    def _deliver_and_record(
+        self, sink: Sink, items: list[_Item], now: datetime, report: PassReport
+    ) -> None:
+        deliverable: list[_Item] = []
+        left_out: list[_Item] = []
+        for item in items:
+            notice = item.decision.notice
+            (deliverable if notice is not None and accepts(sink, notice) else left_out).append(item)
+        outcomes = _deliver(sink, [i.decision.notice for i in deliverable if i.decision.notice])
         records: list[dict[str, Any]] = []
-        for decision, outcome in zip(mine, outcomes, strict=True):
-            notice = decision.notice
-            assert notice is not None  # noqa: S101 - filtered above
+        for item, outcome in zip(deliverable, outcomes, strict=True):
             if outcome.ok:
                 report.sent[sink.name] += 1
-                after = self._policy.delivered(decision, now)
+                after = self._policy.delivered(item.decision, now)
             else:
                 report.failed[sink.name] += 1
-                after = self._policy.failed(decision, now, permanent=outcome.permanent)
-            records.append(_record(sink.name, notice, after, outcome, now))
-        self._record(records)
-        _log_failures(sink.name, mine, outcomes)
+                after = self._policy.failed(item.decision, now, permanent=outcome.permanent)
+            records.append(_record(sink.name, item, after, outcome, now))
+        for item in left_out:
+            after = self._policy.skipped(item.decision, now)
+            records.append(_record(sink.name, item, after, None, now))
+        if records:
+            self._record(records)
+        _log_failures(sink.name, deliverable, outcomes)
 
-    def _claim(self, source: str, sink: str, decisions: list[Decision], now: datetime) -> set[str]:
-        """Take a lease on each decision's (token, sink) that is still due and not leased.
+    # --- writes -------------------------------------------------------------------------------
+
+    def _claim(self, sink: str, items: list[_Item], now: datetime) -> list[_Item]:
+        """Take a lease on each item's (token, sink) that no one holds and no one changed.
 
         One executemany of a single cached statement; SQLAlchemy batches it into multi-row
         VALUES with RETURNING, which lists only the rows inserted or updated: those we hold.
         """
+        if not items:
+            return []
         insert = upsert(self._database.dialect, _state).values(
-            source=source,
             sink=sink,
             next_due_at=now,
-            notices_sent=0,
-            attempts=0,
             lease_owner=self._owner,
             lease_until=db_now(self._lease_seconds),
         )
@@ -252,24 +347,31 @@ class Checker:
         incoming = insert.excluded
         statement = insert.on_conflict_do_update(
             index_elements=[current.source, current.token_id, current.sink],
-            set_={"lease_owner": incoming.lease_owner, "lease_until": incoming.lease_until},
+            set_={
+                "lease_owner": incoming.lease_owner,
+                "lease_until": incoming.lease_until,
+                "version": current.version + 1,
+            },
             where=and_(
                 or_(current.lease_until.is_(None), current.lease_until <= db_now()),
-                or_(
-                    current.next_due_at.is_(None),
-                    current.next_due_at <= now,
-                    current.expires_at.is_(None),
-                    current.expires_at != incoming.expires_at,
-                ),
+                current.version == incoming.version,
             ),
-        ).returning(current.token_id)
+        ).returning(current.source, current.token_id)
         rows = [
-            {"token_id": d.notice.token_id, "expires_at": d.notice.expires_at}
-            for d in decisions
-            if d.notice is not None
+            {
+                "source": item.source,
+                "token_id": item.candidate.token_id,
+                "expires_at": item.decision.state.expires_at,
+                "notices_sent": item.candidate.state.notices_sent if item.candidate.state else 0,
+                "attempts": 0,
+                "last_kind": item.candidate.state.last_kind if item.candidate.state else None,
+                "version": item.candidate.version,
+            }
+            for item in items
         ]
         with self._database.write() as connection:
-            return set(connection.execute(statement, rows).scalars())
+            held = {tuple(row) for row in connection.execute(statement, rows)}
+        return [item for item in items if (item.source, item.candidate.token_id) in held]
 
     def _record(self, records: list[dict[str, Any]]) -> None:
         """Write each outcome, and release the lease, in one short transaction."""
@@ -285,61 +387,129 @@ class Checker:
                 next_due_at=bindparam("v_next_due_at"),
                 last_sent_at=bindparam("v_last_sent_at"),
                 last_notice_id=bindparam("v_last_notice_id"),
+                last_kind=bindparam("v_last_kind"),
+                last_threshold_s=bindparam("v_last_threshold_s"),
                 notices_sent=bindparam("v_notices_sent"),
                 attempts=bindparam("v_attempts"),
                 last_attempt_at=bindparam("v_last_attempt_at"),
                 last_error=bindparam("v_last_error"),
                 lease_owner=None,
                 lease_until=None,
+                version=_state.c.version + 1,
             )
         )
         with self._database.write() as connection:
             connection.execute(statement, records)
 
-    def _postpone(self, sink: str, pairs: list[tuple[WatchedToken, Decision]]) -> None:
-        """Store the later ``next_due_at`` of rows that turned out not to be due."""
-        statement = (
-            update(_state)
-            .where(
-                _state.c.source == bindparam("k_source"),
-                _state.c.token_id == bindparam("k_token_id"),
-                _state.c.sink == bindparam("k_sink"),
-            )
-            .values(next_due_at=bindparam("v_next_due_at"))
+    def _postpone(self, sink: str, items: list[_Item]) -> None:
+        """Store when rows that are not due now will be: each written over the version read."""
+        if not items:
+            return
+        insert = upsert(self._database.dialect, _state).values(sink=sink, attempts=0)
+        current = _state.c
+        incoming = insert.excluded
+        statement = insert.on_conflict_do_update(
+            index_elements=[current.source, current.token_id, current.sink],
+            set_={
+                "expires_at": incoming.expires_at,
+                "next_due_at": incoming.next_due_at,
+                "notices_sent": incoming.notices_sent,
+                "last_kind": incoming.last_kind,
+                "last_threshold_s": incoming.last_threshold_s,
+                "last_sent_at": incoming.last_sent_at,
+                "version": current.version + 1,
+            },
+            where=and_(
+                or_(current.lease_until.is_(None), current.lease_until <= db_now()),
+                current.version == incoming.version,
+            ),
         )
         rows = [
             {
-                "k_source": token.source,
-                "k_token_id": token.token_id,
-                "k_sink": sink,
-                "v_next_due_at": decision.next_due_at,
+                "source": item.source,
+                "token_id": item.candidate.token_id,
+                "expires_at": item.decision.state.expires_at,
+                "next_due_at": item.decision.next_due_at,
+                "notices_sent": item.decision.state.notices_sent,
+                "last_kind": item.decision.state.last_kind,
+                "last_threshold_s": _seconds(item.decision.state.last_threshold),
+                "last_sent_at": item.decision.state.last_sent_at,
+                "version": item.candidate.version,
             }
-            for token, decision in pairs
+            for item in items
         ]
         with self._database.write() as connection:
             connection.execute(statement, rows)
 
+    # --- the lease of a digest sink -----------------------------------------------------------
+
+    def _take_sink_lease(self, sink: str) -> bool:
+        insert = upsert(self._database.dialect, _sink_leases).values(
+            sink=sink, owner=self._owner, lease_until=db_now(self._lease_seconds)
+        )
+        current = _sink_leases.c
+        statement = insert.on_conflict_do_update(
+            index_elements=[current.sink],
+            set_={"owner": insert.excluded.owner, "lease_until": insert.excluded.lease_until},
+            where=or_(current.lease_until <= db_now(), current.owner == insert.excluded.owner),
+        ).returning(current.sink)
+        with self._database.write() as connection:
+            return connection.execute(statement).first() is not None
+
+    def _release_sink_lease(self, sink: str) -> None:
+        with self._database.write() as connection:
+            connection.execute(
+                delete(_sink_leases).where(
+                    _sink_leases.c.sink == sink, _sink_leases.c.owner == self._owner
+                )
+            )
+
+
+def _snooze_for(
+    snoozes: dict[tuple[str, str], list[tuple[str | None, SnoozeRule]]],
+    source: str,
+    token_id: str,
+    sink: str,
+) -> SnoozeRule | None:
+    for snoozed_sink, rule in snoozes.get((source, token_id), ()):
+        if snoozed_sink is None or snoozed_sink == sink:
+            return rule
+    return None
+
+
+def _seconds(value: timedelta | None) -> int | None:
+    return None if value is None else int(value.total_seconds())
+
 
 def _record(
-    sink: str, notice: Notice, after: Decision, outcome: Outcome, now: datetime
+    sink: str, item: _Item, after: Decision, outcome: Outcome | None, now: datetime
 ) -> dict[str, Any]:
+    """The state row after a delivery (*outcome*) or a skip (no outcome)."""
+    notice = after.notice
+    failed = outcome is not None and not outcome.ok
     return {
-        "k_source": notice.source,
-        "k_token_id": notice.token_id,
+        "k_source": item.source,
+        "k_token_id": item.candidate.token_id,
         "k_sink": sink,
         "v_expires_at": after.state.expires_at,
         "v_next_due_at": after.next_due_at,
         "v_last_sent_at": after.state.last_sent_at,
-        "v_last_notice_id": notice.id if outcome.ok else None,
+        "v_last_notice_id": notice.id if notice and outcome and outcome.ok else None,
+        "v_last_kind": after.state.last_kind,
+        "v_last_threshold_s": _seconds(after.state.last_threshold),
         "v_notices_sent": after.state.notices_sent,
         "v_attempts": after.state.attempts,
-        "v_last_attempt_at": now,
-        "v_last_error": None if outcome.ok else (outcome.error or "failed")[:_ERROR_LIMIT],
+        "v_last_attempt_at": now if outcome is not None else None,
+        "v_last_error": (
+            (outcome.error or "failed")[:_ERROR_LIMIT] if failed and outcome else None
+        ),
     }
 
 
 def _deliver(sink: Sink, notices: list[Notice]) -> list[Outcome]:
     """Call the sink; a sink that raises or miscounts fails the batch, not the pass."""
+    if not notices:
+        return []
     try:
         outcomes = sink.deliver(notices)
     except Exception as error:
@@ -352,21 +522,20 @@ def _deliver(sink: Sink, notices: list[Notice]) -> list[Outcome]:
     return outcomes
 
 
-def _log_failures(sink: str, decisions: list[Decision], outcomes: list[Outcome]) -> None:
+def _log_failures(sink: str, items: list[_Item], outcomes: list[Outcome]) -> None:
     """One ``sink.failed`` line per kind of failure in a batch, not one per token."""
-    groups: dict[bool, list[tuple[Decision, Outcome]]] = {}
-    for decision, outcome in zip(decisions, outcomes, strict=True):
+    groups: dict[bool, list[tuple[_Item, Outcome]]] = {}
+    for item, outcome in zip(items, outcomes, strict=True):
         if not outcome.ok:
-            groups.setdefault(outcome.permanent, []).append((decision, outcome))
+            groups.setdefault(outcome.permanent, []).append((item, outcome))
     for permanent, failures in groups.items():
-        first_decision, first_outcome = failures[0]
-        assert first_decision.notice is not None  # noqa: S101 - only notices are delivered
+        first_item, first_outcome = failures[0]
         log.warning(
             "sink.failed",
             sink=sink,
             permanent=permanent,
             failed=len(failures),
-            token_id=first_decision.notice.token_id,
+            token_id=first_item.candidate.token_id,
             error=first_outcome.error,
             retry="after the backoff interval" if permanent else "next pass",
         )

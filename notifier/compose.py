@@ -15,7 +15,7 @@ from notifier.db.database import Database
 from notifier.policy import Policy
 from notifier.settings import Settings
 from notifier.sinks import Sink
-from notifier.sinks.registry import SinkContext, build_sink
+from notifier.sinks.registry import Retry, SinkContext, build_sink
 from notifier.sources import TokenSource
 from notifier.sources.config import FileSourceConfig, SourceConfig, SqlSourceConfig
 from notifier.sources.file import FileSource
@@ -57,9 +57,25 @@ def build(
         backoff_interval=settings.backoff_interval,
         pass_interval=settings.interval,
         log_slice=settings.log_slice,
+        thresholds=settings.thresholds,
+        notify_expired=settings.notify_expired,
     )
-    context = SinkContext(database=database, clock=clock, slice_name=settings.log_slice_name)
-    sinks = [build_sink(name, context) for name in settings.sinks]
+    retry = Retry(deadline=settings.retry_deadline, attempts=settings.retry_attempts)
+    sinks = [
+        build_sink(
+            config.name,
+            SinkContext(
+                database=database,
+                clock=clock,
+                slice_name=settings.log_slice_name,
+                route=config.route,
+                options=config.options,
+                retry=retry,
+                window=settings.detection_window,
+            ),
+        )
+        for config in settings.sink_configs
+    ]
     sources = [build_source(config, database) for config in settings.source_configs]
     checker = Checker(
         database=database,
@@ -70,6 +86,7 @@ def build(
         lease=settings.claim_lease,
         batch_size=settings.batch_size,
         stop=stop,
+        retention=settings.retention,
     )
     pepper = settings.token_pepper.get_secret_value() if settings.token_pepper else None
     tokens = TokenStore(database, clock, policy, prefix=settings.token_prefix, pepper=pepper)

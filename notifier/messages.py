@@ -66,18 +66,27 @@ def unit(count: int, slice_name: str) -> str:
 
 
 def sentence(notice: Notice, slice_name: str) -> str:
-    """Return the warn sentence for *notice*, e.g. the documented expiring line.
+    """Return the sentence for *notice*, e.g. the documented expiring line.
 
     ``Warn: API Token <name> (ID <id>) will expire in less than <X> <unit>.``
     """
     name = escape(notice.token_name)
     token_id = escape(notice.token_id)
+    subject = f"API Token {name} (ID {token_id})"
     if notice.kind is NoticeKind.EXPIRED:
-        return f"Warn: API Token {name} (ID {token_id}) has expired."
+        return f"Warn: {subject} has expired."
     if notice.kind is NoticeKind.RENEWED:
-        return f"Info: API Token {name} (ID {token_id}) no longer expires soon."
+        if notice.reason == "rotated":
+            return f"Info: {subject} was rotated; the old secret is no longer warned about."
+        if notice.reason == "no_expiry" or notice.expires_at is None:
+            return f"Info: {subject} no longer expires."
+        return f"Info: {subject} no longer expires soon; it now expires {_day(notice)}."
+    if notice.kind is NoticeKind.RESOLVED:
+        return f"Info: {subject} was revoked or removed."
     count = notice.days_left
-    return (
-        f"Warn: API Token {name} (ID {token_id}) will expire in less than "
-        f"{count} {unit(count, slice_name)}."
-    )
+    return f"Warn: {subject} will expire in less than {count} {unit(count, slice_name)}."
+
+
+def _day(notice: Notice) -> str:
+    assert notice.expires_at is not None  # noqa: S101 - callers check
+    return notice.expires_at.strftime("%Y-%m-%d")

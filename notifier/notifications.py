@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select, update
 
 from notifier.db.database import Database
 from notifier.db.models import Notification
 from notifier.resources import NotificationResource
+from notifier.tokens import audit
 
 _notifications = Notification.__table__
 
@@ -24,10 +28,58 @@ def list_notifications(
         )
     with database.read() as connection:
         rows = connection.execute(query).all()
-    return [
-        NotificationResource(
-            **dict(row._mapping),  # noqa: SLF001 - SQLAlchemy's public row mapping
-            active=row.resolved_at is None and row.acknowledged_at is None,
-        )
-        for row in rows
-    ]
+    return [_resource(row) for row in rows]
+
+
+def _resource(row: Row[*tuple[Any, ...]]) -> NotificationResource:
+    return NotificationResource(
+        **dict(row._mapping),  # noqa: SLF001 - SQLAlchemy's public row mapping
+        active=row.resolved_at is None and row.acknowledged_at is None,
+    )
+
+
+class NotificationNotFoundError(LookupError):
+    """No notification has the given id."""
+
+
+def get_notification(database: Database, notification_id: str) -> NotificationResource:
+    """One notification, or raise :class:`NotificationNotFoundError`."""
+    with database.read() as connection:
+        row = connection.execute(
+            select(_notifications).where(_notifications.c.id == notification_id)
+        ).first()
+    if row is None:
+        raise NotificationNotFoundError(f"no notification with id {notification_id!r}")
+    return _resource(row)
+
+
+def acknowledge(
+    database: Database, notification_id: str, *, now: datetime, actor: str
+) -> NotificationResource:
+    """Hide a notification until the next notice for its token; audited."""
+    with database.write() as connection:
+        row = connection.execute(
+            select(_notifications).where(_notifications.c.id == notification_id)
+        ).first()
+        if row is None:
+            raise NotificationNotFoundError(f"no notification with id {notification_id!r}")
+        if row.acknowledged_at is None:
+            connection.execute(
+                update(_notifications)
+                .where(_notifications.c.id == notification_id)
+                .values(acknowledged_at=now)
+            )
+            audit.record(
+                connection,
+                [
+                    audit.event(
+                        at=now,
+                        actor=actor,
+                        action="ack",
+                        token_id=row.token_id,
+                        token_name=row.token_name,
+                        details={"notification_id": notification_id, "source": row.source},
+                    )
+                ],
+            )
+    return get_notification(database, notification_id)

@@ -1,25 +1,42 @@
-"""The notice decision: a pure function of (token, delivery state, now).
+"""The notice decision: a pure function of (token, delivery state, snooze, now).
 
 Nothing here reads a clock, a database or the environment. The check pass feeds it what it
 read and writes back what it returns, so the rules below are tested as a table.
 
-- **Expiring** means ``now < expires_at <= now + detection_window`` and not revoked
-  (``revoked_at`` set and ``<= now``), nor superseded by a rotation.
+- **Expiring** means inside the *zone* and not revoked (``revoked_at`` set and ``<= now``),
+  nor superseded by a rotation. Without thresholds the zone is the detection window:
+  ``now < expires_at <= now + window``. With thresholds (``30d,7d,1d``, ``10%``) the zone is
+  the widest threshold that applies to the token; a percentage is of the token's own lifetime
+  and reaches no further than the horizon.
 - **Days left** is ``X = floor((expires_at - now) / slice) + 1``: "less than X days" is then
   always true and X is never 0.
 - **Backoff** is per (token, sink). A sink hears about a token again once ``backoff_interval``
   has passed since the last successful notice, less a tolerance of half the pass interval, so a
   pass that fires a few milliseconds early does not slip a whole interval.
+- **Escalation**: entering a tighter threshold notifies at once, whatever the backoff. A token
+  first seen inside several thresholds gets one notice, for the tightest.
 - **Expiry changed**: the state refers to one ``expires_at``; when the token's differs, the state
-  starts afresh and the token is notified at once.
+  starts afresh. If the new expiry is still in the zone the token is notified at once;
+  otherwise an open loop is closed with a *renewed* notice.
+- **Expired**: one notice when a token passes its expiry, if a sink had been told it was
+  expiring, or if it expired within the last backoff interval, so a first start on an old
+  database does not flood with long-dead tokens. It can be switched off.
+- **Closing**: a rotated (superseded) token, or one that no longer expires, gets a *renewed*
+  notice; a revoked or deleted one gets none, but its UI notification is resolved.
+- **Snooze** silences a token until a time, or until it enters a tighter threshold.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+# The kinds a state row records; "expiring" is the open loop.
+OPEN = "expiring"
+SKIPPED = "skipped"
 
 
 class NoticeKind(StrEnum):
@@ -28,6 +45,7 @@ class NoticeKind(StrEnum):
     EXPIRING = "expiring"
     EXPIRED = "expired"
     RENEWED = "renewed"
+    RESOLVED = "resolved"  # revoked or deleted: no message, but the UI notification resolves
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +59,33 @@ class WatchedToken:
     revoked_at: datetime | None = None
     owner: str | None = None
     superseded: bool = False  # rotated, in its grace period: no expiry notices
+    created_at: datetime | None = None  # needed for percentage thresholds
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def lifetime(self) -> timedelta | None:
+        """From creation to expiry, when both are known."""
+        if self.created_at is None or self.expires_at is None:
+            return None
+        return self.expires_at - self.created_at
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A point before expiry at which a notice is due: a duration, or a share of the lifetime."""
+
+    label: str  # as configured: "7d", "10%"
+    duration: timedelta | None = None
+    fraction: float | None = None
+
+    def before_expiry(self, token: WatchedToken, horizon: timedelta) -> timedelta | None:
+        """How long before *token*'s expiry this threshold lies (None when unknown)."""
+        if self.duration is not None:
+            return self.duration
+        lifetime = token.lifetime
+        if self.fraction is None or lifetime is None or lifetime <= timedelta(0):
+            return None
+        return min(lifetime * self.fraction, horizon)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +96,21 @@ class DeliveryState:
     last_sent_at: datetime | None = None  # the pass time of the last successful notice
     notices_sent: int = 0  # successful notices for this expiry; numbers the next notice
     attempts: int = 0  # failed attempts since the last success
+    last_kind: str | None = None  # "expiring" (open), "expired", "renewed", "resolved", ...
+    last_threshold: timedelta | None = None  # the threshold of the last expiring notice
+
+    @property
+    def is_open(self) -> bool:
+        """The sink was told the token is expiring, and nothing has closed that yet."""
+        return self.last_kind == OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class Snooze:
+    """A silence on a token's notices."""
+
+    until: datetime | None  # None: until the token enters a tighter threshold
+    threshold: timedelta | None = None  # the threshold it was in when snoozed
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +124,13 @@ class Notice:
     token_id: str
     token_name: str
     owner: str | None
-    expires_at: datetime
-    days_left: int  # the X in "less than X days"
+    expires_at: datetime | None
+    days_left: int  # the X in "less than X days"; 0 for notices about expired tokens
     seconds_left: int
-    threshold: timedelta | None
+    threshold: timedelta | None  # the threshold crossed (None: the detection window)
+    threshold_label: str | None = None  # as configured: "7d", "10%"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    reason: str | None = None  # for renewed: "rotated", "extended", "no_expiry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,21 +139,27 @@ class Decision:
 
     notice: Notice | None
     state: DeliveryState
-    next_due_at: datetime | None
-
-
-def in_window(token: WatchedToken, now: datetime, horizon: timedelta) -> bool:
-    """Whether *token* expires in (now, now + horizon] and is neither revoked nor superseded."""
-    if token.expires_at is None or token.superseded:
-        return False
-    if token.revoked_at is not None and token.revoked_at <= now:
-        return False
-    return now < token.expires_at <= now + horizon
+    next_due_at: datetime | None  # None: nothing scheduled (the loop is closed)
+    escalates_at: datetime | None = None  # when the token enters its next tighter threshold
 
 
 def days_left(expires_at: datetime, now: datetime, slice_length: timedelta) -> int:
     """Return X for "will expire in less than X <slices>": ``floor(left / slice) + 1``."""
     return (expires_at - now) // slice_length + 1
+
+
+def in_window(
+    token: WatchedToken, now: datetime, horizon: timedelta, lookback: timedelta = timedelta(0)
+) -> bool:
+    """Whether *token* expires in (now - lookback, now + horizon], not revoked nor superseded."""
+    if token.expires_at is None or token.superseded or is_revoked(token, now):
+        return False
+    return now - lookback < token.expires_at <= now + horizon
+
+
+def is_revoked(token: WatchedToken, now: datetime) -> bool:
+    """Revoked at or before *now* (a later revocation is a rotation's grace)."""
+    return token.revoked_at is not None and token.revoked_at <= now
 
 
 def notice_id(
@@ -100,7 +169,7 @@ def notice_id(
     sink: str,
     kind: NoticeKind,
     threshold: timedelta | None,
-    expires_at: datetime,
+    expires_at: datetime | None,
     ordinal: int,
 ) -> str:
     """Hash the notice's identity into a stable id.
@@ -111,10 +180,22 @@ def notice_id(
     has not been recorded as sent, keeps its id.
     """
     threshold_part = "" if threshold is None else str(int(threshold.total_seconds()))
+    expiry_part = "" if expires_at is None else expires_at.isoformat()
     key = "\x1f".join(
-        [source, token_id, sink, kind.value, threshold_part, expires_at.isoformat(), str(ordinal)]
+        [source, token_id, sink, kind.value, threshold_part, expiry_part, str(ordinal)]
     )
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """Where a token stands against the thresholds at one moment."""
+
+    inside: bool
+    threshold: Threshold | None = None  # the tightest crossed; None: the detection window
+    before_expiry: timedelta | None = None  # that threshold's distance before expiry
+    next_before_expiry: timedelta | None = None  # the next tighter one, if any
+    entry_before_expiry: timedelta | None = None  # the widest, where the zone begins
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +206,21 @@ class Policy:
     backoff_interval: timedelta
     pass_interval: timedelta
     log_slice: timedelta
+    thresholds: tuple[Threshold, ...] = ()
+    notify_expired: bool = True
 
     @property
     def horizon(self) -> timedelta:
-        """How far ahead a pass reads tokens."""
-        return self.detection_window
+        """How far ahead a pass reads tokens: the window or the widest fixed threshold."""
+        fixed = [t.duration for t in self.thresholds if t.duration is not None]
+        return max([self.detection_window, *fixed])
+
+    @property
+    def lookback(self) -> timedelta:
+        """How long after expiry a token never seen valid still gets its expired notice."""
+        if not self.notify_expired:
+            return timedelta(0)
+        return max(self.backoff_interval, self.pass_interval)
 
     @property
     def tolerance(self) -> timedelta:
@@ -141,56 +232,279 @@ class Policy:
         """The parameters stored due times depend on; when it changes, they are recomputed."""
         backoff = int(self.backoff_interval.total_seconds() * 1000)
         tolerance = int(self.tolerance.total_seconds() * 1000)
-        return f"backoff_ms={backoff};tolerance_ms={tolerance}"
+        thresholds = ",".join(t.label for t in self.thresholds)
+        window = int(self.detection_window.total_seconds())
+        return (
+            f"backoff_ms={backoff};tolerance_ms={tolerance};window_s={window};"
+            f"thresholds={thresholds};expired={int(self.notify_expired)}"
+        )
 
     def is_expiring(self, token: WatchedToken, now: datetime) -> bool:
-        """Say whether *token* is inside the detection window and not revoked at *now*."""
-        return in_window(token, now, self.detection_window)
+        """Say whether *token* is inside its zone and not revoked at *now*."""
+        return self.zone(token, now).inside
 
-    def decide(
-        self, token: WatchedToken, state: DeliveryState | None, sink: str, now: datetime
+    def zone(self, token: WatchedToken, now: datetime) -> Zone:
+        """Where *token* stands: inside its zone or not, and which threshold it crossed."""
+        if not in_window(token, now, self.horizon) or token.expires_at is None:
+            # Still ahead of the horizon: it comes into view when the horizon reaches it.
+            ahead = token.expires_at is not None and token.expires_at > now + self.horizon
+            return Zone(inside=False, entry_before_expiry=self.horizon if ahead else None)
+        left = token.expires_at - now
+        if not self.thresholds:
+            inside = left <= self.detection_window
+            return Zone(inside=inside, entry_before_expiry=self.detection_window)
+        distances = sorted(
+            (
+                (distance, threshold)
+                for threshold in self.thresholds
+                if (distance := threshold.before_expiry(token, self.horizon)) is not None
+            ),
+            key=lambda pair: pair[0],
+        )
+        if not distances:
+            return Zone(inside=False)
+        crossed = [(d, t) for d, t in distances if left <= d]
+        entry = distances[-1][0]
+        if not crossed:
+            return Zone(inside=False, entry_before_expiry=entry)
+        distance, threshold = crossed[0]
+        tighter = [d for d, _ in distances if d < distance]
+        return Zone(
+            inside=True,
+            threshold=threshold,
+            before_expiry=distance,
+            next_before_expiry=tighter[-1] if tighter else None,
+            entry_before_expiry=entry,
+        )
+
+    # --- the decision ---------------------------------------------------------------------
+
+    def decide(  # noqa: PLR0911 - one return per row of the decision table
+        self,
+        token: WatchedToken | None,
+        state: DeliveryState | None,
+        sink: str,
+        now: datetime,
+        *,
+        snooze: Snooze | None = None,
+        token_key: tuple[str, str] | None = None,
     ) -> Decision:
-        """Decide whether *sink* hears about *token* in the pass at *now*."""
-        if state is None or state.expires_at != token.expires_at:
+        """Decide whether *sink* hears about *token* in the pass at *now*.
+
+        *token* is None when it was deleted; *token_key* then names it.
+        """
+        if token is None or is_revoked(token, now):
+            return self._close(token, state, sink, NoticeKind.RESOLVED, token_key=token_key)
+        if token.superseded:
+            return self._close(token, state, sink, NoticeKind.RENEWED, reason="rotated")
+        if token.expires_at is None:
+            return self._close(token, state, sink, NoticeKind.RENEWED, reason="no_expiry")
+        fresh = state is None or state.expires_at != token.expires_at
+        if token.expires_at <= now:
+            return self._expired(token, state, sink, now, fresh=fresh, snooze=snooze)
+        zone = self.zone(token, now)
+        if fresh:
+            if state is not None and state.is_open and not zone.inside:
+                return self._close(token, state, sink, NoticeKind.RENEWED, reason="extended")
             state = DeliveryState(expires_at=token.expires_at)
-        if token.expires_at is None or not self.is_expiring(token, now):
-            return Decision(None, state, None)
-        due_at = self._backoff_ends(state, token.expires_at)
-        if due_at is not None and now < due_at:
-            return Decision(None, state, due_at)
+        assert state is not None  # noqa: S101 - made fresh above
+        if not zone.inside:
+            return Decision(None, state, self._zone_entry(token, zone))
+        if snooze is not None and self._snoozed(snooze, zone, now):
+            return Decision(None, state, self._snooze_ends(token, snooze, zone))
+        escalates_at = (
+            token.expires_at - zone.next_before_expiry
+            if zone.next_before_expiry is not None
+            else None
+        )
+        if self._due_now(state, zone, now):
+            notice = self._notice(token, state, sink, now, kind=NoticeKind.EXPIRING, zone=zone)
+            return Decision(notice, state, now, escalates_at)
+        return Decision(None, state, self._next_look(token, state, escalates_at), escalates_at)
+
+    def _due_now(self, state: DeliveryState, zone: Zone, now: datetime) -> bool:
+        if not state.is_open or state.last_sent_at is None:
+            return True
+        if (
+            state.last_threshold is not None
+            and zone.before_expiry is not None
+            and zone.before_expiry < state.last_threshold
+        ):
+            return True  # escalation: a tighter threshold, whatever the backoff
+        return now >= state.last_sent_at + self.backoff_interval - self.tolerance
+
+    def _expired(
+        self,
+        token: WatchedToken,
+        state: DeliveryState | None,
+        sink: str,
+        now: datetime,
+        *,
+        fresh: bool,
+        snooze: Snooze | None,
+    ) -> Decision:
+        assert token.expires_at is not None  # noqa: S101 - checked by the caller
+        if not fresh and state is not None and state.last_kind in {"expired", "resolved"}:
+            return Decision(None, state, None)  # told already; nothing more to say
+        seen_valid = not fresh and state is not None and state.is_open
+        recent = now - token.expires_at <= self.lookback
+        if not self.notify_expired or not (seen_valid or recent):
+            return self._close(token, state, sink, NoticeKind.RESOLVED)
+        current = state if (state is not None and not fresh) else DeliveryState(token.expires_at)
+        if snooze is not None and snooze.until is not None and now < snooze.until:
+            return Decision(None, current, snooze.until)
+        notice = self._notice(
+            token, current, sink, now, kind=NoticeKind.EXPIRED, zone=Zone(inside=False)
+        )
+        return Decision(notice, current, now)
+
+    def _close(
+        self,
+        token: WatchedToken | None,
+        state: DeliveryState | None,
+        sink: str,
+        kind: NoticeKind,
+        *,
+        reason: str | None = None,
+        token_key: tuple[str, str] | None = None,
+    ) -> Decision:
+        """End an open loop: a renewed notice, or a silent resolution."""
+        if state is None or not state.is_open:
+            return Decision(None, state or DeliveryState(None), None)
+        if token is None:
+            source, token_id = token_key or ("", "")
+            token = WatchedToken(source=source, token_id=token_id, name="", expires_at=None)
         notice = Notice(
             id=notice_id(
                 source=token.source,
                 token_id=token.token_id,
                 sink=sink,
-                kind=NoticeKind.EXPIRING,
+                kind=kind,
                 threshold=None,
-                expires_at=token.expires_at,
+                expires_at=state.expires_at,
                 ordinal=state.notices_sent,
             ),
-            kind=NoticeKind.EXPIRING,
+            kind=kind,
             sink=sink,
             source=token.source,
             token_id=token.token_id,
             token_name=token.name,
             owner=token.owner,
             expires_at=token.expires_at,
-            days_left=days_left(token.expires_at, now, self.log_slice),
-            seconds_left=int((token.expires_at - now).total_seconds()),
+            days_left=0,
+            seconds_left=0,
             threshold=None,
+            labels=token.labels,
+            reason=reason,
         )
-        return Decision(notice, state, now)
+        return Decision(notice, state, None)
+
+    def _notice(
+        self,
+        token: WatchedToken,
+        state: DeliveryState,
+        sink: str,
+        now: datetime,
+        *,
+        kind: NoticeKind,
+        zone: Zone,
+    ) -> Notice:
+        assert token.expires_at is not None  # noqa: S101 - expiring and expired notices have one
+        left = token.expires_at - now
+        expiring = kind is NoticeKind.EXPIRING
+        return Notice(
+            id=notice_id(
+                source=token.source,
+                token_id=token.token_id,
+                sink=sink,
+                kind=kind,
+                threshold=zone.before_expiry,
+                expires_at=token.expires_at,
+                ordinal=state.notices_sent,
+            ),
+            kind=kind,
+            sink=sink,
+            source=token.source,
+            token_id=token.token_id,
+            token_name=token.name,
+            owner=token.owner,
+            expires_at=token.expires_at,
+            days_left=days_left(token.expires_at, now, self.log_slice) if expiring else 0,
+            seconds_left=max(int(left.total_seconds()), 0),
+            threshold=zone.before_expiry,
+            threshold_label=zone.threshold.label if zone.threshold else None,
+            labels=token.labels,
+        )
+
+    # --- when to look again ---------------------------------------------------------------
+
+    def _zone_entry(self, token: WatchedToken, zone: Zone) -> datetime | None:
+        """When a token outside its zone enters it (None: never, as far as we know)."""
+        if token.expires_at is None or zone.entry_before_expiry is None:
+            return None
+        return token.expires_at - zone.entry_before_expiry
+
+    def _next_look(
+        self, token: WatchedToken, state: DeliveryState, escalates_at: datetime | None
+    ) -> datetime | None:
+        """The earliest of backoff end, the next threshold crossing and the expiry itself."""
+        assert token.expires_at is not None  # noqa: S101
+        candidates = [token.expires_at]
+        if state.last_sent_at is not None:
+            candidates.append(state.last_sent_at + self.backoff_interval - self.tolerance)
+        if escalates_at is not None:
+            candidates.append(escalates_at)
+        return min(candidates)
+
+    def _snoozed(self, snooze: Snooze, zone: Zone, now: datetime) -> bool:
+        if snooze.until is not None:
+            return now < snooze.until
+        # Until the next threshold: silent while the token stays where it was snoozed.
+        return (
+            snooze.threshold is None
+            or zone.before_expiry is None
+            or (zone.before_expiry >= snooze.threshold)
+        )
+
+    def _snooze_ends(self, token: WatchedToken, snooze: Snooze, zone: Zone) -> datetime | None:
+        assert token.expires_at is not None  # noqa: S101
+        if snooze.until is not None:
+            return min(snooze.until, token.expires_at)
+        if zone.next_before_expiry is not None:
+            return token.expires_at - zone.next_before_expiry
+        return token.expires_at
+
+    # --- after the sink answered ----------------------------------------------------------
 
     def delivered(self, decision: Decision, now: datetime) -> Decision:
         """Return the state and next look after the sink accepted the decision's notice."""
+        notice = decision.notice
+        kind = notice.kind.value if notice else decision.state.last_kind
         state = replace(
             decision.state,
             last_sent_at=now,
             notices_sent=decision.state.notices_sent + 1,
             attempts=0,
+            last_kind=kind,
+            last_threshold=notice.threshold if notice else None,
         )
-        expires_at = decision.notice.expires_at if decision.notice else None
-        return Decision(decision.notice, state, self._backoff_ends(state, expires_at))
+        if notice is None or notice.kind is not NoticeKind.EXPIRING or notice.expires_at is None:
+            return Decision(notice, state, None)
+        candidates = [notice.expires_at, now + self.backoff_interval - self.tolerance]
+        if decision.escalates_at is not None:
+            candidates.append(decision.escalates_at)
+        return Decision(notice, state, min(candidates), decision.escalates_at)
+
+    def skipped(self, decision: Decision, now: datetime) -> Decision:
+        """Return the state of a notice the sink's route left out, or a silent resolution."""
+        notice = decision.notice
+        if notice is not None and notice.kind in {NoticeKind.RESOLVED, NoticeKind.RENEWED}:
+            return Decision(notice, replace(decision.state, last_kind=notice.kind.value), None)
+        state = replace(decision.state, last_kind=SKIPPED)
+        look_again = now + max(self.backoff_interval - self.tolerance, self.pass_interval)
+        if notice is not None and notice.expires_at is not None and notice.expires_at > now:
+            look_again = min(look_again, notice.expires_at)
+        return Decision(notice, state, look_again)
 
     def failed(self, decision: Decision, now: datetime, *, permanent: bool) -> Decision:
         """Return the state and next look after the sink failed the decision's notice.
@@ -201,12 +515,3 @@ class Policy:
         state = replace(decision.state, attempts=decision.state.attempts + 1)
         next_due_at = now + self.backoff_interval - self.tolerance if permanent else now
         return Decision(decision.notice, state, next_due_at)
-
-    def _backoff_ends(self, state: DeliveryState, expires_at: datetime | None) -> datetime | None:
-        """When the backoff after the last notice ends, no later than the expiry itself."""
-        if state.last_sent_at is None:
-            return None
-        ends = state.last_sent_at + self.backoff_interval - self.tolerance
-        if expires_at is not None:
-            ends = min(ends, expires_at)
-        return ends

@@ -93,3 +93,36 @@ class NotificationResource(BaseModel):
     acknowledged_at: UtcTime | None
     resolved_at: UtcTime | None
     active: bool
+
+
+class DeliveryResource(BaseModel):
+    """What one sink has heard about one token: ``notifier deliveries list``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    token_id: str
+    sink: str
+    expires_at: UtcTime | None
+    last_kind: str | None
+    last_sent_at: UtcTime | None
+    notices_sent: int
+    attempts: int  # failures since the last success
+    last_attempt_at: UtcTime | None
+    last_error: str | None
+    next_due_at: UtcTime | None
+    leased: bool
+
+
+class SnoozeResource(BaseModel):
+    """A silence on a token's notices."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    source: str
+    token_id: str
+    sink: str | None  # None: every sink
+    until: UtcTime | None  # None: until the token enters a tighter threshold
+    created_at: UtcTime
+    actor: str

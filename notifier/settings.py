@@ -16,6 +16,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +43,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from notifier.durations import DurationError, format_duration, parse_duration
+from notifier.policy import Threshold
+from notifier.sinks.config import SECRET_SINK_OPTIONS, SINK_OPTIONS, SinkConfig, check_sink
 from notifier.sinks.registry import SINK_KINDS, SinkNameError, parse_sink_name
 from notifier.sources.config import (
     SECRET_OPTIONS,
@@ -49,7 +52,6 @@ from notifier.sources.config import (
     OptionError,
     SourceConfig,
     check_source,
-    env_prefix,
     parse_source_name,
 )
 
@@ -148,6 +150,35 @@ def _source_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
     if len(set(value)) != len(value):
         raise ValueError("a source is listed twice")
     return value
+
+
+def _thresholds(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    thresholds: list[Threshold] = []
+    for part in (piece.strip() for piece in value.split(",")):
+        if not part:
+            continue
+        if part.endswith("%"):
+            try:
+                percent = float(part[:-1])
+            except ValueError:
+                raise ValueError(f"{part!r} is not a percentage") from None
+            if not 0 < percent < 100:  # noqa: PLR2004
+                raise ValueError(f"{part!r}: a percentage must be between 0 and 100")
+            thresholds.append(Threshold(label=part, fraction=percent / 100))
+            continue
+        try:
+            duration = parse_duration(part)
+        except DurationError as error:
+            raise ValueError(f"{part!r}: {error}") from None
+        if duration <= timedelta(0):
+            raise ValueError(f"{part!r} must be greater than zero")
+        thresholds.append(Threshold(label=part, duration=duration))
+    labels = [threshold.label for threshold in thresholds]
+    if len(set(labels)) != len(labels):
+        raise ValueError("a threshold is listed twice")
+    return tuple(thresholds)
 
 
 def _http_address(value: object) -> object:
@@ -318,6 +349,45 @@ class Settings(BaseSettings):
             + "."
         ),
     )
+    thresholds: Annotated[tuple[Threshold, ...], NoDecode, BeforeValidator(_thresholds)] = _setting(
+        "NOTIFIER_THRESHOLDS",
+        default="",
+        description=(
+            "Points before expiry that notify, comma-separated: durations (30d,7d,1d) and/or "
+            "shares of the token's lifetime (10%). Entering a tighter one notifies at once, "
+            "whatever the backoff. Empty: the detection window alone decides."
+        ),
+        example="30d,7d,1d",
+    )
+    notify_expired: bool = _setting(
+        "NOTIFIER_NOTIFY_EXPIRED",
+        default=True,
+        description=(
+            "One notice when a token passes its expiry (if a sink had been warned, or it "
+            "expired within the last backoff interval): true or false."
+        ),
+    )
+    retry_deadline: PositiveDuration = _setting(
+        "NOTIFIER_RETRY_DEADLINE",
+        default="2m",
+        description=(
+            "How long a sink retries a transient failure within one pass (exponential "
+            "backoff with jitter, Retry-After honoured) before leaving it to the next pass."
+        ),
+    )
+    retry_attempts: int = _setting(
+        "NOTIFIER_RETRY_ATTEMPTS",
+        default=5,
+        description="At most this many attempts per notice within one pass.",
+    )
+    retention: PositiveDuration = _setting(
+        "NOTIFIER_RETENTION",
+        default="90d",
+        description=(
+            "Resolved notifications, closed delivery state and audit events older than this "
+            "are pruned."
+        ),
+    )
     token_sources: Annotated[
         tuple[str, ...] | None, NoDecode, BeforeValidator(_csv), AfterValidator(_source_names)
     ] = _setting(
@@ -429,6 +499,8 @@ class Settings(BaseSettings):
     # The checked token sources; load_settings() fills this from NOTIFIER_SOURCES, the
     # per-source variables and NOTIFIER_CONFIG_FILE.
     source_configs: SkipValidation[tuple[SourceConfig, ...]] = Field((), exclude=True)
+    # The checked sinks, from NOTIFIER_SINKS, the per-sink variables and the config file.
+    sink_configs: SkipValidation[tuple[SinkConfig, ...]] = Field((), exclude=True)
 
     @field_validator("log_file", mode="before")
     @classmethod
@@ -447,6 +519,13 @@ class Settings(BaseSettings):
         if scheme.lower() not in {"http", "https"} or not rest.split("/", 1)[0]:
             raise ValueError("expected an http:// or https:// URL with a host")
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("retry_attempts")
+    @classmethod
+    def _retry_attempts_range(cls, value: int) -> int:
+        if not 1 <= value <= 100:  # noqa: PLR2004
+            raise ValueError("must be between 1 and 100")
+        return value
 
     @field_validator("batch_size")
     @classmethod
@@ -607,12 +686,35 @@ def load_settings() -> Settings:
             f"{variable}={level!r}: above WARNING while the log sink is on, which would "
             "swallow the notices (use WARNING or lower, or drop 'log' from NOTIFIER_SINKS)"
         )
+    if settings.retry_deadline >= settings.claim_lease:
+        problems.append(
+            f"NOTIFIER_RETRY_DEADLINE={format_duration(settings.retry_deadline)!r}: must be "
+            f"shorter than NOTIFIER_CLAIM_LEASE ({format_duration(settings.claim_lease)}), or "
+            "another replica could take over a delivery still being retried"
+        )
     if problems:
         raise ConfigError(problems)
-    return settings.model_copy(update={"source_configs": load_sources(settings)})
+    document = _read_config_file(settings)
+    sinks_given = _value_origin(Settings.model_fields["sinks"]).variable is not None
+    return settings.model_copy(
+        update={
+            "source_configs": _load_instances(
+                _SOURCES, settings.token_sources, ("store",), document.get("sources", {})
+            ),
+            "sink_configs": _load_instances(
+                _SINKS,
+                settings.sinks if sinks_given else None,
+                settings.sinks,
+                document.get("sinks", {}),
+            ),
+        }
+    )
 
 
-def _read_config_file(settings: Settings) -> dict[str, Any]:
+_CONFIG_TABLES = ("sources", "sinks")
+
+
+def _read_config_file(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
     """Parse NOTIFIER_CONFIG_FILE; only the tables notifier knows are allowed."""
     if settings.config_file is None:
         return {}
@@ -624,56 +726,100 @@ def _read_config_file(settings: Settings) -> dict[str, Any]:
         raise ConfigError([f"{where}: cannot read it: {error.strerror}"]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError([f"{where}: not valid TOML: {error}"]) from None
-    unknown = sorted(set(document) - {"sources"})
+    unknown = sorted(set(document) - set(_CONFIG_TABLES))
     if unknown:
-        raise ConfigError([f"{where}: unknown table or key {unknown[0]!r} (known: sources)"])
-    sources = document.get("sources", {})
-    if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
-        raise ConfigError([f'{where}: [sources] must hold one table per source ([sources."sql"])'])
-    return sources
+        raise ConfigError(
+            [f"{where}: unknown table or key {unknown[0]!r} (known: {', '.join(_CONFIG_TABLES)})"]
+        )
+    for table in _CONFIG_TABLES:
+        section = document.get(table, {})
+        if not isinstance(section, dict) or not all(isinstance(v, dict) for v in section.values()):
+            raise ConfigError(
+                [f'{where}: [{table}] must hold one table per instance ([{table}."name"])']
+            )
+    return document
 
 
-def load_sources(settings: Settings) -> tuple[SourceConfig, ...]:
-    """Check every enabled token source; raise :class:`ConfigError` naming what is wrong.
+@dataclass(frozen=True, slots=True)
+class _Section:
+    """A kind of configured instance: token sources, or sinks."""
 
-    Options come from the config file's ``[sources."name"]`` table, each overridden by its
-    ``NOTIFIER_<KIND>[_<LABEL>]_<OPTION>`` variable (secrets also from ``_FILE`` or the
-    credentials directory).
+    table: str  # the config file's table: "sources", "sinks"
+    noun: str
+    options: Callable[[str], tuple[str, ...]]  # instance name -> its option names
+    secrets: frozenset[str]
+    check: Callable[[str, dict[str, Any]], Any]
+
+
+def _source_option_names(name: str) -> tuple[str, ...]:
+    kind, _ = parse_source_name(name)
+    return SOURCE_KINDS[kind]
+
+
+def _sink_option_names(name: str) -> tuple[str, ...]:
+    kind, _ = parse_sink_name(name)
+    return SINK_OPTIONS[kind]
+
+
+_SOURCES = _Section("sources", "source", _source_option_names, SECRET_OPTIONS, check_source)
+_SINKS = _Section("sinks", "sink", _sink_option_names, SECRET_SINK_OPTIONS, check_sink)
+
+
+def instance_prefix(name: str) -> str:
+    """``sql:billing`` -> ``NOTIFIER_SQL_BILLING_``: where an instance's variables start."""
+    return "NOTIFIER_" + name.upper().replace(":", "_").replace("-", "_") + "_"
+
+
+def _load_instances(
+    section: _Section,
+    explicit: tuple[str, ...] | None,
+    default: tuple[str, ...],
+    from_file: dict[str, dict[str, Any]],
+) -> tuple[Any, ...]:
+    """Check every enabled instance of *section*; raise :class:`ConfigError` naming what is wrong.
+
+    The enabled instances are the variable's list when it is set, else the defaults plus every
+    instance the config file defines. Options come from the file's ``[table."name"]``, each
+    overridden by its ``NOTIFIER_<KIND>[_<LABEL>]_<OPTION>`` variable (secrets also from
+    ``_FILE`` or the credentials directory).
     """
-    from_file = _read_config_file(settings)
-    names = settings.token_sources or ("store", *(n for n in from_file if n != "store"))
     for name in from_file:
         try:
-            parse_source_name(name)
-        except OptionError as error:
+            section.options(name)
+        except ValueError as error:
+            message = getattr(error, "message", str(error))
             raise ConfigError(
-                [f'NOTIFIER_CONFIG_FILE [sources."{name}"]: {error.message}']
+                [f'NOTIFIER_CONFIG_FILE [{section.table}."{name}"]: {message}']
             ) from None
-    configs: list[SourceConfig] = []
+    names = explicit or (*default, *(name for name in from_file if name not in default))
+    configs: list[Any] = []
     for name in names:
-        options, origin = _source_options(name, from_file.get(name, {}))
+        options, origin = _instance_options(section, name, from_file.get(name, {}))
         try:
-            configs.append(check_source(name, options))
+            configs.append(section.check(name, options))
         except OptionError as error:
             if error.option in origin:
                 where = origin[error.option]
             elif error.option is not None:
-                where = env_prefix(name) + error.option.upper()
+                where = instance_prefix(name) + error.option.upper()
             else:
-                where = f"source {name!r}"
+                where = f"{section.noun} {name!r}"
             raise ConfigError([f"{where}: {error.message}"]) from None
     return tuple(configs)
 
 
-def _source_options(name: str, from_file: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """A source's options (file first, then each variable over it) and where each came from."""
-    kind, _ = parse_source_name(name)
-    prefix = env_prefix(name)
+def _instance_options(
+    section: _Section, name: str, from_file: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """An instance's options (file first, then each variable over it) and where each came from."""
+    prefix = instance_prefix(name)
     options = dict(from_file)
-    origin = {option: f'NOTIFIER_CONFIG_FILE [sources."{name}"] {option}' for option in options}
-    for option in SOURCE_KINDS[kind]:
+    origin = {
+        option: f'NOTIFIER_CONFIG_FILE [{section.table}."{name}"] {option}' for option in options
+    }
+    for option in section.options(name):
         variable = prefix + option.upper()
-        if option in SECRET_OPTIONS:
+        if option in section.secrets:
             found = secret_origin(variable)
             if found is not None:
                 options[option] = (
@@ -686,16 +832,19 @@ def _source_options(name: str, from_file: dict[str, Any]) -> tuple[dict[str, Any
     return options, origin
 
 
-def source_variables(settings: Settings) -> set[str]:
-    """The per-source variables the enabled sources read, for the typo check."""
+def instance_variables(settings: Settings) -> set[str]:
+    """The per-instance variables the enabled sources and sinks read, for the typo check."""
     known: set[str] = set()
-    for config in settings.source_configs:
-        kind, _ = parse_source_name(config.name)
-        prefix = env_prefix(config.name)
-        for option in SOURCE_KINDS[kind]:
-            known.add(prefix + option.upper())
-            if option in SECRET_OPTIONS:
-                known.add(prefix + option.upper() + "_FILE")
+    for section, configs in (
+        (_SOURCES, settings.source_configs),
+        (_SINKS, settings.sink_configs),
+    ):
+        for config in configs:
+            prefix = instance_prefix(config.name)
+            for option in section.options(config.name):
+                known.add(prefix + option.upper())
+                if option in section.secrets:
+                    known.add(prefix + option.upper() + "_FILE")
     return known
 
 
@@ -729,7 +878,7 @@ def unknown_variables(settings: Settings | None = None) -> list[tuple[str, str |
     """``NOTIFIER_*`` variables that name no setting, each with the closest known name."""
     known: set[str] = set(_NOT_SETTINGS)
     if settings is not None:
-        known |= source_variables(settings)
+        known |= instance_variables(settings)
     for field in Settings.model_fields.values():
         meta = _meta(field)
         if meta:
@@ -783,8 +932,10 @@ def _render(value: object) -> str:
         return ""
     if isinstance(value, timedelta):
         return format_duration(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, tuple) and not isinstance(value, HttpAddress):
-        return ",".join(str(part) for part in value)
+        return ",".join(part.label if isinstance(part, Threshold) else str(part) for part in value)
     return str(value)
 
 

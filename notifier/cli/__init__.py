@@ -18,6 +18,7 @@ import structlog
 
 import notifier
 from notifier import exitcodes
+from notifier.cli.channels import add_commands as add_channel_commands
 from notifier.cli.output import Handler, opened, print_json, print_table, table_time
 from notifier.cli.tokens import add_commands as add_token_commands
 from notifier.logs import LogFileError
@@ -184,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--all", action="store_true", help="include acknowledged and resolved")
     listing.set_defaults(handler=cmd_notifications_list)
 
-    add_token_commands(commands)
+    tokens_commands = add_token_commands(commands)
+    add_channel_commands(commands, tokens_commands, notifications_commands)
     return parser
 
 

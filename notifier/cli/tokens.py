@@ -325,8 +325,8 @@ def _lifetime(
     return group
 
 
-def add_commands(commands: Any) -> None:
-    """Add ``tokens`` and ``audit`` to the top-level subparsers."""
+def add_commands(commands: Any) -> Any:
+    """Add ``tokens`` and ``audit`` to the top-level subparsers; return ``tokens``'s."""
     tokens = commands.add_parser(
         "tokens", help="create, list, rotate, revoke, verify, import and export tokens"
     )
@@ -343,6 +343,7 @@ def add_commands(commands: Any) -> None:
     audit_list.add_argument("--limit", type=int, help="at most this many events")
     audit_list.add_argument("--json", action="store_true", help="print a JSON array")
     audit_list.set_defaults(handler=cmd_audit_list)
+    return sub
 
 
 def _add_create(sub: Any) -> None:

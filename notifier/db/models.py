@@ -118,16 +118,24 @@ class DeliveryStateRow(Base):
     next_due_at: Mapped[datetime | None]  # earliest time this pair needs a look again
     last_sent_at: Mapped[datetime | None]  # pass time of the last successful notice
     last_notice_id: Mapped[str | None] = mapped_column(String(64))
+    # The kind of the last notice recorded: "expiring" while the loop is open; "expired",
+    # "renewed" or "resolved" once closed; "skipped" when the sink's route left it out.
+    last_kind: Mapped[str | None] = mapped_column(String(16))
+    last_threshold_s: Mapped[int | None] = mapped_column(Integer)  # threshold of that notice
     notices_sent: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # failures since last success
     last_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]  # set and compared with the database's clock
+    # Bumped by every write: a replica writes only over the version it read.
+    version: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
         Index("ix_delivery_state_next_due", "sink", "next_due_at"),
-        # The primary key is the only lookup path; SQLite then stores rows in it directly.
+        # The pass looks up the open loops of a (source, sink) to close them.
+        Index("ix_delivery_state_open", "source", "sink", "last_kind"),
+        # The primary key is the main lookup path; SQLite then stores rows in it directly.
         {"sqlite_with_rowid": False},
     )
 
@@ -166,3 +174,30 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Snooze(Base):
+    """A token silenced, for every sink or one, until a time or the next threshold."""
+
+    __tablename__ = "snoozes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    token_id: Mapped[str] = mapped_column(String(255))
+    sink: Mapped[str | None] = mapped_column(String(64))  # None: every sink
+    until: Mapped[datetime | None]  # None: until the token enters a tighter threshold
+    threshold_s: Mapped[int | None] = mapped_column(Integer)  # the threshold when snoozed
+    created_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_snoozes_token", "source", "token_id"),)
+
+
+class SinkLease(Base):
+    """Which replica runs a digest sink in this pass, so a recipient gets one digest."""
+
+    __tablename__ = "sink_leases"
+
+    sink: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    lease_until: Mapped[datetime]  # set and compared with the database's clock

@@ -1,7 +1,8 @@
 """The log sink: the documented warn line, at WARNING level, through structlog.
 
 In text format the line is exactly the sentence (after a timestamp); in json and logfmt the
-sentence is the message and the token's fields ride beside it.
+sentence is the message and the token's fields ride beside it. Renewed notices, which close
+the loop, are logged at INFO.
 """
 
 from __future__ import annotations
@@ -11,23 +12,28 @@ from collections.abc import Sequence
 import structlog
 
 from notifier.messages import sentence
-from notifier.policy import Notice
-from notifier.sinks import Outcome
+from notifier.policy import Notice, NoticeKind
+from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route
 from notifier.sinks.registry import SinkContext
 
 
 class LogSink:
     """Write each notice as a warn line."""
 
-    def __init__(self, name: str, slice_name: str) -> None:
+    kinds = MESSAGE_KINDS
+    digest = False
+
+    def __init__(self, name: str, slice_name: str, route: Route = EVERYTHING) -> None:
         self.name = name
+        self.route = route
         self._slice_name = slice_name
         self._log = structlog.get_logger("notifier.notice")
 
     def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
-        """Log one warn line per notice."""
+        """Log one line per notice."""
         for notice in notices:
-            self._log.warning(
+            emit = self._log.info if notice.kind is NoticeKind.RENEWED else self._log.warning
+            emit(
                 f"notice.{notice.kind.value}",
                 message=sentence(notice, self._slice_name),
                 token_id=notice.token_id,
@@ -36,7 +42,7 @@ class LogSink:
                 expires_at=notice.expires_at,
                 days_left=notice.days_left,
                 seconds_left=notice.seconds_left,
-                threshold=notice.threshold,
+                threshold=notice.threshold_label,
                 notice_id=notice.id,
                 sink=self.name,
             )
@@ -48,4 +54,4 @@ class LogSink:
 
 def build(name: str, context: SinkContext) -> LogSink:
     """Build the log sink called *name*."""
-    return LogSink(name, context.slice_name)
+    return LogSink(name, context.slice_name, context.route)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from notifier.sinks import EVERYTHING, Route
 
 if TYPE_CHECKING:
     from notifier.clock import Clock
@@ -20,10 +23,16 @@ if TYPE_CHECKING:
 SINK_KINDS: dict[str, str] = {
     "log": "the warn line, at WARNING level",
     "ui": "notifications shown by `notifications list` and the web page",
+    "webhook": "a signed JSON POST per notice",
+    "email": "one digest per recipient per pass, over SMTP",
+    "apprise": "Slack, Teams, Telegram, ntfy, Matrix and 100+ more, through Apprise",
 }
 _BUILDERS: dict[str, str] = {
     "log": "notifier.sinks.log",
     "ui": "notifier.sinks.ui",
+    "webhook": "notifier.sinks.webhook",
+    "email": "notifier.sinks.email",
+    "apprise": "notifier.sinks.apprise",
 }
 _NAME = re.compile(r"([a-z]+)(?::([a-z0-9][a-z0-9_-]{0,31}))?")
 
@@ -46,12 +55,26 @@ def parse_sink_name(name: str) -> tuple[str, str | None]:
 
 
 @dataclass(frozen=True, slots=True)
+class Retry:
+    """How a sink retries transient failures within one pass."""
+
+    deadline: timedelta = timedelta(minutes=2)
+    attempts: int = 5
+    wait_initial: timedelta = timedelta(milliseconds=200)
+    wait_max: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
 class SinkContext:
     """What a sink may need to build itself."""
 
     database: Database
     clock: Clock
     slice_name: str
+    route: Route = EVERYTHING
+    options: Mapping[str, Any] = field(default_factory=dict)
+    retry: Retry = field(default_factory=Retry)
+    window: timedelta = timedelta(hours=168)
 
 
 def build_sink(name: str, context: SinkContext) -> Sink:

@@ -1,15 +1,17 @@
 """The UI sink: one notification per token, upserted by each notice, shown until resolved.
 
 A new notice bumps ``occurrences`` and ``last_seen`` and clears an acknowledgement, so an
-acknowledged warning comes back when the token is warned about again.
+acknowledged warning comes back when the token is warned about again. A renewed, rotated,
+revoked or deleted token resolves its notification.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case
+from sqlalchemy import bindparam, case, update
 
 from notifier.clock import Clock
 from notifier.db.database import Database, upsert
@@ -17,30 +19,78 @@ from notifier.db.models import Notification
 from notifier.ids import short_id
 from notifier.messages import HINT, sentence
 from notifier.policy import Notice, NoticeKind
-from notifier.sinks import Outcome
+from notifier.sinks import EVERYTHING, Outcome, Route
 from notifier.sinks.registry import SinkContext
 
 _LEVELS = {
     NoticeKind.EXPIRING: "warning",
     NoticeKind.EXPIRED: "error",
     NoticeKind.RENEWED: "info",
+    NoticeKind.RESOLVED: "info",
 }
+_CLOSING = frozenset({NoticeKind.RENEWED, NoticeKind.RESOLVED})
 
 
 class UiSink:
-    """Keep the UI notification of each notified token current."""
+    """Keep the UI notification of each notified token current; resolve it when it is over."""
 
-    def __init__(self, name: str, database: Database, clock: Clock, slice_name: str) -> None:
+    kinds = frozenset(NoticeKind)
+    digest = False
+
+    def __init__(
+        self,
+        name: str,
+        database: Database,
+        clock: Clock,
+        slice_name: str,
+        route: Route = EVERYTHING,
+    ) -> None:
         self.name = name
+        self.route = route
         self._database = database
         self._clock = clock
         self._slice_name = slice_name
 
     def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
-        """Upsert one notification per notice, in one short transaction."""
+        """Upsert or resolve one notification per notice, in one short transaction."""
         if not notices:
             return []
         now = self._clock.now()
+        opening = [n for n in notices if n.kind not in _CLOSING]
+        closing = [n for n in notices if n.kind in _CLOSING]
+        with self._database.write() as connection:
+            if opening:
+                connection.execute(*self._upsert(opening, now))
+            if closing:
+                table = Notification.__table__
+                connection.execute(
+                    update(table)
+                    .where(
+                        table.c.source == bindparam("k_source"),
+                        table.c.token_id == bindparam("k_token_id"),
+                        table.c.resolved_at.is_(None),
+                    )
+                    .values(
+                        resolved_at=now,
+                        last_seen=now,
+                        message=bindparam("v_message"),
+                        kind=bindparam("v_kind"),
+                        level="info",
+                    ),
+                    [
+                        {
+                            "k_source": n.source,
+                            "k_token_id": n.token_id,
+                            "v_message": sentence(n, self._slice_name),
+                            "v_kind": n.kind.value,
+                        }
+                        for n in closing
+                    ],
+                )
+        return [Outcome.sent()] * len(notices)
+
+    def _upsert(self, notices: Sequence[Notice], now: datetime) -> tuple[Any, list[dict[str, Any]]]:
+        """The statement and rows that open or update the notifications of *notices*."""
         rows: list[dict[str, Any]] = [
             {
                 "id": short_id(),
@@ -85,9 +135,7 @@ class UiSink:
                 "resolved_at": None,
             },
         )
-        with self._database.write() as connection:
-            connection.execute(statement, rows)
-        return [Outcome.sent()] * len(notices)
+        return statement, rows
 
     def close(self) -> None:
         """Nothing to release: the database belongs to the process."""
@@ -95,4 +143,4 @@ class UiSink:
 
 def build(name: str, context: SinkContext) -> UiSink:
     """Build the UI sink called *name*."""
-    return UiSink(name, context.database, context.clock, context.slice_name)
+    return UiSink(name, context.database, context.clock, context.slice_name, context.route)

@@ -44,10 +44,15 @@ class FileSource:
         self._config = config
         self._database = database
 
-    def snapshot(self, now: datetime, horizon: timedelta) -> WindowSnapshot:
+    def snapshot(self, now: datetime, horizon: timedelta, lookback: timedelta) -> WindowSnapshot:
         """Read the file; raise :class:`SourceError` naming the bad row or the I/O error."""
-        tokens = [token for token in self.read() if in_window(token, now, horizon)]
-        return WindowSnapshot(self.name, tokens, self._database, now)
+        everything = {token.token_id: token for token in self.read()}
+        window = [t for t in everything.values() if in_window(t, now, horizon, lookback)]
+
+        def lookup(token_ids: list[str]) -> dict[str, WatchedToken]:
+            return {i: everything[i] for i in token_ids if i in everything}
+
+        return WindowSnapshot(self.name, window, self._database, now, lookup)
 
     def read(self) -> list[WatchedToken]:
         """Every token in the file."""
@@ -112,6 +117,9 @@ class FileSource:
         if not isinstance(row["id"], (str, int)) or str(row["id"]) == "":
             raise SourceError(f"{path}: {where}: id must be a non-empty string")
         owner = row.get("owner")
+        labels = row.get("labels") or {}
+        if not isinstance(labels, dict):
+            raise SourceError(f"{path}: {where}: labels must be a mapping of key: value")
         return WatchedToken(
             source=self.name,
             token_id=str(row["id"]),
@@ -119,6 +127,8 @@ class FileSource:
             expires_at=self._time(where, "expires_at", row["expires_at"]),
             revoked_at=self._time(where, "revoked_at", row.get("revoked_at")),
             owner=None if owner is None else str(owner),
+            created_at=self._time(where, "created_at", row.get("created_at")),
+            labels={str(key): str(value) for key, value in labels.items()},
         )
 
     def _time(self, where: str, field: str, value: Any) -> datetime | None:

@@ -12,6 +12,8 @@ the storage; the exact window is then applied to the converted times.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,19 +58,27 @@ class SqlSource:
         # how each mapped column stores its value: "datetime", "aware", "number" or "text"
         self._kinds: dict[str, str] | None = None
 
-    def snapshot(self, now: datetime, horizon: timedelta) -> WindowSnapshot:
+    def snapshot(self, now: datetime, horizon: timedelta, lookback: timedelta) -> WindowSnapshot:
         """Read the tokens in the window; raise :class:`SourceError` if the table cannot."""
-        try:
-            tokens = self._read(now, horizon)
-        except SourceError:
-            raise
-        except SQLAlchemyError as error:
-            original = getattr(error, "orig", None)
-            reason = str(original or error).strip().splitlines()
-            raise SourceError(reason[0] if reason else type(error).__name__) from None
-        except (ValueError, TypeError) as error:
-            raise SourceError(str(error)) from None
-        return WindowSnapshot(self.name, tokens, self._database, now)
+        with _as_source_error():
+            tokens = self._read(now, horizon, lookback)
+        return WindowSnapshot(self.name, tokens, self._database, now, self.lookup)
+
+    def lookup(self, token_ids: list[str]) -> dict[str, WatchedToken]:
+        """The tokens with these ids, wherever they expire (to close loops about them)."""
+        columns = self._config.columns
+        source_table = self._table()
+        found: dict[str, WatchedToken] = {}
+        with _as_source_error(), self._engine_for().connect() as connection:
+            self._column_kinds(connection)
+            identifier = source_table.c[columns["id"]]
+            query = select(*(source_table.c[name].label(role) for role, name in columns.items()))
+            for start in range(0, len(token_ids), _FETCH):
+                chunk = token_ids[start : start + _FETCH]
+                for row in connection.execute(query.where(identifier.in_(chunk))).mappings():
+                    token = self._token(row)
+                    found[token.token_id] = token
+        return found
 
     def close(self) -> None:
         """Close the pool."""
@@ -90,18 +100,21 @@ class SqlSource:
             _read_only(self._engine, backend)
         return self._engine
 
-    def _read(self, now: datetime, horizon: timedelta) -> list[WatchedToken]:
-        columns = self._config.columns
-        source_table = table(
+    def _table(self) -> Any:
+        return table(
             self._config.table,
-            *(column(name) for name in columns.values()),
+            *(column(name) for name in self._config.columns.values()),
             schema=self._config.schema,
         )
+
+    def _read(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
+        columns = self._config.columns
+        source_table = self._table()
         with self._engine_for().connect() as connection:
             kinds = self._column_kinds(connection)
             expires = source_table.c[columns["expires_at"]]
             identifier = source_table.c[columns["id"]]
-            low = self._bound(now - _WIDEN, kinds["expires_at"])
+            low = self._bound(now - lookback - _WIDEN, kinds["expires_at"])
             high = self._bound(now + horizon + _WIDEN, kinds["expires_at"])
             query = (
                 select(*(source_table.c[name].label(role) for role, name in columns.items()))
@@ -116,7 +129,7 @@ class SqlSource:
                 rows = connection.execute(page).mappings().all()
                 for row in rows:
                     token = self._token(row)
-                    if in_window(token, now, horizon):
+                    if in_window(token, now, horizon, lookback):
                         tokens.append(token)
                 if len(rows) < _FETCH:
                     return tokens
@@ -170,6 +183,7 @@ class SqlSource:
             expires_at=self._time(row["expires_at"], "expires_at"),
             revoked_at=revoked_at,
             owner=str(row["owner"]) if row.get("owner") is not None else None,
+            created_at=self._time(row.get("created_at"), "created_at"),
         )
 
     def _time(self, value: Any, role: str) -> datetime | None:
@@ -189,6 +203,21 @@ class SqlSource:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self._config.timezone)
         return moment.astimezone(UTC)
+
+
+@contextmanager
+def _as_source_error() -> Iterator[None]:
+    """Turn what reading another system can raise into a SourceError with a short reason."""
+    try:
+        yield
+    except SourceError:
+        raise
+    except SQLAlchemyError as error:
+        original = getattr(error, "orig", None)
+        reason = str(original or error).strip().splitlines()
+        raise SourceError(reason[0] if reason else type(error).__name__) from None
+    except (ValueError, TypeError) as error:
+        raise SourceError(str(error)) from None
 
 
 def _kind(column_type: Any) -> str:

@@ -1,8 +1,13 @@
 """The ``store`` source: the daemon's own tokens, joined with the delivery state in SQL.
 
-The due query walks the index (expires_at, id, revoked_at, superseded_by) in keyset pages and
-LEFT JOINs each token's state for one sink by primary key, returning only what is due: a
-steady pass in which nothing is due reads no rows into Python.
+Two queries per sink, both bounded by the tokens near their expiry, not by the table:
+
+- the **due query** walks the index (expires_at, id, revoked_at, superseded_by) over
+  (now - lookback, now + horizon] in keyset pages, and LEFT JOINs each token's state for the
+  sink by primary key, returning only what is due: a steady pass in which nothing is due
+  reads no rows into Python;
+- the **closing query** walks the sink's open loops (state last told "expiring") whose token
+  has left that range: revoked, rotated, deleted, renewed far out, or expired long ago.
 """
 
 from __future__ import annotations
@@ -11,17 +16,38 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, literal, or_, select, tuple_
+from sqlalchemy import Row, Select, and_, func, literal, not_, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow, Token, UtcDateTime
-from notifier.policy import DeliveryState, WatchedToken
-from notifier.sources import Pair
+from notifier.policy import OPEN, DeliveryState, WatchedToken
+from notifier.sources import Candidate
 
 STORE = "store"
 _tokens = Token.__table__
 _state = DeliveryStateRow.__table__
+_TOKEN_COLUMNS = (
+    _tokens.c.id,
+    _tokens.c.name,
+    _tokens.c.expires_at,
+    _tokens.c.revoked_at,
+    _tokens.c.owner,
+    _tokens.c.labels,
+    _tokens.c.created_at,
+    _tokens.c.superseded_by,
+)
+_STATE_COLUMNS = (
+    _state.c.token_id.label("state_token_id"),
+    _state.c.sink,
+    _state.c.expires_at.label("state_expires_at"),
+    _state.c.last_sent_at,
+    _state.c.notices_sent,
+    _state.c.attempts,
+    _state.c.last_kind,
+    _state.c.last_threshold_s,
+    _state.c.version,
+)
 
 
 class StoreSource:
@@ -32,9 +58,9 @@ class StoreSource:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def snapshot(self, now: datetime, horizon: timedelta) -> StoreSnapshot:
+    def snapshot(self, now: datetime, horizon: timedelta, lookback: timedelta) -> StoreSnapshot:
         """Count the window now; read due rows per sink as the pass asks."""
-        return StoreSnapshot(self._database, now, horizon)
+        return StoreSnapshot(self._database, now, horizon, lookback)
 
     def close(self) -> None:
         """Nothing of its own to release: the database belongs to the process."""
@@ -43,36 +69,59 @@ class StoreSource:
 class StoreSnapshot:
     """The store's window at one pass's ``now``."""
 
-    def __init__(self, database: Database, now: datetime, horizon: timedelta) -> None:
+    def __init__(
+        self, database: Database, now: datetime, horizon: timedelta, lookback: timedelta
+    ) -> None:
         self._database = database
         self._now = now
         self._horizon = horizon
+        self._lookback = lookback
         with database.read() as connection:
             count = connection.execute(
                 select(func.count()).select_from(_tokens).where(_window(now, horizon))
             ).scalar_one()
         self.in_window = int(count)
 
-    def due_batches(self, sink: str, batch_size: int) -> Iterator[list[Pair]]:
-        """Yield keyset pages of due pairs, each read in its own short transaction."""
+    def due_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
+        """Yield keyset pages of due candidates, each read in its own short transaction."""
         after: tuple[datetime, str] | None = None
         while True:
-            query = due_query(sink, self._now, self._horizon, after, batch_size)
+            query = due_query(
+                sink, self._now, self._horizon, after, batch_size, lookback=self._lookback
+            )
             with self._database.read() as connection:
                 rows = connection.execute(query).all()
             if not rows:
                 return
-            yield [_pair(row) for row in rows]
+            yield [_candidate(row) for row in rows]
             if len(rows) < batch_size:
                 return
             last = rows[-1]
             after = (last.expires_at, last.id)
 
+    def closing_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
+        """Yield the sink's open loops whose token left the window, in keyset pages."""
+        after: str | None = None
+        while True:
+            query = closing_query(
+                sink, self._now, self._horizon, self._lookback, after=after, limit=batch_size
+            )
+            with self._database.read() as connection:
+                rows = connection.execute(query).all()
+            if not rows:
+                return
+            yield [_candidate(row) for row in rows]
+            if len(rows) < batch_size:
+                return
+            after = rows[-1].state_token_id
 
-def _window(now: datetime, horizon: timedelta) -> ColumnElement[bool]:
-    """Tokens expiring in (now, now + horizon], not revoked at now, not superseded."""
+
+def _window(
+    now: datetime, horizon: timedelta, lookback: timedelta = timedelta(0)
+) -> ColumnElement[bool]:
+    """Tokens expiring in (now - lookback, now + horizon], not revoked, not superseded."""
     return and_(
-        _tokens.c.expires_at > now,
+        _tokens.c.expires_at > now - lookback,
         _tokens.c.expires_at <= now + horizon,
         or_(_tokens.c.revoked_at.is_(None), _tokens.c.revoked_at > now),
         _tokens.c.superseded_by.is_(None),
@@ -85,26 +134,18 @@ def due_query(
     horizon: timedelta,
     after: tuple[datetime, str] | None,
     limit: int,
+    *,
+    lookback: timedelta = timedelta(0),
 ) -> Select[Any]:
     """One keyset page of the store's tokens in the window that are due for *sink*.
 
-    Due: no state yet, ``next_due_at`` reached (or cleared), or state about another expiry.
-    The walk follows the index (expires_at, id, revoked_at), so the cost grows with the
-    tokens in the window, not with the table.
+    Due: no state yet, ``next_due_at`` reached, or state about another expiry. The walk
+    follows the index (expires_at, id, ...), so the cost grows with the tokens in the window,
+    not with the table.
     """
     state = _state
     query = (
-        select(
-            _tokens.c.id,
-            _tokens.c.name,
-            _tokens.c.expires_at,
-            _tokens.c.revoked_at,
-            state.c.sink,
-            state.c.expires_at.label("state_expires_at"),
-            state.c.last_sent_at,
-            state.c.notices_sent,
-            state.c.attempts,
-        )
+        select(*_TOKEN_COLUMNS, *_STATE_COLUMNS)
         .select_from(
             _tokens.outerjoin(
                 state,
@@ -116,10 +157,9 @@ def due_query(
             )
         )
         .where(
-            _window(now, horizon),
+            _window(now, horizon, lookback),
             or_(
                 state.c.sink.is_(None),
-                state.c.next_due_at.is_(None),
                 state.c.next_due_at <= now,
                 state.c.expires_at.is_(None),
                 state.c.expires_at != _tokens.c.expires_at,
@@ -136,20 +176,69 @@ def due_query(
     return query
 
 
-def _pair(row: Row[*tuple[Any, ...]]) -> tuple[WatchedToken, DeliveryState | None]:
-    token = WatchedToken(
-        source=STORE,
-        token_id=row.id,
-        name=row.name,
-        expires_at=row.expires_at,
-        revoked_at=row.revoked_at,
+def closing_query(
+    sink: str,
+    now: datetime,
+    horizon: timedelta,
+    lookback: timedelta,
+    *,
+    after: str | None,
+    limit: int,
+) -> Select[Any]:
+    """Open loops of *sink* whose token is gone, revoked, rotated, or out of the window."""
+    state = _state
+    query = (
+        select(*_TOKEN_COLUMNS, *_STATE_COLUMNS)
+        .select_from(state.outerjoin(_tokens, _tokens.c.id == state.c.token_id))
+        .where(
+            state.c.source == STORE,
+            state.c.sink == sink,
+            state.c.last_kind == OPEN,
+            or_(
+                _tokens.c.id.is_(None),
+                _tokens.c.expires_at.is_(None),  # NOT (NULL > x) would hide these
+                not_(_window(now, horizon, lookback)),
+            ),
+        )
+        .order_by(state.c.token_id)
+        .limit(limit)
     )
-    if row.sink is None:
-        return token, None
-    state = DeliveryState(
-        expires_at=row.state_expires_at,
-        last_sent_at=row.last_sent_at,
-        notices_sent=row.notices_sent,
-        attempts=row.attempts,
+    if after is not None:
+        query = query.where(state.c.token_id > after)
+    return query
+
+
+def _candidate(row: Row[*tuple[Any, ...]]) -> Candidate:
+    token = None
+    if row.id is not None:
+        token = WatchedToken(
+            source=STORE,
+            token_id=row.id,
+            name=row.name,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            owner=row.owner,
+            superseded=row.superseded_by is not None,
+            created_at=row.created_at,
+            labels=row.labels or {},
+        )
+    state = None
+    if row.sink is not None:
+        state = DeliveryState(
+            expires_at=row.state_expires_at,
+            last_sent_at=row.last_sent_at,
+            notices_sent=row.notices_sent,
+            attempts=row.attempts,
+            last_kind=row.last_kind,
+            last_threshold=(
+                timedelta(seconds=row.last_threshold_s)
+                if row.last_threshold_s is not None
+                else None
+            ),
+        )
+    return Candidate(
+        token_id=row.id or row.state_token_id,
+        token=token,
+        state=state,
+        version=row.version or 0,
     )
-    return token, state

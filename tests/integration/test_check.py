@@ -23,7 +23,7 @@ from notifier.db.database import Database, db_now
 from notifier.db.models import DeliveryStateRow, Notification, Token
 from notifier.notifications import list_notifications
 from notifier.policy import Notice, Policy
-from notifier.sinks import Outcome, Sink
+from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route, Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
 from notifier.sources.store import due_query
@@ -43,8 +43,12 @@ _state = DeliveryStateRow.__table__
 class RecordingSink:
     """A receiver that accepts everything and remembers it."""
 
-    def __init__(self, name: str = "recorder") -> None:
+    kinds = MESSAGE_KINDS
+    digest = False
+
+    def __init__(self, name: str = "recorder", route: Route = EVERYTHING) -> None:
         self.name = name
+        self.route = route
         self.received: list[Notice] = []
 
     def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:

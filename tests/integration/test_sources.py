@@ -322,7 +322,7 @@ class TestSqlSource:
         """A source database that does not answer fails the source, not the pass."""
         url = URL.create("postgresql+psycopg", username="x", host="127.0.0.1", port=1, database="x")
         with pytest.raises(SourceError):
-            sql_source(url, database).snapshot(NOW, DAY)
+            sql_source(url, database).snapshot(NOW, DAY, DAY)
 
     def test_identifiers_are_quoted_not_spliced(
         self, other_sqlite: URL, database: Database
@@ -331,10 +331,10 @@ class TestSqlSource:
         make_table(other_sqlite, aware=False, rows=[])
         evil = 'api_keys"; DROP TABLE api_keys; --'
         with pytest.raises(SourceError, match="does not exist"):
-            sql_source(other_sqlite, database, table=evil).snapshot(NOW, DAY)
+            sql_source(other_sqlite, database, table=evil).snapshot(NOW, DAY, DAY)
         columns = {**COLUMNS, "name": 'label" FROM api_keys; DROP TABLE api_keys; --'}
         with pytest.raises(SourceError, match="is not in table"):
-            sql_source(other_sqlite, database, columns=columns).snapshot(NOW, DAY)
+            sql_source(other_sqlite, database, columns=columns).snapshot(NOW, DAY, DAY)
         engine = create_engine(other_sqlite)
         assert inspect(engine).has_table("api_keys")
         engine.dispose()
@@ -343,7 +343,7 @@ class TestSqlSource:
         """The source's connections refuse writes."""
         make_table(other_sqlite, aware=False, rows=[])
         source = sql_source(other_sqlite, database)
-        source.snapshot(NOW, DAY)
+        source.snapshot(NOW, DAY, DAY)
         with (
             source._engine_for().connect() as connection,
             pytest.raises(Exception, match=r"readonly|read-only|read only"),
@@ -419,7 +419,7 @@ class TestFileSource:
         path = self.write(tmp_path / "t.json", rows)
         source = FileSource(FileSourceConfig("file", path, ZoneInfo("UTC")), database)
         with pytest.raises(SourceError, match=words):
-            source.snapshot(NOW, DAY)
+            source.snapshot(NOW, DAY, DAY)
 
     def test_missing_file(self, tmp_path: Path, database: Database) -> None:
         """A file that cannot be read is a source error naming the path."""
@@ -427,4 +427,4 @@ class TestFileSource:
             FileSourceConfig("file", tmp_path / "nope.json", ZoneInfo("UTC")), database
         )
         with pytest.raises(SourceError, match=r"nope\.json"):
-            source.snapshot(NOW, DAY)
+            source.snapshot(NOW, DAY, DAY)

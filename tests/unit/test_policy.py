@@ -7,6 +7,8 @@ from notifier.policy import (
     DeliveryState,
     NoticeKind,
     Policy,
+    Snooze,
+    Threshold,
     WatchedToken,
     days_left,
 )
@@ -70,7 +72,8 @@ class TestWindow:
         """Expiring means now < expires_at <= now + window."""
         assert POLICY.is_expiring(token(expires_in), NOW) is expiring
         decision = POLICY.decide(token(expires_in), None, "log", NOW)
-        assert (decision.notice is not None) is expiring
+        notice = decision.notice
+        assert (notice is not None and notice.kind is NoticeKind.EXPIRING) is expiring
 
     def test_revoked_is_excluded(self) -> None:
         """A token revoked at or before now gets no notice."""
@@ -109,7 +112,9 @@ class TestFirstNotice:
 
 class TestBackoff:
     def sent(self, at: datetime, expires_in: timedelta = timedelta(days=5)) -> DeliveryState:
-        return DeliveryState(expires_at=NOW + expires_in, last_sent_at=at, notices_sent=1)
+        return DeliveryState(
+            expires_at=NOW + expires_in, last_sent_at=at, notices_sent=1, last_kind="expiring"
+        )
 
     @pytest.mark.parametrize(
         ("since_last", "notified"),
@@ -148,6 +153,15 @@ class TestBackoff:
         assert decision.state.notices_sent == 0
         assert decision.state.last_sent_at is None
         assert decision.state.expires_at == NOW + timedelta(days=5)
+
+    def test_extended_out_of_the_window_renews(self) -> None:
+        """An expiry moved out of the window closes the open loop with a renewed notice."""
+        state = self.sent(NOW - HOUR, expires_in=timedelta(days=2))
+        decision = POLICY.decide(token(timedelta(days=90)), state, "log", NOW)
+        assert decision.notice is not None
+        assert decision.notice.kind is NoticeKind.RENEWED
+        assert decision.notice.reason == "extended"
+        assert decision.next_due_at is None
 
     def test_next_reminder_has_a_new_id(self) -> None:
         """After a delivery the next reminder is a new notice for deduplicating receivers."""
@@ -193,4 +207,183 @@ class TestFingerprint:
     def test_changes_with_the_backoff(self) -> None:
         """Stored due times depend on the backoff; its change shows in the fingerprint."""
         assert POLICY.fingerprint != replace(POLICY, backoff_interval=HOUR).fingerprint
-        assert POLICY.fingerprint == replace(POLICY, detection_window=DAY).fingerprint
+        assert POLICY.fingerprint != replace(POLICY, detection_window=DAY).fingerprint
+        assert POLICY.fingerprint != THRESHOLDS.fingerprint
+        assert POLICY.fingerprint == replace(POLICY, log_slice=HOUR).fingerprint
+
+
+def open_state(
+    expires_in: timedelta, sent_ago: timedelta = HOUR, **changes: object
+) -> DeliveryState:
+    state = DeliveryState(
+        expires_at=NOW + expires_in,
+        last_sent_at=NOW - sent_ago,
+        notices_sent=1,
+        last_kind="expiring",
+    )
+    return replace(state, **changes)  # type: ignore[arg-type]
+
+
+THRESHOLDS = replace(
+    POLICY,
+    thresholds=(
+        Threshold("30d", duration=timedelta(days=30)),
+        Threshold("7d", duration=timedelta(days=7)),
+        Threshold("1d", duration=timedelta(days=1)),
+    ),
+)
+
+
+class TestThresholds:
+    def test_horizon_reaches_the_widest(self) -> None:
+        """The pass reads up to the widest threshold, beyond a narrower window."""
+        assert THRESHOLDS.horizon == timedelta(days=30)
+
+    @pytest.mark.parametrize(
+        ("left", "label"),
+        [
+            (timedelta(days=31), None),  # outside every threshold: quiet
+            (timedelta(days=20), "30d"),
+            (timedelta(days=5), "7d"),  # first seen inside two: one notice, the tightest
+            (timedelta(hours=3), "1d"),
+        ],
+    )
+    def test_first_notice_is_for_the_tightest(self, left: timedelta, label: str | None) -> None:
+        """A token first seen inside several thresholds gets one notice, for the tightest."""
+        decision = THRESHOLDS.decide(token(left), None, "log", NOW)
+        got = decision.notice.threshold_label if decision.notice else None
+        assert got == label
+
+    def test_outside_says_when_it_enters(self) -> None:
+        """A token before its widest threshold is looked at again when it enters it."""
+        decision = THRESHOLDS.decide(token(timedelta(days=40)), None, "log", NOW)
+        assert decision.notice is None
+        assert decision.next_due_at == NOW + timedelta(days=10)
+
+    def test_crossing_inside_the_backoff_notifies_at_once(self) -> None:
+        """Entering a tighter threshold notifies even one hour after the last notice."""
+        state = open_state(timedelta(days=7) - HOUR, last_threshold=timedelta(days=30))
+        decision = THRESHOLDS.decide(token(timedelta(days=7) - HOUR), state, "log", NOW)
+        assert decision.notice is not None
+        assert decision.notice.threshold_label == "7d"
+
+    def test_same_threshold_waits_for_the_backoff(self) -> None:
+        """Within the same threshold the backoff still applies."""
+        state = open_state(timedelta(days=5), last_threshold=timedelta(days=7))
+        decision = THRESHOLDS.decide(token(timedelta(days=5)), state, "log", NOW)
+        assert decision.notice is None
+        assert decision.next_due_at == NOW - HOUR + timedelta(hours=23, minutes=30)
+
+    def test_next_look_is_the_next_crossing_when_sooner(self) -> None:
+        """In backoff, the next look is the next threshold crossing if that comes first."""
+        state = open_state(timedelta(days=1, hours=2), last_threshold=timedelta(days=7))
+        decision = THRESHOLDS.decide(token(timedelta(days=1, hours=2)), state, "log", NOW)
+        assert decision.notice is None
+        assert decision.next_due_at == NOW + timedelta(hours=2)
+
+    def test_percentage_keeps_short_tokens_quiet(self) -> None:
+        """With 10%, a 24-hour token is quiet until 2.4 hours are left."""
+        policy = replace(POLICY, thresholds=(Threshold("10%", fraction=0.10),))
+        created = NOW - timedelta(hours=20)
+        short = WatchedToken("store", "t", "short", NOW + timedelta(hours=4), created_at=created)
+        assert policy.decide(short, None, "log", NOW).notice is None
+        later = NOW + timedelta(hours=2)
+        decision = policy.decide(short, None, "log", later)
+        assert decision.notice is not None
+        assert decision.notice.threshold == timedelta(hours=2, minutes=24)
+
+    def test_percentage_needs_a_lifetime(self) -> None:
+        """Without a creation time a percentage cannot apply; a fixed threshold still does."""
+        policy = replace(
+            POLICY,
+            thresholds=(Threshold("10%", fraction=0.1), Threshold("1d", duration=DAY)),
+        )
+        decision = policy.decide(token(timedelta(hours=5)), None, "log", NOW)
+        assert decision.notice is not None
+        assert decision.notice.threshold_label == "1d"
+
+
+class TestExpired:
+    def test_expired_after_a_warning(self) -> None:
+        """A token that was warned about gets one expired notice when it passes its expiry."""
+        state = open_state(-HOUR, sent_ago=timedelta(days=2))
+        decision = POLICY.decide(token(-HOUR), state, "log", NOW)
+        assert decision.notice is not None
+        assert decision.notice.kind is NoticeKind.EXPIRED
+        delivered = POLICY.delivered(decision, NOW)
+        assert delivered.state.last_kind == "expired"
+        again = POLICY.decide(token(-HOUR), delivered.state, "log", NOW + HOUR)
+        assert again.notice is None  # once only
+
+    def test_recently_expired_unseen_token(self) -> None:
+        """A token never seen valid that expired within the backoff gets its notice."""
+        decision = POLICY.decide(token(-timedelta(hours=20)), None, "log", NOW)
+        assert decision.notice is not None
+        assert decision.notice.kind is NoticeKind.EXPIRED
+
+    def test_no_flood_on_old_data(self) -> None:
+        """A token that died long ago and was never warned about stays quiet."""
+        decision = POLICY.decide(token(-timedelta(days=30)), None, "log", NOW)
+        assert decision.notice is None
+
+    def test_long_dead_but_warned_token_still_hears(self) -> None:
+        """Expired since the daemon last saw it valid: the notice comes, however late."""
+        state = open_state(-timedelta(days=30), sent_ago=timedelta(days=31))
+        decision = POLICY.decide(token(-timedelta(days=30)), state, "log", NOW)
+        assert decision.notice is not None
+        assert decision.notice.kind is NoticeKind.EXPIRED
+
+    def test_switched_off(self) -> None:
+        """With expired notices off, an open loop resolves silently."""
+        policy = replace(POLICY, notify_expired=False)
+        state = open_state(-HOUR)
+        decision = policy.decide(token(-HOUR), state, "log", NOW)
+        assert decision.notice is not None
+        assert decision.notice.kind is NoticeKind.RESOLVED
+
+
+class TestClosing:
+    def test_revoked_resolves(self) -> None:
+        """Revoking a warned-about token resolves it: no message, the UI closes it."""
+        decision = POLICY.decide(token(DAY, revoked_at=NOW), open_state(DAY), "ui", NOW)
+        assert decision.notice is not None
+        assert decision.notice.kind is NoticeKind.RESOLVED
+
+    def test_deleted_resolves(self) -> None:
+        """A deleted token (no longer in its source) resolves its open loop."""
+        decision = POLICY.decide(None, open_state(DAY), "ui", NOW, token_key=("store", "gone"))
+        assert decision.notice is not None
+        assert (decision.notice.kind, decision.notice.token_id) == (NoticeKind.RESOLVED, "gone")
+
+    def test_rotated_renews(self) -> None:
+        """A superseded token closes its loop with a renewed notice, reason rotated."""
+        rotated = replace(token(DAY), superseded=True)
+        decision = POLICY.decide(rotated, open_state(DAY), "log", NOW)
+        assert decision.notice is not None
+        assert (decision.notice.kind, decision.notice.reason) == (NoticeKind.RENEWED, "rotated")
+
+    def test_nothing_to_close(self) -> None:
+        """Without an open loop, a revoked token gets nothing."""
+        assert POLICY.decide(token(DAY, revoked_at=NOW), None, "log", NOW).notice is None
+
+
+class TestSnooze:
+    def test_until_a_time(self) -> None:
+        """A snoozed token is quiet until the snooze ends, and due then."""
+        snooze = Snooze(until=NOW + timedelta(days=2))
+        decision = POLICY.decide(token(timedelta(days=5)), None, "log", NOW, snooze=snooze)
+        assert decision.notice is None
+        assert decision.next_due_at == NOW + timedelta(days=2)
+        after = POLICY.decide(
+            token(timedelta(days=5)), None, "log", NOW + timedelta(days=2), snooze=snooze
+        )
+        assert after.notice is not None
+
+    def test_until_the_next_threshold(self) -> None:
+        """Snoozed in the 7d threshold, the token is quiet until it enters 1d."""
+        snooze = Snooze(until=None, threshold=timedelta(days=7))
+        quiet = THRESHOLDS.decide(token(timedelta(days=5)), None, "log", NOW, snooze=snooze)
+        assert quiet.notice is None
+        assert quiet.next_due_at == NOW + timedelta(days=4)
+        loud = THRESHOLDS.decide(token(timedelta(hours=20)), None, "log", NOW, snooze=snooze)
+        assert loud.notice is not None

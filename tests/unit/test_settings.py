@@ -437,7 +437,8 @@ class TestSources:
         ("document", "words"),
         [
             ("[sources\n", "not valid TOML"),
-            ('[sinks."x"]\n', "unknown table or key 'sinks'"),
+            ('[sinks."x"]\n', "unknown sink 'x'"),
+            ("[routes]\n", "unknown table or key 'routes'"),
             (
                 '[sources."sql"]\nurl = "sqlite:////x.db"\ntable = "t"\ncolumns = { id = "a" }\n',
                 'NOTIFIER_CONFIG_FILE [sources."sql"] columns: no column mapped',

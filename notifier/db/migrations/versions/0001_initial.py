@@ -60,15 +60,19 @@ def upgrade() -> None:
         sa.Column("next_due_at", UtcDateTime(), nullable=True),
         sa.Column("last_sent_at", UtcDateTime(), nullable=True),
         sa.Column("last_notice_id", sa.String(64), nullable=True),
+        sa.Column("last_kind", sa.String(16), nullable=True),
+        sa.Column("last_threshold_s", sa.Integer(), nullable=True),
         sa.Column("notices_sent", sa.Integer(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_attempt_at", UtcDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("lease_owner", sa.String(100), nullable=True),
         sa.Column("lease_until", UtcDateTime(), nullable=True),
+        sa.Column("version", sa.Integer(), nullable=False),
         sqlite_with_rowid=False,
     )
     op.create_index("ix_delivery_state_next_due", "delivery_state", ["sink", "next_due_at"])
+    op.create_index("ix_delivery_state_open", "delivery_state", ["source", "sink", "last_kind"])
     op.create_table(
         "notifications",
         sa.Column("id", sa.String(32), primary_key=True),
@@ -95,8 +99,29 @@ def upgrade() -> None:
         sa.Column("value", sa.Text(), nullable=False),
     )
 
+    op.create_table(
+        "snoozes",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("source", sa.String(64), nullable=False),
+        sa.Column("token_id", sa.String(255), nullable=False),
+        sa.Column("sink", sa.String(64), nullable=True),
+        sa.Column("until", UtcDateTime(), nullable=True),
+        sa.Column("threshold_s", sa.Integer(), nullable=True),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("actor", sa.String(200), nullable=False),
+    )
+    op.create_index("ix_snoozes_token", "snoozes", ["source", "token_id"])
+    op.create_table(
+        "sink_leases",
+        sa.Column("sink", sa.String(64), primary_key=True),
+        sa.Column("owner", sa.String(100), nullable=False),
+        sa.Column("lease_until", UtcDateTime(), nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("sink_leases")
+    op.drop_table("snoozes")
     op.drop_table("meta")
     op.drop_table("notifications")
     op.drop_table("delivery_state")

@@ -1,0 +1,79 @@
+"""The apprise sink: Slack, Teams, Telegram, ntfy, Matrix and 100+ more, through Apprise.
+
+An optional extra (``pip install 'notifier[apprise]'``). Each notice is one message to every
+configured URL; the result is read per URL, and a notice counts as delivered when every URL
+took it. A retry resends to all of them, so give each channel its own instance
+(``apprise:slack``, ``apprise:ntfy``) when duplicates matter. Errors name the URL's scheme,
+never the URL, which carries the channel's token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from notifier.policy import Notice
+from notifier.sinks import MESSAGE_KINDS, Outcome, Route
+from notifier.sinks.registry import Retry, SinkContext
+from notifier.sinks.retrying import Retrier, Transient
+from notifier.sinks.templates import DEFAULT_TITLE, inline, load, token_context
+
+
+class AppriseSink:
+    """Send each notice to a set of Apprise URLs."""
+
+    kinds = MESSAGE_KINDS
+    digest = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        options: dict[str, Any],
+        route: Route,
+        retry: Retry,
+        slice_name: str,
+    ) -> None:
+        import apprise  # noqa: PLC0415 - an optional extra, checked at configuration
+
+        self.name = name
+        self.route = route
+        self._retry = retry
+        self._slice_name = slice_name
+        self._title = inline(options.get("title"), DEFAULT_TITLE)
+        self._body = load(options.get("template"), "apprise.txt.j2")
+        self._targets: list[tuple[str, Any]] = []
+        for url in options["urls"]:
+            target = apprise.Apprise()
+            target.add(url)
+            self._targets.append((url.split("://", 1)[0], target))
+
+    def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
+        """Send each notice to every URL."""
+        retrier = Retrier(self._retry)
+        return [retrier.run(partial(self._send, notice)) for notice in notices]
+
+    def _send(self, notice: Notice) -> None:
+        context = token_context(notice, self._slice_name)
+        title = self._title.render(context).strip()
+        body = self._body.render(context).strip()
+        refused = [
+            scheme for scheme, target in self._targets if not target.notify(body=body, title=title)
+        ]
+        if refused:
+            raise Transient(f"apprise: the {', '.join(f'{s}://' for s in refused)} service failed")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def build(name: str, context: SinkContext) -> AppriseSink:
+    """Build the apprise sink called *name*."""
+    return AppriseSink(
+        name,
+        options=dict(context.options),
+        route=context.route,
+        retry=context.retry,
+        slice_name=context.slice_name,
+    )

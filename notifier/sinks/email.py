@@ -1,0 +1,193 @@
+"""The email sink: one digest per recipient per pass, over SMTP (STARTTLS, TLS or plain).
+
+It is a digest sink: the pass hands it every notice at once, and with several replicas only
+the holder of the sink's lease runs it, so a recipient gets one digest per pass. Recipients
+are the configured ``to`` list, or else each token's owner when that is an email address.
+A digest lists the recipient's tokens by expiry, as plain text and HTML.
+
+SMTP 5xx answers (a refused recipient, a refused login) are permanent; 4xx answers and
+connection errors are transient and retried within the pass's deadline.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from functools import partial
+from typing import Any
+
+from jinja2 import Template
+
+from notifier.policy import Notice
+from notifier.sinks import MESSAGE_KINDS, Outcome, Route
+from notifier.sinks.registry import Retry, SinkContext
+from notifier.sinks.retrying import Permanent, Retrier, Transient
+from notifier.sinks.templates import DEFAULT_SUBJECT, inline, load, token_context
+
+_EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+_NO_RECIPIENT = "no recipient: the token's owner is not an email address and no 'to' is set"
+
+
+class EmailSink:
+    """Mail each recipient one digest of their tokens."""
+
+    kinds = MESSAGE_KINDS
+    digest = True
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        options: dict[str, Any],
+        route: Route,
+        retry: Retry,
+        slice_name: str,
+        timeout: timedelta,
+    ) -> None:
+        self.name = name
+        self.route = route
+        self._options = options
+        self._retry = retry
+        self._slice_name = slice_name
+        self._timeout = timeout.total_seconds()
+        self._subject = inline(options.get("subject"), DEFAULT_SUBJECT)
+        self._text = load(options.get("template"), "email.txt.j2")
+        self._html = load(options.get("html_template"), "email.html.j2", html=True)
+
+    def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
+        """Send one digest per recipient; a notice succeeds when all its digests did."""
+        recipients: dict[str, list[int]] = {}
+        outcomes: list[Outcome | None] = [None] * len(notices)
+        configured: tuple[str, ...] = self._options.get("to") or ()
+        for index, notice in enumerate(notices):
+            addresses = configured or _owner_address(notice)
+            if not addresses:
+                outcomes[index] = Outcome.failed(_NO_RECIPIENT, permanent=True)
+            for address in addresses:
+                recipients.setdefault(address, []).append(index)
+        retrier = Retrier(self._retry)
+        connection = _Connection(self._options, self._timeout)
+        try:
+            for address, indexes in recipients.items():
+                chosen = sorted(
+                    indexes,
+                    key=lambda i: notices[i].expires_at or datetime.max.replace(tzinfo=UTC),
+                )
+                message = self._message(address, [notices[i] for i in chosen])
+                outcome = retrier.run(partial(connection.send, message))
+                for index in indexes:
+                    previous = outcomes[index]
+                    if previous is None or previous.ok:
+                        outcomes[index] = outcome
+        finally:
+            connection.close()
+        return [outcome or Outcome.sent() for outcome in outcomes]
+
+    def _message(self, recipient: str, notices: list[Notice]) -> EmailMessage:
+        tokens = [token_context(notice, self._slice_name) for notice in notices]
+        context = {"recipient": recipient, "tokens": tokens, "count": len(tokens)}
+        message = EmailMessage()
+        message["Subject"] = _render(self._subject, context).strip().replace("\n", " ")
+        message["From"] = self._options["from"]
+        message["To"] = recipient
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = make_msgid(domain=self._options["from"].rsplit("@", 1)[-1])
+        message.set_content(_render(self._text, context))
+        message.add_alternative(_render(self._html, context), subtype="html")
+        return message
+
+    def close(self) -> None:
+        """Nothing held between passes: each delivery opens its own SMTP session."""
+
+
+def _render(template: Template, context: dict[str, Any]) -> str:
+    try:
+        return template.render(context)
+    except Exception as error:  # noqa: BLE001 - a broken template is the operator's to fix
+        raise Permanent(f"template failed: {type(error).__name__}: {error}") from None
+
+
+def _owner_address(notice: Notice) -> tuple[str, ...]:
+    owner = (notice.owner or "").strip()
+    return (owner,) if _EMAIL.fullmatch(owner) else ()
+
+
+class _Connection:
+    """One SMTP session per delivery, reopened after a failure."""
+
+    def __init__(self, options: dict[str, Any], timeout: float) -> None:
+        self._options = options
+        self._timeout = timeout
+        self._smtp: smtplib.SMTP | None = None
+
+    def send(self, message: EmailMessage) -> None:
+        try:
+            smtp = self._open()
+            smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            self.close()
+            codes = [code for code, _ in error.recipients.values()]
+            _raise_for(min(codes) if codes else 550, "the recipient was refused")
+        except smtplib.SMTPAuthenticationError as error:
+            self.close()
+            raise Permanent(f"SMTP login refused ({error.smtp_code})") from None
+        except smtplib.SMTPNotSupportedError:
+            self.close()
+            raise Permanent("the SMTP server does not offer STARTTLS") from None
+        except smtplib.SMTPResponseException as error:
+            self.close()
+            _raise_for(error.smtp_code, "the SMTP server refused the message")
+        except (smtplib.SMTPException, OSError) as error:  # disconnects, timeouts, TLS
+            self.close()
+            raise Transient(f"SMTP unreachable: {type(error).__name__}") from None
+
+    def _open(self) -> smtplib.SMTP:
+        if self._smtp is not None:
+            return self._smtp
+        host, port = self._options["host"], self._options["port"]
+        security = self._options["security"]
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if security == "tls":
+            smtp = smtplib.SMTP_SSL(host, port, timeout=self._timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=self._timeout)
+            if security == "starttls":
+                smtp.starttls(context=context)
+        if self._options.get("username"):
+            smtp.login(self._options["username"], self._options["password"])
+        self._smtp = smtp
+        return smtp
+
+    def close(self) -> None:
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            self._smtp.close()
+        self._smtp = None
+
+
+def _raise_for(code: int, what: str) -> None:
+    if code >= 500:  # noqa: PLR2004 - SMTP's permanent failures
+        raise Permanent(f"{what} ({code})")
+    raise Transient(f"{what} ({code})")
+
+
+def build(name: str, context: SinkContext) -> EmailSink:
+    """Build the email sink called *name*."""
+    options = dict(context.options)
+    return EmailSink(
+        name,
+        options=options,
+        route=context.route,
+        retry=context.retry,
+        slice_name=context.slice_name,
+        timeout=options["timeout"],
+    )

@@ -1,0 +1,137 @@
+"""The webhook sink: one signed JSON POST per notice.
+
+Signing follows the Standard Webhooks spec: ``webhook-id`` is the notice id (a retry reuses
+it, so receivers deduplicate), ``webhook-timestamp`` the send time in Unix seconds, and
+``webhook-signature`` is ``v1,`` and the base64 HMAC-SHA256 of ``id.timestamp.body`` keyed by
+the secret; receivers reject stale timestamps, which makes a replay useless.
+
+2xx is success. 408, 429, 5xx and network errors are transient and retried (honouring
+Retry-After); any other status is permanent. Errors never carry the URL, which may hold a
+token of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+from functools import partial
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+import notifier
+from notifier.clock import Clock
+from notifier.policy import Notice
+from notifier.sinks import MESSAGE_KINDS, Outcome, Route
+from notifier.sinks.payload import payload
+from notifier.sinks.registry import Retry, SinkContext
+from notifier.sinks.retrying import Permanent, Retrier, Transient
+
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+class WebhookSink:
+    """POST each notice as JSON to one URL."""
+
+    kinds = MESSAGE_KINDS
+    digest = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        url: str,
+        secret: str | None,
+        timeout: timedelta,
+        route: Route,
+        retry: Retry,
+        clock: Clock,
+        window: timedelta,
+        slice_name: str,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.route = route
+        self._url = url
+        self._signer = Webhook(secret) if secret else None
+        self._retry = retry
+        self._clock = clock
+        self._window = window
+        self._slice_name = slice_name
+        self._client = httpx.Client(
+            timeout=timeout.total_seconds(),
+            follow_redirects=False,
+            headers={"user-agent": f"notifier/{notifier.__version__}"},
+            transport=transport,
+        )
+
+    def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
+        """POST each notice; one outcome per notice, sharing one retry deadline."""
+        retrier = Retrier(self._retry)
+        return [retrier.run(partial(self._post, notice)) for notice in notices]
+
+    def _post(self, notice: Notice) -> None:
+        sent_at = self._clock.now()
+        body = json.dumps(
+            payload(notice, sent_at=sent_at, window=self._window, slice_name=self._slice_name),
+            separators=(",", ":"),
+        )
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": notice.id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+        }
+        if self._signer is not None:
+            headers["webhook-signature"] = self._signer.sign(notice.id, sent_at, body)
+        try:
+            response = self._client.post(self._url, content=body.encode("utf-8"), headers=headers)
+        except httpx.TimeoutException:
+            raise Transient("webhook timed out") from None
+        except httpx.TransportError as error:
+            raise Transient(f"webhook unreachable: {type(error).__name__}") from None
+        status = response.status_code
+        if 200 <= status < 300:  # noqa: PLR2004
+            return
+        message = f"webhook answered {status}"
+        if status in TRANSIENT_STATUSES or status >= 500:  # noqa: PLR2004
+            raise Transient(message, retry_after=_retry_after(response))
+        raise Permanent(message)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header: a number, or an HTTP date."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+        reference = parsedate_to_datetime(response.headers["date"])
+    except (KeyError, TypeError, ValueError):
+        return None  # no usable date to count from: let the exponential backoff decide
+    return max((moment - reference).total_seconds(), 0.0)
+
+
+def build(name: str, context: SinkContext) -> WebhookSink:
+    """Build the webhook sink called *name*."""
+    options = context.options
+    return WebhookSink(
+        name,
+        url=options["url"],
+        secret=options.get("secret"),
+        timeout=options["timeout"],
+        route=context.route,
+        retry=context.retry,
+        clock=context.clock,
+        window=context.window,
+        slice_name=context.slice_name,
+    )
