@@ -3,10 +3,17 @@
 ``Daemon.run()`` runs a pass at start-up and then every interval on APScheduler, serves the
 HTTP listener beside it, and stops on SIGTERM/SIGINT: no new pass starts, the running one
 finishes (bounded by ``NOTIFIER_SHUTDOWN_TIMEOUT``), and the process exits 0.
+
+Under systemd (``Type=notify``) it says ``READY=1`` once the database answered (the first
+migration check) and the scheduler runs, feeds the watchdog from the scheduler's heartbeat job
+(not from the pass, which may run once an hour), keeps ``STATUS=`` on the last pass, and says
+``STOPPING=1`` on the way out. SIGHUP reopens the log file. After each pass it updates the
+metrics, and after each successful one it pings ``NOTIFIER_HEARTBEAT_URL``.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -20,11 +27,16 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from notifier import logs
 from notifier.check import PassReport
 from notifier.clock import Clock
 from notifier.compose import build
 from notifier.db import migrate
 from notifier.db.database import DatabaseUnavailableError
+from notifier.durations import format_duration
+from notifier.heartbeat import Heartbeat
+from notifier.metrics import Metrics, PassResult
+from notifier.sdnotify import SystemdNotifier, watchdog_timeout
 from notifier.settings import HttpAddress, Settings
 from notifier.web.app import Probe, create_app
 
@@ -57,7 +69,21 @@ class Daemon:
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self._stop_signal: int | None = None
+        self._reopen_logs = threading.Event()  # set by SIGHUP, acted on by the main loop
         self.last_report: PassReport | None = None
+        self._systemd = SystemdNotifier(settings.notify_socket)
+        self._watchdog = watchdog_timeout(
+            settings.watchdog_usec, settings.watchdog_pid, os.getpid()
+        )
+        self._ready_sent = False
+        self._dead_mans_switch = (
+            Heartbeat(settings.heartbeat_url.get_secret_value()) if settings.heartbeat_url else None
+        )
+        self.metrics = Metrics(
+            sinks=settings.sinks,
+            thresholds=[settings.detection_window],
+            sources=[source.name for source in settings.source_configs],
+        )
 
     # --- probes -----------------------------------------------------------------------------
 
@@ -84,6 +110,17 @@ class Daemon:
 
     def _heartbeat(self) -> None:
         self._last_heartbeat = time.monotonic()
+        if self._watchdog is not None:
+            # From the scheduler's own job: a wedged scheduler stops this, and systemd restarts.
+            self._systemd.notify("WATCHDOG=1")
+
+    def _announce_ready(self) -> None:
+        """READY=1, once: the database answered and the scheduler runs."""
+        if self._ready_sent or not self._scheduler.running:
+            return
+        self._ready_sent = True
+        self._systemd.notify("READY=1", "STATUS=Ready; the first pass is running")
+        log.info("daemon.ready", systemd=self._systemd.enabled)
 
     def run_pass(self) -> PassReport | None:
         """Run one pass unless one is running; log its outcome; never raise."""
@@ -97,26 +134,49 @@ class Daemon:
                 if migrate.upgrade(self._parts.database):
                     log.info("db.migrated", revision=migrate.HEAD)
                 self._schema_current = True
+            self._announce_ready()
             report = self._parts.checker.run()
         except DatabaseUnavailableError as error:
             log.error("check.failed", reason=f"database unavailable: {error}")
-            self._schedule_retry()
+            self._pass_failed(f"database unavailable: {error}")
             return None
         except Exception as error:
             log.exception("check.failed", reason=f"{type(error).__name__}: {error}")
-            self._schedule_retry()
+            self._pass_failed(f"{type(error).__name__}: {error}")
             return None
         finally:
             self._pass_lock.release()
         self._retry_delay = RETRY_FIRST
         self.last_report = report
         log.info("check.completed", **report.fields())
+        self._pass_done(report)
         return report
 
-    def _schedule_retry(self) -> None:
+    def _pass_done(self, report: PassReport) -> None:
+        """Metrics, systemd status and the dead-man's switch after a pass that ran."""
+        finished = datetime.now(UTC)
+        result = self.metrics.observe_pass(report, finished_at=finished.timestamp())
+        fields = report.fields()
+        unreadable = f", unreadable: {fields['failed_sources']}" if report.failed_sources else ""
+        self._systemd.status(
+            f"Last pass {finished:%Y-%m-%dT%H:%M:%SZ}: {result.value}, "
+            f"{fields['in_window']} in the window, {fields['sent']} sent, "
+            f"{fields['failed']} failed, {fields['claimed_elsewhere']} claimed elsewhere"
+            f"{unreadable}"
+        )
+        if result is PassResult.OK and self._dead_mans_switch is not None:
+            self._dead_mans_switch.ping()
+
+    def _pass_failed(self, reason: str) -> None:
+        self.metrics.observe_failure()
+        delay = self._schedule_retry()
+        retry = f"; retrying in {format_duration(delay)}" if delay is not None else ""
+        self._systemd.status(f"Last pass failed: {reason}{retry}")
+
+    def _schedule_retry(self) -> timedelta | None:
         """Retry a failed pass sooner than the interval, backing off to RETRY_MAX."""
         if self._stop.is_set() or not self._scheduler.running:
-            return
+            return None
         delay = min(self._retry_delay, self._settings.interval)
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
         self._scheduler.add_job(
@@ -128,6 +188,7 @@ class Daemon:
             misfire_grace_time=None,
         )
         log.info("check.retry_scheduled", delay=delay)
+        return delay
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -140,12 +201,18 @@ class Daemon:
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
+        logs.use_journal_priorities(self._settings.journal_stream)
+        self._check_watchdog()
         try:
             if self._settings.http_address is not None:
                 self._start_http(self._settings.http_address)
             interval = self._settings.interval
             self._scheduler.add_job(
-                self._heartbeat, IntervalTrigger(seconds=HEARTBEAT.total_seconds()), id="heartbeat"
+                self._heartbeat,
+                IntervalTrigger(seconds=HEARTBEAT.total_seconds()),
+                id="heartbeat",
+                next_run_time=datetime.now(UTC),  # the watchdog hears from us at once
             )
             self._scheduler.add_job(
                 self.run_pass,
@@ -165,7 +232,9 @@ class Daemon:
                 sinks=",".join(self._settings.sinks),
             )
             while not self._stop.wait(timeout=1.0):
-                pass
+                if self._reopen_logs.is_set():
+                    self._reopen_logs.clear()
+                    self._reopen_log_files()
             return self._shutdown()
         finally:
             for sig, handler in previous.items():
@@ -177,8 +246,31 @@ class Daemon:
         self._stop_signal = signum
         self._stop.set()
 
+    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        self._reopen_logs.set()  # a flag, as above; the main loop reopens within a second
+
+    def _reopen_log_files(self) -> None:
+        try:
+            reopened = logs.reopen_log_files()
+        except OSError as error:
+            log.error("log.reopen_failed", reason=error.strerror or str(error))
+            return
+        log.info("log.reopened", files=",".join(reopened) or None)
+
+    def _check_watchdog(self) -> None:
+        """Warn when systemd's WatchdogSec= leaves the heartbeat no slack."""
+        if self._watchdog is not None and self._watchdog < HEARTBEAT * 2:
+            log.warning(
+                "systemd.watchdog_too_short",
+                watchdog=self._watchdog,
+                heartbeat=HEARTBEAT,
+                hint="WatchdogSec=30s gives the 5s heartbeat room",
+            )
+
     def _shutdown(self) -> int:
         log.info("daemon.stopping", signal=self._stop_signal)
+        self._systemd.notify("STOPPING=1", "STATUS=Stopping: letting the running pass finish")
         self._scheduler.shutdown(wait=False)
         timeout = self._settings.shutdown_timeout.total_seconds()
         finished = self._pass_lock.acquire(timeout=timeout)
@@ -188,13 +280,16 @@ class Daemon:
             log.error("daemon.shutdown_timeout", timeout=self._settings.shutdown_timeout)
         self._stop_http()
         self._parts.close()
+        self._systemd.close()
         log.info("daemon.stopped")
         return 0 if finished else 1
 
     def _start_http(self, address: HttpAddress) -> None:
         sock = _bind(address)
         host, port = sock.getsockname()[:2]
-        app = create_app(liveness=self.liveness, readiness=self.readiness)
+        app = create_app(
+            liveness=self.liveness, readiness=self.readiness, metrics=self.metrics.exposition
+        )
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._server_thread = threading.Thread(

@@ -9,6 +9,11 @@ Three formats, each one line per event on stderr (and in ``NOTIFIER_LOG_FILE`` i
 
 Every value passes through :func:`notifier.messages.escape` (JSON escapes on its own), so
 nothing logged, a token name included, can end a line early or forge the next one.
+
+Under systemd, :func:`use_journal_priorities` prefixes each stderr line with its syslog
+priority (``<4>`` for a warning), which journald strips and records, so that
+``journalctl -p warning`` selects the warn lines. :func:`reopen_log_files` reopens
+``NOTIFIER_LOG_FILE`` on SIGHUP.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,8 +35,15 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from notifier.durations import format_duration
 from notifier.messages import escape, one_line
 
-# Loggers that chatter at INFO about their own housekeeping.
-_QUIET = {"apscheduler": logging.WARNING, "alembic": logging.WARNING, "uvicorn.access": 100}
+# Loggers that chatter at INFO about their own housekeeping. httpx logs every request with its
+# URL at INFO, and a heartbeat URL is a secret.
+_QUIET = {
+    "apscheduler": logging.WARNING,
+    "alembic": logging.WARNING,
+    "uvicorn.access": 100,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+}
 _FIRST_KEYS = ("timestamp", "level", "event", "message")
 
 
@@ -139,6 +152,98 @@ class LogFileError(Exception):
     """The log file cannot be opened for appending."""
 
 
+class _LogFileHandler(logging.handlers.WatchedFileHandler):
+    """Append to a file; reopen it when it is rotated away, or when told to (SIGHUP)."""
+
+    def reopen(self) -> None:
+        """Open the path afresh, then close the old stream; keep the old one if that fails."""
+        self.acquire()
+        try:
+            fresh = self._open()  # raises OSError first, so a failure loses no stream
+            old, self.stream = self.stream, fresh
+            self._statstream()
+            if old is not None:
+                old.close()
+        finally:
+            self.release()
+
+
+def reopen_log_files() -> list[str]:
+    """Reopen every log file (on SIGHUP); return their paths. Raises OSError if one fails."""
+    reopened: list[str] = []
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _LogFileHandler):
+            handler.reopen()
+            reopened.append(handler.baseFilename)
+    return reopened
+
+
+# journald reads a "<N>" prefix on each line as its syslog priority (sd-daemon(3)).
+_SYSLOG_PRIORITIES = (
+    (logging.CRITICAL, 2),  # crit
+    (logging.ERROR, 3),  # err
+    (logging.WARNING, 4),  # warning
+    (logging.INFO, 6),  # info
+)
+_DEBUG_PRIORITY = 7
+
+
+def syslog_priority(level: int) -> int:
+    """The syslog priority journald should record for a stdlib *level*."""
+    for threshold, priority in _SYSLOG_PRIORITIES:
+        if level >= threshold:
+            return priority
+    return _DEBUG_PRIORITY
+
+
+def is_journal(stream: TextIO, journal_stream: str | None) -> bool:
+    """True when *stream* is connected to the journal.
+
+    systemd sets ``JOURNAL_STREAM`` to ``<device>:<inode>`` of the stream it connected stdout
+    and stderr to; a stream with another device or inode (a redirect, a pipe to a container
+    runtime) is not the journal, and gets no prefix.
+    """
+    if not journal_stream:
+        return False
+    device, _, inode = journal_stream.partition(":")
+    try:
+        expected = (int(device), int(inode))
+        status = os.fstat(stream.fileno())
+    except (ValueError, OSError):  # a bad value, or a stream without a descriptor
+        return False
+    return (status.st_dev, status.st_ino) == expected
+
+
+class _PriorityFormatter(logging.Formatter):
+    """Put ``<N>`` before each line another formatter renders."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{syslog_priority(record.levelno)}>{self.inner.format(record)}"
+
+
+def use_journal_priorities(journal_stream: str | None) -> bool:
+    """Prefix stderr lines with their syslog priority if stderr is the journal; say if so.
+
+    Call after :func:`configure`; calling it again changes nothing.
+    """
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) or not isinstance(
+            handler, logging.StreamHandler
+        ):
+            continue
+        if not is_journal(handler.stream, journal_stream):
+            continue
+        formatter = handler.formatter
+        if formatter is not None and not isinstance(formatter, _PriorityFormatter):
+            handler.setFormatter(_PriorityFormatter(formatter))
+        return True
+    return False
+
+
 def configure(
     *,
     log_format: str = "text",
@@ -166,7 +271,7 @@ def configure(
     if log_file is not None:
         try:
             # WatchedFileHandler reopens the file when logrotate moves it away.
-            handlers.append(logging.handlers.WatchedFileHandler(log_file, encoding="utf-8"))
+            handlers.append(_LogFileHandler(log_file, encoding="utf-8"))
         except OSError as error:
             raise LogFileError(f"cannot append to {log_file}: {error.strerror}") from None
     root = logging.getLogger()

@@ -293,10 +293,10 @@ class Policy:
 
         *token* is None when it was deleted; *token_key* then names it.
         """
+        if token is not None and token.superseded:  # rotated: the successor takes over
+            return self._close(token, state, sink, NoticeKind.RENEWED, reason="rotated")
         if token is None or is_revoked(token, now):
             return self._close(token, state, sink, NoticeKind.RESOLVED, token_key=token_key)
-        if token.superseded:
-            return self._close(token, state, sink, NoticeKind.RENEWED, reason="rotated")
         if token.expires_at is None:
             return self._close(token, state, sink, NoticeKind.RENEWED, reason="no_expiry")
         fresh = state is None or state.expires_at != token.expires_at

@@ -922,7 +922,39 @@ def show(settings: Settings) -> list[ShownSetting]:
             rendered = _render(value)
             source = where[name].describe()
         shown.append(ShownSetting(meta["env"], rendered, source, bool(meta["secret"])))
+    shown.extend(_show_instances(settings))
     return shown
+
+
+def _show_instances(settings: Settings) -> list[ShownSetting]:
+    """Each configured option of each source and sink, as its variable, secrets redacted."""
+    document = _read_config_file(settings)
+    shown: list[ShownSetting] = []
+    for section, configs in ((_SOURCES, settings.source_configs), (_SINKS, settings.sink_configs)):
+        for config in configs:
+            from_file = document.get(section.table, {}).get(config.name, {})
+            options, origin = _instance_options(section, config.name, from_file)
+            for option in section.options(config.name):
+                if option not in options:
+                    continue
+                secret = option in section.secrets
+                value = options[option]
+                rendered = "********" if secret else _render_option(value)
+                where = origin[option].split("=", 1)[0]
+                shown.append(
+                    ShownSetting(
+                        instance_prefix(config.name) + option.upper(), rendered, where, secret
+                    )
+                )
+    return shown
+
+
+def _render_option(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return ",".join(f"{key}={item}" for key, item in value.items())
+    return str(value)
 
 
 def _render(value: object) -> str:

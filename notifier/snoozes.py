@@ -5,16 +5,18 @@ Each snooze and its removal is written to the audit trail.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from notifier.db.database import Database
-from notifier.db.models import Snooze
+from notifier.db.models import DeliveryStateRow, Snooze
 from notifier.resources import SnoozeResource
 from notifier.tokens import audit
 
 _snoozes = Snooze.__table__
+_state = DeliveryStateRow.__table__
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # due at once
 
 
 def snooze(
@@ -76,10 +78,20 @@ def unsnooze(
 ) -> int:
     """Remove a token's snoozes (for one sink, or all); return how many went."""
     statement = delete(_snoozes).where(_snoozes.c.source == source, _snoozes.c.token_id == token_id)
+    # The pass postponed the token to the snooze's end; make it due again now.
+    due_again = (
+        update(_state)
+        .where(_state.c.source == source, _state.c.token_id == token_id)
+        .where(_state.c.next_due_at.is_not(None))
+        .values(next_due_at=EPOCH, version=_state.c.version + 1)
+    )
     if sink is not None:
         statement = statement.where(_snoozes.c.sink == sink)
+        due_again = due_again.where(_state.c.sink == sink)
     with database.write() as connection:
         removed = connection.execute(statement).rowcount
+        if removed:
+            connection.execute(due_again)
         if removed:
             audit.record(
                 connection,

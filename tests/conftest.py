@@ -126,3 +126,9 @@ def mariadb_url() -> Iterator[URL]:
         with admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver binds loopback IPv4 on a free port, as every test server here does."""
+    return ("127.0.0.1", 0)

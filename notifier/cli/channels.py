@@ -136,6 +136,9 @@ def cmd_snooze(settings: Settings, args: argparse.Namespace) -> int:
                 fail(error.args[0])
                 return exitcodes.FAILURE
             name = token.name
+            if args.until_next_threshold and not parts.policy.thresholds:
+                fail("no thresholds are configured (NOTIFIER_THRESHOLDS); snooze it --for a while")
+                return exitcodes.FAILURE
             if args.until_next_threshold:
                 zone = parts.policy.zone(
                     WatchedToken(

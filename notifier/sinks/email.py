@@ -157,10 +157,14 @@ class _Connection:
             smtp = smtplib.SMTP_SSL(host, port, timeout=self._timeout, context=context)
         else:
             smtp = smtplib.SMTP(host, port, timeout=self._timeout)
+        try:
             if security == "starttls":
                 smtp.starttls(context=context)
-        if self._options.get("username"):
-            smtp.login(self._options["username"], self._options["password"])
+            if self._options.get("username"):
+                smtp.login(self._options["username"], self._options["password"])
+        except BaseException:
+            smtp.close()  # a refused STARTTLS or login must not leak the socket
+            raise
         self._smtp = smtp
         return smtp
 

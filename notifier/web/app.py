@@ -1,5 +1,8 @@
 """The ASGI app: ``/healthz`` (the process is alive and ticking) and ``/readyz`` (it can work).
 
+``/metrics`` (Prometheus) is served without authentication, as exporters are: it holds counts
+and timings, never a token's id or name.
+
 Liveness never looks at the database: a daemon that waits correctly for its database must not
 be killed by its orchestrator for it. Readiness does.
 """
@@ -9,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
 import notifier
 
@@ -23,8 +26,17 @@ class Probe:
     reason: str = ""
 
 
-def create_app(*, liveness: Callable[[], Probe], readiness: Callable[[], Probe]) -> FastAPI:
-    """Build the app around the two probes the composition root supplies."""
+# Given the request's Accept header, the metrics' exposition and its content type.
+MetricsExposition = Callable[[str | None], tuple[bytes, str]]
+
+
+def create_app(
+    *,
+    liveness: Callable[[], Probe],
+    readiness: Callable[[], Probe],
+    metrics: MetricsExposition | None = None,
+) -> FastAPI:
+    """Build the app around the probes (and the metrics) the composition root supplies."""
     app = FastAPI(title="notifier", version=notifier.__version__, docs_url=None, redoc_url=None)
 
     def answer(probe: Probe) -> JSONResponse:
@@ -38,5 +50,13 @@ def create_app(*, liveness: Callable[[], Probe], readiness: Callable[[], Probe])
     @app.get("/readyz", tags=["health"], summary="Readiness: the database answers")
     def readyz() -> JSONResponse:
         return answer(readiness())
+
+    if metrics is not None:
+        expose = metrics
+
+        @app.get("/metrics", tags=["metrics"], summary="Prometheus metrics (no authentication)")
+        def metrics_endpoint(request: Request) -> Response:
+            body, content_type = expose(request.headers.get("accept"))
+            return Response(body, media_type=content_type)
 
     return app

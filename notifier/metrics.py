@@ -1,0 +1,174 @@
+"""Prometheus metrics of the check passes, served on ``/metrics``.
+
+Every label has a bound fixed by the configuration: ``sink`` (the configured sinks),
+``source`` (the configured token sources), ``outcome`` (sent, failed), ``threshold`` (the
+configured thresholds) and ``result`` (four values). No label carries a token id or name: their
+number has no bound, and each would be a time series of its own.
+
+The notices are not counted by kind (expiring, expired, renewed, resolved) yet: ``PassReport``
+counts them by sink only. A ``kind`` label needs the pass to count by (sink, kind).
+
+- ``notifier_tokens_in_window{threshold}`` (gauge): tokens expiring within the threshold, at
+  the last pass;
+- ``notifier_notices_total{sink,outcome}``: notices sent or failed;
+- ``notifier_sink_failures_total{sink}``: failed deliveries, by sink;
+- ``notifier_source_failures_total{source}``: passes in which a token source could not be read;
+- ``notifier_pass_duration_seconds`` (histogram): how long the passes that ran took;
+- ``notifier_passes_total{result}``: passes by result (ok, degraded, interrupted, failed);
+- ``notifier_last_successful_pass_timestamp_seconds`` (gauge): end of the last ``ok`` pass;
+- ``notifier_build_info{version}`` (gauge): always 1; plus the client's process_* metrics.
+
+A pass is *successful* (``ok``) when it ran to its end, read every source and every delivery
+succeeded: what ``notifier check`` reports as exit 0 (``degraded`` is its exit 75). The
+heartbeat URL is pinged after exactly those passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from enum import StrEnum
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import choose_encoder
+
+import notifier
+from notifier.check import PassReport
+from notifier.durations import format_duration
+
+# From a steady pass on a small table (milliseconds) to a first pass over a large one (minutes).
+PASS_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class PassResult(StrEnum):
+    """How a pass ended, as the ``result`` label says it."""
+
+    OK = "ok"  # ran to its end, read every source, every delivery succeeded
+    DEGRADED = "degraded"  # ran; a delivery failed or a source was unreadable (exit 75)
+    INTERRUPTED = "interrupted"  # stopped between batches by a shutdown
+    FAILED = "failed"  # did not run: the database or the pass itself failed
+
+
+def pass_result(report: PassReport) -> PassResult:
+    """The result of a pass that returned *report*."""
+    if report.interrupted:
+        return PassResult.INTERRUPTED
+    if report.degraded:
+        return PassResult.DEGRADED
+    return PassResult.OK
+
+
+class Metrics:
+    """The daemon's metrics, in a registry of their own (two daemons in a test do not mix)."""
+
+    def __init__(
+        self,
+        *,
+        sinks: Sequence[str],
+        thresholds: Sequence[timedelta],
+        sources: Sequence[str] = (),
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        # The *_created series would double the series count for a timestamp nobody graphs;
+        # the switch is process-wide, and this process serves no other metrics.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._thresholds = [format_duration(threshold) for threshold in thresholds]
+        self.tokens_in_window = Gauge(
+            "notifier_tokens_in_window",
+            "Tokens expiring within the threshold (and not revoked), at the last pass.",
+            ["threshold"],
+            registry=self.registry,
+        )
+        self.notices = Counter(
+            "notifier_notices",
+            "Notices handed to a sink, by sink and outcome (sent or failed).",
+            ["sink", "outcome"],
+            registry=self.registry,
+        )
+        self.sink_failures = Counter(
+            "notifier_sink_failures",
+            "Deliveries a sink failed; they are retried on a later pass.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.source_failures = Counter(
+            "notifier_source_failures",
+            "Passes in which a token source could not be read; the next pass tries again.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.pass_duration = Histogram(
+            "notifier_pass_duration_seconds",
+            "How long a pass that ran took.",
+            buckets=PASS_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.passes = Counter(
+            "notifier_passes",
+            "Check passes by result: ok, degraded, interrupted, failed.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "notifier_last_successful_pass_timestamp_seconds",
+            "When the last pass with no failed delivery ended, in Unix time (0: none yet).",
+            registry=self.registry,
+        )
+        build_info = Gauge(
+            "notifier_build_info",
+            "The running notifier's version; always 1.",
+            ["version"],
+            registry=self.registry,
+        )
+        build_info.labels(version=notifier.__version__).set(1)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        # Every series exists from the start at 0, so rate() and absent() work before the
+        # first notice, and a dashboard shows a flat line rather than "no data".
+        for threshold in self._thresholds:
+            self.tokens_in_window.labels(threshold=threshold)
+        for sink in sinks:
+            self.sink_failures.labels(sink=sink)
+            for outcome in ("sent", "failed"):
+                self.notices.labels(sink=sink, outcome=outcome)
+        for source in sources:
+            self.source_failures.labels(source=source)
+        for result in PassResult:
+            self.passes.labels(result=result.value)
+
+    def observe_pass(self, report: PassReport, *, finished_at: float) -> PassResult:
+        """Count a pass that ran; *finished_at* is its end in Unix time."""
+        for threshold in self._thresholds:
+            # One threshold today (the detection window) and one count for it.
+            self.tokens_in_window.labels(threshold=threshold).set(report.in_window)
+        for sink, count in report.sent.items():
+            self.notices.labels(sink=sink, outcome="sent").inc(count)
+        for sink, count in report.failed.items():
+            self.notices.labels(sink=sink, outcome="failed").inc(count)
+            self.sink_failures.labels(sink=sink).inc(count)
+        for source in report.failed_sources:
+            self.source_failures.labels(source=source).inc()
+        self.pass_duration.observe(report.duration_ms / 1000)
+        result = pass_result(report)
+        self.passes.labels(result=result.value).inc()
+        if result is PassResult.OK:
+            self.last_success.set(finished_at)
+        return result
+
+    def observe_failure(self) -> None:
+        """Count a pass that could not run (database unavailable, crash)."""
+        self.passes.labels(result=PassResult.FAILED.value).inc()
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The metrics in the format *accept* asks for (Prometheus text or OpenMetrics)."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

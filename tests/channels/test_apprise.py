@@ -1,0 +1,130 @@
+"""The apprise sink with a json:// URL aimed at a real HTTP receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from pytest_httpserver import HTTPServer
+from sqlalchemy.engine import URL
+from werkzeug import Request, Response
+
+from notifier.check import Checker
+from notifier.clock import FixedClock
+from notifier.db import migrate
+from notifier.db.database import Database
+from notifier.policy import Notice, NoticeKind, Policy
+from notifier.sinks import EVERYTHING
+from notifier.sinks.apprise import AppriseSink
+from notifier.sinks.config import check_sink
+from notifier.sources.config import OptionError
+from notifier.tokens.store import TokenStore
+
+from .conftest import FAST
+
+DAY = timedelta(days=1)
+POLICY = Policy(
+    detection_window=timedelta(hours=168),
+    backoff_interval=timedelta(hours=24),
+    pass_interval=timedelta(hours=1),
+    log_slice=DAY,
+)
+
+
+@pytest.fixture
+def database(sqlite_url: URL) -> Iterator[Database]:
+    db = Database(sqlite_url)
+    migrate.upgrade(db)
+    yield db
+    db.dispose()
+
+
+def apprise_sink(url: str, **options: str) -> AppriseSink:
+    config = check_sink("apprise:chat", {"urls": url, **options})
+    return AppriseSink(
+        "apprise:chat",
+        options=dict(config.options),
+        route=EVERYTHING,
+        retry=FAST,
+        slice_name="day",
+    )
+
+
+def test_json_url_reaches_the_receiver(
+    httpserver: HTTPServer, database: Database, clock: FixedClock
+) -> None:
+    """Apprise posts the warn sentence to a json:// endpoint; the result is read per URL."""
+    bodies: list[dict[str, str]] = []
+
+    def receive(request: Request) -> Response:
+        bodies.append(json.loads(request.get_data()))
+        return Response("", status=200)
+
+    httpserver.expect_request("/notify", method="POST").respond_with_handler(receive)
+    TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None).create(
+        name="chat-bot", expires_at=clock.now() + DAY * 2
+    )
+    url = f"json://127.0.0.1:{httpserver.port}/notify"
+    report = Checker(
+        database=database,
+        sinks=[apprise_sink(url)],
+        policy=POLICY,
+        clock=clock,
+        lease=timedelta(minutes=5),
+    ).run()
+    assert report.sent == {"apprise:chat": 1}
+    (body,) = bodies
+    assert body["title"] == "[notifier] API token chat-bot: expiring"
+    assert body["message"].startswith("Warn: API Token chat-bot (ID ")
+    assert "will expire in less than 3 days." in body["message"]
+
+
+def test_a_failing_url_is_transient(httpserver: HTTPServer, clock: FixedClock) -> None:
+    """A URL that answers 500 fails the notice transiently, naming only its scheme."""
+    httpserver.expect_request("/notify").respond_with_data("no", status=500)
+    sink = apprise_sink(f"json://127.0.0.1:{httpserver.port}/notify?secret=xyz")
+    (outcome,) = sink.deliver([_notice(clock)])
+    assert not outcome.ok
+    assert not outcome.permanent
+    assert outcome.error == "apprise: the json:// service failed"
+
+
+def test_template_and_title_are_configurable(httpserver: HTTPServer, clock: FixedClock) -> None:
+    """A custom title and body template replace the shipped ones."""
+    bodies: list[dict[str, str]] = []
+
+    def receive(request: Request) -> Response:
+        bodies.append(json.loads(request.get_data()))
+        return Response("ok")
+
+    httpserver.expect_request("/notify").respond_with_handler(receive)
+    sink = apprise_sink(
+        f"json://127.0.0.1:{httpserver.port}/notify",
+        title="Token {{ name }} ({{ days_left }}d)",
+    )
+    assert sink.deliver([_notice(clock)])[0].ok
+    assert bodies[0]["title"] == "Token chat-bot (3d)"
+
+
+def test_unknown_scheme_is_a_config_error() -> None:
+    """A URL Apprise does not understand is refused when the sink is configured."""
+    with pytest.raises(OptionError, match="nosuch://"):
+        check_sink("apprise", {"urls": "nosuch://x"})
+
+
+def _notice(clock: FixedClock) -> Notice:
+    return Notice(
+        id="0" * 32,
+        kind=NoticeKind.EXPIRING,
+        sink="apprise:chat",
+        source="store",
+        token_id="abc",
+        token_name="chat-bot",
+        owner=None,
+        expires_at=clock.now() + DAY * 2,
+        days_left=3,
+        seconds_left=2 * 86400,
+        threshold=None,
+    )

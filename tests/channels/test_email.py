@@ -1,0 +1,240 @@
+"""The email sink through a real SMTP server (aiosmtpd) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+
+from notifier.check import Checker
+from notifier.clock import FixedClock
+from notifier.db import migrate
+from notifier.db.database import Database
+from notifier.db.models import DeliveryStateRow
+from notifier.policy import Policy
+from notifier.sinks import EVERYTHING
+from notifier.sinks.config import check_sink
+from notifier.sinks.email import EmailSink
+from notifier.tokens.store import TokenStore
+
+from .conftest import FAST, Mailbox, free_port
+
+DAY = timedelta(days=1)
+POLICY = Policy(
+    detection_window=timedelta(hours=168),
+    backoff_interval=timedelta(hours=24),
+    pass_interval=timedelta(hours=1),
+    log_slice=DAY,
+)
+
+
+@pytest.fixture
+def database(sqlite_url: URL) -> Iterator[Database]:
+    db = Database(sqlite_url)
+    migrate.upgrade(db)
+    yield db
+    db.dispose()
+
+
+def email_sink(port: int, **options: Any) -> EmailSink:
+    config = check_sink(
+        "email",
+        {
+            "host": "127.0.0.1",
+            "port": str(port),
+            "security": "none",
+            "from": "notifier@example.com",
+            **options,
+        },
+    )
+    return EmailSink(
+        "email",
+        options=dict(config.options),
+        route=EVERYTHING,
+        retry=FAST,
+        slice_name="day",
+        timeout=timedelta(seconds=5),
+    )
+
+
+def run(database: Database, clock: FixedClock, sink: EmailSink, owner: str = "a") -> Any:
+    return Checker(
+        database=database,
+        sinks=[sink],
+        policy=POLICY,
+        clock=clock,
+        lease=timedelta(minutes=5),
+        owner=owner,
+    ).run()
+
+
+def text_of(message: Message) -> tuple[str, str]:
+    parts = {part.get_content_type(): part.get_payload(decode=True) for part in message.walk()}
+    plain, html = parts["text/plain"], parts["text/html"]
+    assert isinstance(plain, bytes)
+    assert isinstance(html, bytes)
+    return plain.decode(), html.decode()
+
+
+class TestDigests:
+    def test_one_digest_per_recipient_in_expiry_order(
+        self, smtp_server: tuple[Mailbox, int], database: Database, clock: FixedClock
+    ) -> None:
+        """Each owner gets one digest listing their tokens, soonest expiry first, text and HTML."""
+        mailbox, port = smtp_server
+        store = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+        store.create(name="alice-late", expires_at=clock.now() + DAY * 5, owner="alice@example.com")
+        store.create(name="alice-soon", expires_at=clock.now() + DAY, owner="alice@example.com")
+        store.create(name="bob-<b>", expires_at=clock.now() + DAY * 2, owner="bob@example.com")
+        report = run(database, clock, email_sink(port))
+        assert report.sent == {"email": 3}
+        by_recipient = {tuple(to): message for to, message in mailbox.messages}
+        assert set(by_recipient) == {("alice@example.com",), ("bob@example.com",)}
+        alice = by_recipient[("alice@example.com",)]
+        assert alice["Subject"] == "[notifier] 2 API tokens need attention"
+        assert alice["From"] == "notifier@example.com"
+        plain, html = text_of(alice)
+        assert plain.index("alice-soon") < plain.index("alice-late")
+        assert "will expire in less than 2 days." in plain
+        assert html.index("alice-soon") < html.index("alice-late")
+        _, bob_html = text_of(by_recipient[("bob@example.com",)])
+        assert "bob-&lt;b&gt;" in bob_html  # HTML escaped
+        assert "bob-<b>" not in bob_html
+
+    def test_configured_recipients_get_everything(
+        self, smtp_server: tuple[Mailbox, int], database: Database, clock: FixedClock
+    ) -> None:
+        """With a 'to' list, each listed address gets one digest of all tokens."""
+        mailbox, port = smtp_server
+        store = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+        store.create(name="a", expires_at=clock.now() + DAY, owner="alice@example.com")
+        store.create(name="b", expires_at=clock.now() + DAY * 2)
+        run(database, clock, email_sink(port, to="sec@example.com,ops@example.com"))
+        assert sorted(to[0] for to, _ in mailbox.messages) == ["ops@example.com", "sec@example.com"]
+        for _, message in mailbox.messages:
+            assert message["Subject"].startswith("[notifier] 2 API tokens")
+
+    def test_no_recipient_is_permanent(
+        self, smtp_server: tuple[Mailbox, int], database: Database, clock: FixedClock
+    ) -> None:
+        """A token without an email owner, and no 'to' list, fails for good: no retry storm."""
+        mailbox, port = smtp_server
+        store = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+        store.create(name="orphan", expires_at=clock.now() + DAY, owner="the platform team")
+        report = run(database, clock, email_sink(port))
+        assert report.failed == {"email": 1}
+        assert mailbox.messages == []
+        with database.read() as connection:
+            error = connection.execute(select(DeliveryStateRow.__table__.c.last_error)).scalar()
+        assert str(error).startswith("no recipient")
+
+    def test_refused_recipient_is_permanent(
+        self, smtp_server: tuple[Mailbox, int], database: Database, clock: FixedClock
+    ) -> None:
+        """A 550 for the recipient is permanent; others still get their digest."""
+        mailbox, port = smtp_server
+        mailbox.refuse.add("gone@example.com")
+        store = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+        store.create(name="x", expires_at=clock.now() + DAY, owner="gone@example.com")
+        store.create(name="y", expires_at=clock.now() + DAY, owner="here@example.com")
+        report = run(database, clock, email_sink(port))
+        assert report.sent == {"email": 1}
+        assert report.failed == {"email": 1}
+        assert [to for to, _ in mailbox.messages] == [["here@example.com"]]
+
+    def test_unreachable_server_is_transient(self, database: Database, clock: FixedClock) -> None:
+        """No SMTP server: a transient failure, retried next pass."""
+        store = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+        store.create(name="x", expires_at=clock.now() + DAY, owner="a@example.com")
+        report = run(database, clock, email_sink(free_port()))
+        assert report.failed == {"email": 1}
+        with database.read() as connection:
+            row = connection.execute(select(DeliveryStateRow.__table__)).one()
+        assert row.last_error == "SMTP unreachable: ConnectionRefusedError"
+        assert row.next_due_at is not None
+
+    def test_two_replicas_send_one_digest(
+        self, smtp_server: tuple[Mailbox, int], database: Database, clock: FixedClock
+    ) -> None:
+        """Two replicas running the pass together still send a recipient one digest."""
+        mailbox, port = smtp_server
+        store = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+        for index in range(30):
+            store.create(name=f"t{index}", expires_at=clock.now() + DAY, owner="alice@example.com")
+        threads = [
+            threading.Thread(target=run, args=(database, clock, email_sink(port), owner))
+            for owner in ("replica-a", "replica-b")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(mailbox.messages) == 1
+        _, message = mailbox.messages[0]
+        assert message["Subject"].startswith("[notifier] 30 API tokens")
+
+
+class TestTls:
+    def test_starttls_and_login(
+        self, database: Database, clock: FixedClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """STARTTLS against a server with a certificate from a test CA, then AUTH LOGIN."""
+        authority = trustme.CA()
+        certificate = authority.issue_cert("127.0.0.1")
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        certificate.configure_cert(server_context)
+        ca_file = tmp_path / "ca.pem"
+        authority.cert_pem.write_to_path(str(ca_file))
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+
+        logins: list[tuple[bytes, bytes]] = []
+
+        def authenticator(
+            server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+        ) -> AuthResult:
+            del server, session, envelope, mechanism
+            assert isinstance(auth_data, LoginPassword)
+            logins.append((auth_data.login, auth_data.password))
+            return AuthResult(success=auth_data.password == b"s3cret", handled=False)
+
+        mailbox = Mailbox()
+        port = free_port()
+        controller = Controller(
+            mailbox,
+            hostname="127.0.0.1",
+            port=port,
+            tls_context=server_context,
+            require_starttls=True,
+            auth_required=True,
+            authenticator=authenticator,
+        )
+        controller.start()
+        try:
+            store = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+            store.create(name="x", expires_at=clock.now() + DAY, owner="a@example.com")
+            sink = email_sink(port, security="starttls", username="notifier", password="s3cret")
+            assert run(database, clock, sink).sent == {"email": 1}
+            wrong = email_sink(port, security="starttls", username="notifier", password="nope")
+            store.create(name="y", expires_at=clock.now() + DAY, owner="b@example.com")
+            report = run(database, clock, wrong)
+        finally:
+            controller.stop()
+        assert logins[0] == (b"notifier", b"s3cret")
+        assert len(mailbox.messages) == 1
+        assert report.failed == {"email": 1}
+        with database.read() as connection:
+            errors = {
+                row.last_error for row in connection.execute(select(DeliveryStateRow.__table__))
+            }
+        assert "SMTP login refused (535)" in errors

@@ -1,0 +1,316 @@
+"""The webhook sink against a real HTTP server on 127.0.0.1, checked as a receiver would."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from pytest_httpserver import HTTPServer
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+from standardwebhooks.webhooks import Webhook
+from structlog.testing import capture_logs
+from werkzeug import Request, Response
+
+from notifier.check import Checker
+from notifier.clock import FixedClock
+from notifier.db import migrate
+from notifier.db.database import Database
+from notifier.db.models import DeliveryStateRow
+from notifier.policy import Policy
+from notifier.sinks import EVERYTHING, Route
+from notifier.sinks.log import LogSink
+from notifier.sinks.webhook import WebhookSink
+from notifier.tokens.store import TokenStore
+
+from .conftest import FAST
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json").read_text()
+)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+POLICY = Policy(
+    detection_window=timedelta(hours=168),
+    backoff_interval=timedelta(hours=24),
+    pass_interval=HOUR,
+    log_slice=DAY,
+)
+
+
+@pytest.fixture
+def database(sqlite_url: URL) -> Iterator[Database]:
+    db = Database(sqlite_url)
+    migrate.upgrade(db)
+    yield db
+    db.dispose()
+
+
+class Receiver:
+    """Answers webhook POSTs with a scripted status, and keeps what it got."""
+
+    def __init__(
+        self, statuses: list[int] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        self.statuses = list(statuses or [])
+        self.headers = headers or {}
+        self.requests: list[tuple[dict[str, str], bytes, int]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, request: Request) -> Response:
+        with self.lock:
+            status = self.statuses.pop(0) if self.statuses else 200
+            self.requests.append((dict(request.headers), request.get_data(), status))
+        return Response("", status=status, headers=self.headers if status != 200 else {})
+
+    def delivered(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body, status in self.requests if status == 200]
+
+
+def sink(
+    server: HTTPServer,
+    clock: FixedClock,
+    *,
+    path: str = "/hook",
+    route: Route = EVERYTHING,
+    name: str = "webhook",
+) -> WebhookSink:
+    return WebhookSink(
+        name,
+        url=server.url_for(path),
+        secret=SECRET,
+        timeout=timedelta(seconds=5),
+        route=route,
+        retry=FAST,
+        clock=clock,
+        window=POLICY.detection_window,
+        slice_name="day",
+    )
+
+
+def checker(database: Database, clock: FixedClock, sinks: list[Any]) -> Checker:
+    return Checker(
+        database=database, sinks=sinks, policy=POLICY, clock=clock, lease=timedelta(minutes=5)
+    )
+
+
+def tokens(database: Database, clock: FixedClock) -> TokenStore:
+    return TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+
+
+class TestPayload:
+    def test_signed_payload_validates(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """The POST validates against the JSON Schema and verifies with standardwebhooks."""
+        receiver = Receiver()
+        httpserver.expect_request("/hook", method="POST").respond_with_handler(receiver)
+        created = tokens(database, clock).create(
+            name="ci",
+            expires_at=clock.now() + DAY * 2,
+            owner="ops@example.com",
+            labels={"team": "platform"},
+        )
+        hook = sink(httpserver, clock)
+        checker(database, clock, [hook]).run()
+        hook.close()
+        ((headers, body, _),) = receiver.requests
+        payload = json.loads(body)
+        jsonschema.validate(payload, SCHEMA, format_checker=jsonschema.FormatChecker())
+        assert Webhook(SECRET).verify(body, headers) == payload
+        assert headers["Webhook-Id"] == payload["id"]
+        assert headers["Content-Type"] == "application/json"
+        assert payload["type"] == "token.expiring"
+        assert payload["token"] == {
+            "id": created.id,
+            "name": "ci",
+            "source": "store",
+            "owner": "ops@example.com",
+            "labels": {"team": "platform"},
+            "expires_at": payload["token"]["expires_at"],
+            "status": "expiring",
+        }
+        assert payload["days_left"] == 3
+        assert payload["window"] == "1w"
+        assert payload["message"].endswith("will expire in less than 3 days.")
+
+    def test_tampered_body_fails_verification(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """A receiver that checks the signature rejects a changed body."""
+        receiver = Receiver()
+        httpserver.expect_request("/hook").respond_with_handler(receiver)
+        tokens(database, clock).create(name="ci", expires_at=clock.now() + DAY)
+        checker(database, clock, [sink(httpserver, clock)]).run()
+        ((headers, body, _),) = receiver.requests
+        from standardwebhooks.webhooks import WebhookVerificationError  # noqa: PLC0415
+
+        with pytest.raises(WebhookVerificationError):
+            Webhook(SECRET).verify(body.replace(b'"ci"', b'"cj"'), headers)
+
+
+class TestFailures:
+    def test_500_for_three_passes_then_exactly_once(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """After recovery each notice arrives exactly once; the log sink is unaffected."""
+        receiver = Receiver(statuses=[500] * 1000)
+        httpserver.expect_request("/hook").respond_with_handler(receiver)
+        store = tokens(database, clock)
+        for index in range(3):
+            store.create(name=f"t{index}", expires_at=clock.now() + DAY * (index + 2))
+        hook = sink(httpserver, clock)
+        run = checker(database, clock, [LogSink("log", "day"), hook])
+        with capture_logs() as events:
+            for _ in range(3):
+                report = run.run()
+                assert report.failed == {"webhook": 3}
+                clock.advance(HOUR)
+            receiver.statuses.clear()
+            report = run.run()
+            for _ in range(5):
+                clock.advance(HOUR)
+                run.run()
+        assert report.sent == {"webhook": 3}
+        delivered = receiver.delivered()
+        assert sorted(p["token"]["name"] for p in delivered) == ["t0", "t1", "t2"]
+        assert len({p["id"] for p in delivered}) == 3
+        warn = [e for e in events if e["event"] == "notice.expiring"]
+        assert len(warn) == 3  # the log sink spoke once per token, in the first pass
+        failing = [e for e in events if e["event"] == "sink.failed"]
+        assert {e["sink"] for e in failing} == {"webhook"}
+        assert all(e["permanent"] is False for e in failing)
+
+    def test_404_is_permanent_without_a_retry_storm(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """A 404 is recorded as permanent: one request, then silence until the backoff."""
+        receiver = Receiver(statuses=[404] * 100)
+        httpserver.expect_request("/hook").respond_with_handler(receiver)
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY * 5)
+        run = checker(database, clock, [sink(httpserver, clock)])
+        with capture_logs() as events:
+            for _ in range(12):
+                run.run()
+                clock.advance(HOUR)
+        assert len(receiver.requests) == 1
+        (failed,) = [e for e in events if e["event"] == "sink.failed"]
+        assert failed["permanent"] is True
+        assert failed["error"] == "webhook answered 404"
+        with database.read() as connection:
+            row = connection.execute(select(DeliveryStateRow.__table__)).one()
+        assert (row.attempts, row.last_error) == (1, "webhook answered 404")
+        clock.advance(HOUR * 12)
+        run.run()
+        assert len(receiver.requests) == 2
+
+    def test_retry_after_is_honoured_within_the_pass(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """A 429 with Retry-After is retried in the same pass, after the delay asked for."""
+        receiver = Receiver(statuses=[429], headers={"Retry-After": "0"})
+        httpserver.expect_request("/hook").respond_with_handler(receiver)
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        report = checker(database, clock, [sink(httpserver, clock)]).run()
+        assert report.sent == {"webhook": 1}
+        assert [status for _, _, status in receiver.requests] == [429, 200]
+
+    def test_retry_after_longer_than_the_pass_waits_for_the_next(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """A Retry-After beyond the pass's deadline is left to the next pass, not slept."""
+        receiver = Receiver(statuses=[503], headers={"Retry-After": "3600"})
+        httpserver.expect_request("/hook").respond_with_handler(receiver)
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        report = checker(database, clock, [sink(httpserver, clock)]).run()
+        assert report.failed == {"webhook": 1}
+        assert len(receiver.requests) == 1
+
+    def test_unreachable_receiver(self, database: Database, clock: FixedClock) -> None:
+        """A closed port is a transient failure naming no URL."""
+        from .conftest import free_port  # noqa: PLC0415
+
+        hook = WebhookSink(
+            "webhook",
+            url=f"http://127.0.0.1:{free_port()}/hook?token=s3cret",
+            secret=None,
+            timeout=timedelta(seconds=2),
+            route=EVERYTHING,
+            retry=FAST,
+            clock=clock,
+            window=DAY,
+            slice_name="day",
+        )
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        report = checker(database, clock, [hook]).run()
+        assert report.failed == {"webhook": 1}
+        with database.read() as connection:
+            error = connection.execute(select(DeliveryStateRow.__table__.c.last_error)).scalar()
+        assert error == "webhook unreachable: ConnectError"
+
+
+class TestRouting:
+    def test_owner_and_label_routes(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """Two webhook instances each hear only the tokens their route selects."""
+        ops, team = Receiver(), Receiver()
+        httpserver.expect_request("/ops").respond_with_handler(ops)
+        httpserver.expect_request("/team").respond_with_handler(team)
+        store = tokens(database, clock)
+        store.create(name="ops-token", expires_at=clock.now() + DAY, owner="alice@ops.example.com")
+        store.create(name="team-token", expires_at=clock.now() + DAY, labels={"team": "platform"})
+        store.create(name="nobody", expires_at=clock.now() + DAY)
+        sinks = [
+            sink(
+                httpserver,
+                clock,
+                path="/ops",
+                name="webhook:ops",
+                route=Route(owners=("*@ops.example.com",)),
+            ),
+            sink(
+                httpserver,
+                clock,
+                path="/team",
+                name="webhook:team",
+                route=Route(labels={"team": "plat*"}),
+            ),
+        ]
+        run = checker(database, clock, sinks)
+        run.run()
+        assert [p["token"]["name"] for p in ops.delivered()] == ["ops-token"]
+        assert [p["token"]["name"] for p in team.delivered()] == ["team-token"]
+        clock.advance(HOUR)
+        assert run.run().sent == {}  # the left-out tokens are recorded, not retried each pass
+        with database.read() as connection:
+            kinds = {
+                (row.sink, row.last_kind)
+                for row in connection.execute(select(DeliveryStateRow.__table__))
+            }
+        assert ("webhook:ops", "skipped") in kinds
+        assert ("webhook:ops", "expiring") in kinds
+
+    def test_kind_route(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """A sink routed to expired notices only hears about the expiry, not the warning."""
+        receiver = Receiver()
+        httpserver.expect_request("/hook").respond_with_handler(receiver)
+        from notifier.policy import NoticeKind  # noqa: PLC0415
+
+        tokens(database, clock).create(name="t", expires_at=clock.now() + HOUR * 2)
+        hook = sink(httpserver, clock, route=Route(kinds=frozenset({NoticeKind.EXPIRED})))
+        run = checker(database, clock, [hook])
+        run.run()
+        assert receiver.delivered() == []
+        clock.advance(HOUR * 3)
+        run.run()
+        assert [p["kind"] for p in receiver.delivered()] == ["expired"]
