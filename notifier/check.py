@@ -74,6 +74,8 @@ class PassReport:
     """What one pass did; the fields of its ``check.completed`` line."""
 
     in_window: int = 0
+    within: Counter[str] = field(default_factory=Counter)  # tokens within each threshold
+    notices: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # sink, kind, outcome
     sent: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     skipped_backoff: int = 0
@@ -134,6 +136,7 @@ class Checker:
         owner: str | None = None,
         stop: threading.Event | None = None,
         retention: timedelta | None = None,
+        count_within: bool = False,
     ) -> None:
         self._database = database
         self._sources = list(sources) if sources is not None else [StoreSource(database)]
@@ -145,6 +148,7 @@ class Checker:
         self._owner = owner or lease_owner()
         self._stop = stop or threading.Event()
         self._retention = retention
+        self._count_within = count_within
 
     def run(self, *, dry_run: bool = False) -> PassReport:
         """Run one pass at ``clock.now()``; raise if the database fails."""
@@ -165,6 +169,8 @@ class Checker:
                 continue
             snapshots.append((source.name, snapshot))
             report.in_window += snapshot.in_window
+            if self._count_within:
+                report.within.update(snapshot.within(self._policy.count_marks))
         for sink in self._sinks:
             if self._stop.is_set():
                 report.interrupted = True
@@ -313,6 +319,8 @@ class Checker:
         outcomes = _deliver(sink, [i.decision.notice for i in deliverable if i.decision.notice])
         records: list[dict[str, Any]] = []
         for item, outcome in zip(deliverable, outcomes, strict=True):
+            kind = item.decision.notice.kind.value if item.decision.notice else "none"
+            report.notices[sink.name, kind, "sent" if outcome.ok else "failed"] += 1
             if outcome.ok:
                 report.sent[sink.name] += 1
                 after = self._policy.delivered(item.decision, now)

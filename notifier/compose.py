@@ -47,7 +47,11 @@ class Components:
 
 
 def build(
-    settings: Settings, *, clock: Clock | None = None, stop: threading.Event | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    stop: threading.Event | None = None,
+    count_within: bool = False,
 ) -> Components:
     """Wire the parts together; nothing connects to the database yet."""
     clock = clock or SystemClock()
@@ -87,6 +91,7 @@ def build(
         batch_size=settings.batch_size,
         stop=stop,
         retention=settings.retention,
+        count_within=count_within,
     )
     pepper = settings.token_pepper.get_secret_value() if settings.token_pepper else None
     tokens = TokenStore(database, clock, policy, prefix=settings.token_prefix, pepper=pepper)

@@ -58,7 +58,8 @@ class Daemon:
     def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
         self._settings = settings
         self._stop = threading.Event()
-        self._parts = build(settings, clock=clock, stop=self._stop)
+        # The daemon serves metrics, which count tokens within each threshold.
+        self._parts = build(settings, clock=clock, stop=self._stop, count_within=True)
         self._pass_lock = threading.Lock()
         self._schema_current = False
         self._last_heartbeat = time.monotonic()
@@ -81,7 +82,7 @@ class Daemon:
         )
         self.metrics = Metrics(
             sinks=settings.sinks,
-            thresholds=[settings.detection_window],
+            thresholds=[label for label, _ in self._parts.policy.count_marks],
             sources=[source.name for source in settings.source_configs],
         )
 

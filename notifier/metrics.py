@@ -5,12 +5,10 @@ Every label has a bound fixed by the configuration: ``sink`` (the configured sin
 configured thresholds) and ``result`` (four values). No label carries a token id or name: their
 number has no bound, and each would be a time series of its own.
 
-The notices are not counted by kind (expiring, expired, renewed, resolved) yet: ``PassReport``
-counts them by sink only. A ``kind`` label needs the pass to count by (sink, kind).
-
-- ``notifier_tokens_in_window{threshold}`` (gauge): tokens expiring within the threshold, at
-  the last pass;
-- ``notifier_notices_total{sink,outcome}``: notices sent or failed;
+- ``notifier_tokens_in_window{threshold}`` (gauge): tokens expiring within each fixed
+  threshold (or the detection window when none is configured), at the last pass;
+- ``notifier_notices_total{sink,kind,outcome}``: notices sent or failed, by kind (expiring,
+  expired, renewed, resolved);
 - ``notifier_sink_failures_total{sink}``: failed deliveries, by sink;
 - ``notifier_source_failures_total{source}``: passes in which a token source could not be read;
 - ``notifier_pass_duration_seconds`` (histogram): how long the passes that ran took;
@@ -26,7 +24,6 @@ heartbeat URL is pinged after exactly those passes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from enum import StrEnum
 
 from prometheus_client import (
@@ -42,7 +39,7 @@ from prometheus_client.exposition import choose_encoder
 
 import notifier
 from notifier.check import PassReport
-from notifier.durations import format_duration
+from notifier.policy import NoticeKind
 
 # From a steady pass on a small table (milliseconds) to a first pass over a large one (minutes).
 PASS_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -73,7 +70,7 @@ class Metrics:
         self,
         *,
         sinks: Sequence[str],
-        thresholds: Sequence[timedelta],
+        thresholds: Sequence[str],
         sources: Sequence[str] = (),
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -81,7 +78,7 @@ class Metrics:
         # the switch is process-wide, and this process serves no other metrics.
         disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._thresholds = [format_duration(threshold) for threshold in thresholds]
+        self._thresholds = list(thresholds)
         self.tokens_in_window = Gauge(
             "notifier_tokens_in_window",
             "Tokens expiring within the threshold (and not revoked), at the last pass.",
@@ -90,8 +87,8 @@ class Metrics:
         )
         self.notices = Counter(
             "notifier_notices",
-            "Notices handed to a sink, by sink and outcome (sent or failed).",
-            ["sink", "outcome"],
+            "Notices handed to a sink, by sink, kind and outcome (sent or failed).",
+            ["sink", "kind", "outcome"],
             registry=self.registry,
         )
         self.sink_failures = Counter(
@@ -138,8 +135,9 @@ class Metrics:
             self.tokens_in_window.labels(threshold=threshold)
         for sink in sinks:
             self.sink_failures.labels(sink=sink)
-            for outcome in ("sent", "failed"):
-                self.notices.labels(sink=sink, outcome=outcome)
+            for kind in NoticeKind:
+                for outcome in ("sent", "failed"):
+                    self.notices.labels(sink=sink, kind=kind.value, outcome=outcome)
         for source in sources:
             self.source_failures.labels(source=source)
         for result in PassResult:
@@ -148,12 +146,10 @@ class Metrics:
     def observe_pass(self, report: PassReport, *, finished_at: float) -> PassResult:
         """Count a pass that ran; *finished_at* is its end in Unix time."""
         for threshold in self._thresholds:
-            # One threshold today (the detection window) and one count for it.
-            self.tokens_in_window.labels(threshold=threshold).set(report.in_window)
-        for sink, count in report.sent.items():
-            self.notices.labels(sink=sink, outcome="sent").inc(count)
+            self.tokens_in_window.labels(threshold=threshold).set(report.within[threshold])
+        for (sink, kind, outcome), count in report.notices.items():
+            self.notices.labels(sink=sink, kind=kind, outcome=outcome).inc(count)
         for sink, count in report.failed.items():
-            self.notices.labels(sink=sink, outcome="failed").inc(count)
             self.sink_failures.labels(sink=sink).inc(count)
         for source in report.failed_sources:
             self.source_failures.labels(source=source).inc()

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from notifier.durations import format_duration
+
 # The kinds a state row records; "expiring" is the open loop.
 OPEN = "expiring"
 SKIPPED = "skipped"
@@ -214,6 +216,17 @@ class Policy:
         """How far ahead a pass reads tokens: the window or the widest fixed threshold."""
         fixed = [t.duration for t in self.thresholds if t.duration is not None]
         return max([self.detection_window, *fixed])
+
+    @property
+    def count_marks(self) -> list[tuple[str, timedelta]]:
+        """The distances a pass counts tokens within, for metrics.
+
+        The fixed thresholds, or the detection window when none is configured.
+        """
+        fixed = [(t.label, t.duration) for t in self.thresholds if t.duration is not None]
+        if not fixed:
+            return [(format_duration(self.detection_window), self.detection_window)]
+        return sorted(fixed, key=lambda mark: mark[1], reverse=True)
 
     @property
     def lookback(self) -> timedelta:

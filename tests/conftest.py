@@ -29,6 +29,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             "STATE_DIRECTORY",
             "CREDENTIALS_DIRECTORY",
             "JOURNAL_STREAM",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
         }:
             monkeypatch.delenv(name)
     state = tmp_path / "state"

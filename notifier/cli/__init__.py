@@ -218,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LogFileError as error:
         sys.stderr.write(f"notifier: configuration error: NOTIFIER_LOG_FILE: {error}\n")
         return exitcodes.CONFIG
+    # Under systemd every command's lines get their syslog priority, not only the daemon's.
+    logs.use_journal_priorities(settings.journal_stream)
     for variable, suggestion in unknown_variables(settings):
         log.warning("config.unknown_variable", variable=variable, did_you_mean=suggestion)
     try:

@@ -49,6 +49,10 @@ class Snapshot(Protocol):
         """Yield the sink's open loops whose token has left the window."""
         ...
 
+    def within(self, marks: Sequence[tuple[str, timedelta]]) -> dict[str, int]:
+        """How many tokens expire within each mark from now (not expired, not revoked)."""
+        ...
+
 
 class TokenSource(Protocol):
     """Tell a pass which tokens expire soon."""
@@ -123,6 +127,18 @@ class WindowSnapshot:
                 for token_id in chunk
                 if token_id in states
             ]
+
+    def within(self, marks: Sequence[tuple[str, timedelta]]) -> dict[str, int]:
+        """Count the window's tokens within each mark, in Python: the window is small."""
+        return {
+            label: sum(
+                1
+                for token in self._tokens
+                if token.expires_at is not None
+                and self._now < token.expires_at <= self._now + distance
+            )
+            for label, distance in marks
+        }
 
     def _states(self, sink: str, token_ids: list[str]) -> dict[str, StateRow]:
         query = select(

@@ -12,11 +12,11 @@ Two queries per sink, both bounded by the tokens near their expiry, not by the t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, literal, not_, or_, select, tuple_
+from sqlalchemy import Row, Select, and_, case, func, literal, not_, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from notifier.db.database import Database
@@ -81,6 +81,21 @@ class StoreSnapshot:
                 select(func.count()).select_from(_tokens).where(_window(now, horizon))
             ).scalar_one()
         self.in_window = int(count)
+
+    def within(self, marks: Sequence[tuple[str, timedelta]]) -> dict[str, int]:
+        """Count tokens within each mark in one index range scan."""
+        if not marks:
+            return {}
+        widest = max(distance for _, distance in marks)
+        columns = [
+            func.count(case((_tokens.c.expires_at <= self._now + distance, 1))).label(f"m{i}")
+            for i, (_, distance) in enumerate(marks)
+        ]
+        with self._database.read() as connection:
+            row = connection.execute(
+                select(*columns).select_from(_tokens).where(_window(self._now, widest))
+            ).one()
+        return {label: int(row[i]) for i, (label, _) in enumerate(marks)}
 
     def due_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
         """Yield keyset pages of due candidates, each read in its own short transaction."""

@@ -26,7 +26,7 @@ from notifier.web.app import create_app
 from .conftest import RunningDaemon, cli
 
 # Every label a notifier metric may carry; each has a bound set by the configuration.
-BOUNDED_LABELS = {"sink", "source", "outcome", "threshold", "result", "le", "version"}
+BOUNDED_LABELS = {"sink", "source", "kind", "outcome", "threshold", "result", "le", "version"}
 WARN = r"Warn: API Token ci-deploy \(ID \w+\) will expire in less than 3 days\."
 
 
@@ -87,10 +87,12 @@ class TestAfterAPass:
         assert value(parsed["notifier_tokens_in_window"], "notifier_tokens_in_window") == 1
         notices = parsed["notifier_notices"]
         for sink in ("log", "ui"):
-            sent = {"sink": sink, "outcome": "sent"}
+            sent = {"sink": sink, "kind": "expiring", "outcome": "sent"}
             assert value(notices, "notifier_notices_total", **sent) == 1
-            failed = {"sink": sink, "outcome": "failed"}
+            failed = {"sink": sink, "kind": "expiring", "outcome": "failed"}
             assert value(notices, "notifier_notices_total", **failed) == 0
+            expired = {"sink": sink, "kind": "expired", "outcome": "sent"}
+            assert value(notices, "notifier_notices_total", **expired) == 0
             assert (
                 value(parsed["notifier_sink_failures"], "notifier_sink_failures_total", sink=sink)
                 == 0
@@ -173,17 +175,40 @@ class TestMetricsFromReports:
     def test_failures_count_by_sink_and_keep_the_last_success(self) -> None:
         """A pass with failed deliveries counts them per sink and is not a success."""
         metrics = Metrics(sinks=["log", "webhook"], thresholds=[])
-        ok = PassReport(in_window=3, sent=Counter({"log": 3, "webhook": 3}), duration_ms=12)
+        ok = PassReport(
+            in_window=3,
+            sent=Counter({"log": 3, "webhook": 3}),
+            notices=Counter({("log", "expiring", "sent"): 3, ("webhook", "expiring", "sent"): 3}),
+            duration_ms=12,
+        )
         metrics.observe_pass(ok, finished_at=1000.0)
         failing = PassReport(
-            in_window=3, sent=Counter({"log": 1}), failed=Counter({"webhook": 1}), duration_ms=9
+            in_window=3,
+            sent=Counter({"log": 1}),
+            failed=Counter({"webhook": 1}),
+            notices=Counter({("log", "expired", "sent"): 1, ("webhook", "expired", "failed"): 1}),
+            duration_ms=9,
         )
         assert metrics.observe_pass(failing, finished_at=2000.0) is PassResult.DEGRADED
         parsed = families(metrics.exposition(None)[0].decode())
         notices = parsed["notifier_notices"]
-        assert value(notices, "notifier_notices_total", sink="webhook", outcome="sent") == 3
-        assert value(notices, "notifier_notices_total", sink="webhook", outcome="failed") == 1
-        assert value(notices, "notifier_notices_total", sink="log", outcome="sent") == 4
+        webhook = {"sink": "webhook"}
+        assert (
+            value(notices, "notifier_notices_total", **webhook, kind="expiring", outcome="sent")
+            == 3
+        )
+        assert (
+            value(notices, "notifier_notices_total", **webhook, kind="expired", outcome="failed")
+            == 1
+        )
+        assert (
+            value(notices, "notifier_notices_total", sink="log", kind="expiring", outcome="sent")
+            == 3
+        )
+        assert (
+            value(notices, "notifier_notices_total", sink="log", kind="expired", outcome="sent")
+            == 1
+        )
         failures = parsed["notifier_sink_failures"]
         assert value(failures, "notifier_sink_failures_total", sink="webhook") == 1
         assert value(failures, "notifier_sink_failures_total", sink="log") == 0
@@ -217,7 +242,7 @@ class TestNotifierRun:
         assert response.status_code == 200
         parsed = families(response.text)
         assert value(parsed["notifier_passes"], "notifier_passes_total", result="ok") == 1
-        sent = {"sink": "log", "outcome": "sent"}
+        sent = {"sink": "log", "kind": "expiring", "outcome": "sent"}
         assert value(parsed["notifier_notices"], "notifier_notices_total", **sent) == 1
         assert value(parsed["notifier_tokens_in_window"], "notifier_tokens_in_window") == 1
         # The client's process metrics come along (the unit keeps /proc/stat readable for them).

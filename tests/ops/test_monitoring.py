@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 from typing import Any
 
 import promql_parser
@@ -27,7 +26,7 @@ GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$instance":
 @pytest.fixture(scope="module")
 def exposed() -> set[str]:
     """Every sample name a notifier scrape holds (the series exist from start-up, at 0)."""
-    metrics = Metrics(sinks=["log", "ui"], thresholds=[timedelta(days=7)])
+    metrics = Metrics(sinks=["log", "ui"], thresholds=["1w"])
     text = metrics.exposition(None)[0].decode()
     return {
         sample.name for family in text_string_to_metric_families(text) for sample in family.samples
