@@ -145,6 +145,46 @@ class Decision:
     escalates_at: datetime | None = None  # when the token enters its next tighter threshold
 
 
+def _build(
+    token: WatchedToken,
+    state: DeliveryState,
+    sink: str,
+    kind: NoticeKind,
+    *,
+    id_expiry: datetime | None,
+    threshold: timedelta | None = None,
+    threshold_label: str | None = None,
+    days: int = 0,
+    seconds: int = 0,
+    reason: str | None = None,
+) -> Notice:
+    """A notice about *token* for *sink*, numbered by the state's count of notices."""
+    return Notice(
+        id=notice_id(
+            source=token.source,
+            token_id=token.token_id,
+            sink=sink,
+            kind=kind,
+            threshold=threshold,
+            expires_at=id_expiry,
+            ordinal=state.notices_sent,
+        ),
+        kind=kind,
+        sink=sink,
+        source=token.source,
+        token_id=token.token_id,
+        token_name=token.name,
+        owner=token.owner,
+        expires_at=token.expires_at,
+        days_left=days,
+        seconds_left=seconds,
+        threshold=threshold,
+        threshold_label=threshold_label,
+        labels=token.labels,
+        reason=reason,
+    )
+
+
 def days_left(expires_at: datetime, now: datetime, slice_length: timedelta) -> int:
     """Return X for "will expire in less than X <slices>": ``floor(left / slice) + 1``."""
     return (expires_at - now) // slice_length + 1
@@ -387,29 +427,8 @@ class Policy:
         if token is None:
             source, token_id = token_key or ("", "")
             token = WatchedToken(source=source, token_id=token_id, name="", expires_at=None)
-        notice = Notice(
-            id=notice_id(
-                source=token.source,
-                token_id=token.token_id,
-                sink=sink,
-                kind=kind,
-                threshold=None,
-                expires_at=state.expires_at,
-                ordinal=state.notices_sent,
-            ),
-            kind=kind,
-            sink=sink,
-            source=token.source,
-            token_id=token.token_id,
-            token_name=token.name,
-            owner=token.owner,
-            expires_at=token.expires_at,
-            days_left=0,
-            seconds_left=0,
-            threshold=None,
-            labels=token.labels,
-            reason=reason,
-        )
+        # The id keys on the expiry the loop was about; the token may no longer have one.
+        notice = _build(token, state, sink, kind, id_expiry=state.expires_at, reason=reason)
         return Decision(notice, state, None)
 
     def _notice(
@@ -425,28 +444,16 @@ class Policy:
         assert token.expires_at is not None  # noqa: S101 - expiring and expired notices have one
         left = token.expires_at - now
         expiring = kind is NoticeKind.EXPIRING
-        return Notice(
-            id=notice_id(
-                source=token.source,
-                token_id=token.token_id,
-                sink=sink,
-                kind=kind,
-                threshold=zone.before_expiry,
-                expires_at=token.expires_at,
-                ordinal=state.notices_sent,
-            ),
-            kind=kind,
-            sink=sink,
-            source=token.source,
-            token_id=token.token_id,
-            token_name=token.name,
-            owner=token.owner,
-            expires_at=token.expires_at,
-            days_left=days_left(token.expires_at, now, self.log_slice) if expiring else 0,
-            seconds_left=max(int(left.total_seconds()), 0),
+        return _build(
+            token,
+            state,
+            sink,
+            kind,
+            id_expiry=token.expires_at,
             threshold=zone.before_expiry,
             threshold_label=zone.threshold.label if zone.threshold else None,
-            labels=token.labels,
+            days=days_left(token.expires_at, now, self.log_slice) if expiring else 0,
+            seconds=max(int(left.total_seconds()), 0),
         )
 
     # --- when to look again ---------------------------------------------------------------

@@ -30,7 +30,8 @@ def cmd_sinks_test(settings: Settings, args: argparse.Namespace) -> int:
     with opened(settings) as parts:
         sinks = [sink for sink in parts.sinks if args.name in (None, sink.name)]
         if not sinks:
-            fail(f"no sink named {args.name!r} (configured: {', '.join(settings.sinks)})")
+            names = ", ".join(sink.name for sink in parts.sinks)
+            fail(f"no sink named {args.name!r} (configured: {names})")
             return exitcodes.USAGE
         now = parts.clock.now()
         expires_at = now + timedelta(days=3)
@@ -158,8 +159,9 @@ def cmd_snooze(settings: Settings, args: argparse.Namespace) -> int:
         elif args.until_next_threshold:
             fail("--until-next-threshold needs a store token; use --for or --until")
             return exitcodes.USAGE
-        if args.sink is not None and args.sink not in settings.sinks:
-            fail(f"no sink named {args.sink!r} (configured: {', '.join(settings.sinks)})")
+        configured = [config.name for config in settings.sink_configs]
+        if args.sink is not None and args.sink not in configured:
+            fail(f"no sink named {args.sink!r} (configured: {', '.join(configured)})")
             return exitcodes.USAGE
         until = args.until or (now + args.duration if args.duration else None)
         result = snooze(

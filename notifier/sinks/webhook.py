@@ -50,7 +50,6 @@ class WebhookSink:
         clock: Clock,
         window: timedelta,
         slice_name: str,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.name = name
         self.route = route
@@ -64,7 +63,6 @@ class WebhookSink:
             timeout=timeout.total_seconds(),
             follow_redirects=False,
             headers={"user-agent": f"notifier/{notifier.__version__}"},
-            transport=transport,
         )
 
     def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
