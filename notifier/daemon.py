@@ -81,7 +81,7 @@ class Daemon:
             Heartbeat(settings.heartbeat_url.get_secret_value()) if settings.heartbeat_url else None
         )
         self.metrics = Metrics(
-            sinks=settings.sinks,
+            sinks=[config.name for config in settings.sink_configs],
             thresholds=[label for label, _ in self._parts.policy.count_marks],
             sources=[source.name for source in settings.source_configs],
         )
