@@ -238,3 +238,40 @@ class TestTls:
                 row.last_error for row in connection.execute(select(DeliveryStateRow.__table__))
             }
         assert "SMTP login refused (535)" in errors
+
+
+class TestTemplates:
+    def test_subject_and_text_template_replace_the_defaults(
+        self,
+        smtp_server: tuple[Mailbox, int],
+        database: Database,
+        clock: FixedClock,
+        tmp_path: Path,
+    ) -> None:
+        """A sink's own subject and text template are used; the HTML default stays."""
+        mailbox, port = smtp_server
+        template = tmp_path / "digest.txt.j2"
+        template.write_text(
+            "Hi {{ recipient }}:{% for t in tokens %} {{ t.name }}={{ t.days_left }}{% endfor %}\n"
+        )
+        store = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+        store.create(name="one", expires_at=clock.now() + DAY, owner="a@example.com")
+        sink = email_sink(port, subject="Tokens: {{ count }}", template=str(template))
+        run(database, clock, sink)
+        ((_, message),) = mailbox.messages
+        plain, _ = text_of(message)
+        assert message["Subject"] == "Tokens: 1"
+        assert plain.strip() == "Hi a@example.com: one=2"
+
+    def test_broken_template_is_a_config_error(self, tmp_path: Path) -> None:
+        """A template that does not compile is refused when the sink is configured."""
+        from notifier.sources.config import OptionError  # noqa: PLC0415
+
+        template = tmp_path / "bad.j2"
+        template.write_text("{% for %}")
+        with pytest.raises(OptionError) as caught:
+            check_sink(
+                "email",
+                {"host": "h", "from": "a@example.com", "template": str(template)},
+            )
+        assert caught.value.option == "template"

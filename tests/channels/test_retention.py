@@ -1,0 +1,98 @@
+"""Retention: history older than NOTIFIER_RETENTION is pruned, once a day, open loops kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import URL
+
+from notifier.check import Checker
+from notifier.clock import FixedClock
+from notifier.db import migrate
+from notifier.db.database import Database
+from notifier.db.models import AuditEvent, DeliveryStateRow, Notification, Snooze
+from notifier.policy import Policy
+from notifier.retention import prune_if_due
+from notifier.sinks.log import LogSink
+from notifier.sinks.ui import UiSink
+from notifier.snoozes import snooze
+from notifier.tokens.store import TokenStore
+
+DAY = timedelta(days=1)
+POLICY = Policy(
+    detection_window=timedelta(hours=168),
+    backoff_interval=timedelta(hours=24),
+    pass_interval=timedelta(hours=1),
+    log_slice=DAY,
+)
+
+
+@pytest.fixture
+def database(sqlite_url: URL) -> Iterator[Database]:
+    db = Database(sqlite_url)
+    migrate.upgrade(db)
+    yield db
+    db.dispose()
+
+
+def count(database: Database, model: type) -> int:
+    with database.read() as connection:
+        return int(
+            connection.execute(select(func.count()).select_from(model.__table__)).scalar_one()
+        )  # type: ignore[attr-defined]
+
+
+def test_old_history_goes_open_loops_stay(database: Database, clock: FixedClock) -> None:
+    """After the retention period, closed state, resolved notifications and old audit go."""
+    tokens = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+    gone = tokens.create(name="revoked", expires_at=clock.now() + DAY * 2)
+    kept = tokens.create(name="still expiring", expires_at=clock.now() + DAY * 200)
+    snooze(
+        database,
+        source="store",
+        token_id=kept.id,
+        token_name="k",
+        sink=None,
+        until=clock.now() + DAY,
+        threshold=None,
+        now=clock.now(),
+        actor="user:x",
+    )
+    checker = Checker(
+        database=database,
+        sinks=[LogSink("log", "day"), UiSink("ui", database, clock, "day")],
+        policy=POLICY,
+        clock=clock,
+        lease=timedelta(minutes=5),
+        retention=DAY * 30,
+    )
+    checker.run()
+    tokens.revoke(gone.id)
+    clock.advance(DAY)
+    checker.run()  # closes the loop: state "resolved", the notification resolved
+    assert count(database, DeliveryStateRow) == 2
+    assert count(database, Notification) == 1
+    clock.advance(DAY * 160)  # the kept token is 39 days out: no state yet
+    assert prune_if_due(database, clock.now(), DAY * 30) is not None
+    assert count(database, DeliveryStateRow) == 0
+    assert count(database, Notification) == 0
+    assert count(database, AuditEvent) == 0
+    assert count(database, Snooze) == 0
+    clock.advance(DAY * 33)  # 7 days before the kept token expires: a new open loop
+    checker.run()
+    clock.advance(DAY * 40)
+    assert prune_if_due(database, clock.now(), DAY * 30) is not None
+    # The token expired during those 40 days without a pass: its loop is still open.
+    with database.read() as connection:
+        kinds = {row.last_kind for row in connection.execute(select(DeliveryStateRow.__table__))}
+    assert kinds == {"expiring"}
+
+
+def test_pruning_runs_once_a_day(database: Database, clock: FixedClock) -> None:
+    """The first pass of a day prunes; the others in that day do not."""
+    assert prune_if_due(database, clock.now(), DAY) is not None
+    assert prune_if_due(database, clock.now() + timedelta(hours=23), DAY) is None
+    assert prune_if_due(database, clock.now() + DAY, DAY) is not None
