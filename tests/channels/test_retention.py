@@ -13,7 +13,7 @@ from notifier.check import Checker
 from notifier.clock import FixedClock
 from notifier.db import migrate
 from notifier.db.database import Database
-from notifier.db.models import AuditEvent, DeliveryStateRow, Notification, Snooze
+from notifier.db.models import AuditEvent, Base, DeliveryStateRow, Notification, Snooze
 from notifier.policy import Policy
 from notifier.retention import prune_if_due
 from notifier.sinks.log import LogSink
