@@ -38,11 +38,10 @@ def database(sqlite_url: URL) -> Iterator[Database]:
     db.dispose()
 
 
-def count(database: Database, model: type) -> int:
+def count(database: Database, model: type[Base]) -> int:
     with database.read() as connection:
-        return int(
-            connection.execute(select(func.count()).select_from(model.__table__)).scalar_one()
-        )  # type: ignore[attr-defined]
+        query = select(func.count()).select_from(model.__table__)
+        return int(connection.execute(query).scalar_one())
 
 
 def test_old_history_goes_open_loops_stay(database: Database, clock: FixedClock) -> None:
