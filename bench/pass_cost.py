@@ -1,230 +1,584 @@
-"""Pass cost on SQLite: the Checker against the raw-SQL limit, measured in the same run.
+"""Pass cost: the Checker against the raw-SQL limit, measured in the same run.
 
-N tokens, about k of them inside the detection window. Three timings, each the median of
---repeat runs, each against its own baseline done with plain ``sqlite3``:
+N tokens, about k of them inside the detection window (bench/generate.py). For each backend
+(SQLite, PostgreSQL) and each (N, k), every repeat runs two worker processes on the same
+database, in alternating order:
 
-- first pass: every in-window token notified through the ui sink and the log sink (logging to
-  a file); baseline: the same keyset query, and per batch of 500 the same state upsert,
-  ui upsert and state update, one commit each;
-- steady pass: everything in backoff; baseline: the same keyset query returning nothing.
+- **ours**: a :class:`~notifier.check.Checker` with the log sink (to a file) and the ui sink,
+  as ``notifier check`` builds it; a warm-up pass, then the timed **first pass** (every
+  in-window token notified) and the timed **steady pass** (everything in backoff);
+- **raw**: the limit: the same statements written by hand in plain ``sqlite3`` / ``psycopg``
+  in one process, with the same commit granularity (per batch of 500: a read transaction for
+  the due query, a write transaction for the claims with RETURNING, one for the ui upsert, one
+  for the outcomes), the same per-pass reads (policy fingerprint, snoozes, window count,
+  closing query), and a stdlib log line per notice to a file.
 
-Prints the ratios; the machine is shared and noisy, so only ratios are meaningful.
+Each worker reports its timings and its peak RSS (``ru_maxrss``): flat peak memory as N grows
+shows that nothing is materialised in proportion to the table. The machine is shared and
+noisy, so medians of --repeat runs and the ratios are what to read.
 
-    python bench/pass_cost.py --tokens 100000 --in-window 0.01
+    python bench/pass_cost.py --backend sqlite --tokens 1000000 --in-window 10000
+    python bench/pass_cost.py --backend postgresql --tokens 10000000 --in-window 10000 \
+        --json bench/results/pass_pg_10m.json
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
+import os
+import resource
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy.engine import URL
+from generate import (
+    NOW,
+    WINDOW,
+    create_postgresql_database,
+    drop_postgresql_database,
+    generate,
+    in_window_count,
+    psycopg_conninfo,
+)
+from sqlalchemy.engine import URL, make_url
 
-from notifier import logs
-from notifier.check import Checker
-from notifier.clock import FixedClock
-from notifier.db import migrate
-from notifier.db.database import Database
-from notifier.policy import Policy
-from notifier.sinks.log import LogSink
-from notifier.sinks.ui import UiSink
-
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
-WINDOW = timedelta(hours=168)
 BATCH = 500
+BACKOFF = timedelta(hours=24)
+PASS_INTERVAL = timedelta(hours=1)
+LOOKBACK = BACKOFF  # Policy.lookback with expired notices on
+NEXT_DUE = NOW + BACKOFF - PASS_INTERVAL / 2  # backoff end, less the tolerance
+SINKS = ("log", "ui")
+LEASE_SECONDS = 600.0
+ROUNDS = 3  # timed rounds per worker process
+FINGERPRINT = "backoff_ms=86400000;tolerance_ms=1800000;window_s=604800;thresholds=;expired=1"
 
 
-def stamp(moment: datetime) -> str:
-    """The stored SQLite form of a UTC time."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+def maxrss_mb() -> float:
+    """Peak resident memory of this process, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def populate(path: Path, tokens: int, fraction: float) -> int:
-    """Insert *tokens* rows, about *fraction* of them inside the window; return that count."""
-    database = Database(URL.create("sqlite+pysqlite", database=str(path)))
-    migrate.upgrade(database)
-    database.dispose()
-    step = max(1, round(1 / fraction)) if fraction > 0 else tokens + 1
-    rows = []
-    inside = 0
-    for index in range(tokens):
-        if index % step == 0:
-            expires = NOW + timedelta(hours=1 + index % 160)
-            inside += 1
-        else:
-            expires = NOW + timedelta(days=30 + index % 300)
-        rows.append(
-            (f"t{index:09d}", f"token {index}", f"{index:064x}", stamp(NOW), stamp(expires))
-        )
-    with sqlite3.connect(path) as connection:
-        connection.executemany(
-            "INSERT INTO tokens (id, name, secret_hash, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
-    return inside
+# --- ours -------------------------------------------------------------------------------------
 
 
-DUE_SQL = """
-SELECT t.id, t.name, t.expires_at, t.revoked_at, s.sink, s.expires_at, s.last_sent_at,
-       s.notices_sent, s.attempts
-FROM tokens t LEFT OUTER JOIN delivery_state s
-  ON s.source = 'store' AND s.token_id = t.id AND s.sink = ?
-WHERE t.expires_at > ? AND t.expires_at <= ? AND (t.revoked_at IS NULL OR t.revoked_at > ?)
-  AND (s.sink IS NULL OR s.next_due_at IS NULL OR s.next_due_at <= ? OR s.expires_at IS NULL
-       OR s.expires_at != t.expires_at)
-  AND (t.expires_at, t.id) > (?, ?)
-ORDER BY t.expires_at, t.id LIMIT ?
-"""
+def ours(url: URL, log_path: Path) -> dict[str, float]:
+    """Warm up, then time a first and a steady pass of the real Checker."""
+    from notifier import logs  # noqa: PLC0415 - the raw worker must not import notifier
+    from notifier.check import Checker  # noqa: PLC0415
+    from notifier.clock import FixedClock  # noqa: PLC0415
+    from notifier.db.database import Database  # noqa: PLC0415
+    from notifier.policy import Policy  # noqa: PLC0415
+    from notifier.sinks.log import LogSink  # noqa: PLC0415
+    from notifier.sinks.ui import UiSink  # noqa: PLC0415
 
-
-def raw_pass(path: Path, *, write: bool) -> None:
-    """The limit: the same query (and, for a first pass, the same writes) in plain sqlite3."""
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    now, horizon = stamp(NOW), stamp(NOW + WINDOW)
-    later = stamp(NOW + timedelta(hours=23, minutes=30))
-    for sink in ("log", "ui"):
-        after = ("", "")
-        while True:
-            rows = connection.execute(
-                DUE_SQL, (sink, now, horizon, now, now, after[0], after[1], BATCH)
-            ).fetchall()
-            if not rows:
-                break
-            after = (rows[-1][2], rows[-1][0])
-            if write:
-                connection.execute("BEGIN IMMEDIATE")
-                connection.executemany(
-                    "INSERT INTO delivery_state (source, token_id, sink, expires_at, next_due_at,"
-                    " notices_sent, attempts, lease_owner, lease_until)"
-                    " VALUES ('store', ?, ?, ?, ?, 0, 0, 'raw', ?)"
-                    " ON CONFLICT DO UPDATE SET lease_owner = excluded.lease_owner,"
-                    " lease_until = excluded.lease_until",
-                    [(row[0], sink, row[2], now, later) for row in rows],
-                )
-                connection.execute("COMMIT")
-                if sink == "ui":
-                    connection.execute("BEGIN IMMEDIATE")
-                    connection.executemany(
-                        "INSERT INTO notifications (id, source, token_id, token_name, level,"
-                        " kind, message, hint, expires_at, days_left, first_seen, last_seen,"
-                        " occurrences) VALUES (?, 'store', ?, ?, 'warning', 'expiring', ?, ?, ?,"
-                        " 1, ?, ?, 1) ON CONFLICT (source, token_id) DO UPDATE SET"
-                        " last_seen = excluded.last_seen",
-                        [
-                            (
-                                row[0][:12],
-                                row[0],
-                                row[1],
-                                f"Warn: {row[1]}",
-                                "hint",
-                                row[2],
-                                now,
-                                now,
-                            )
-                            for row in rows
-                        ],
-                    )
-                    connection.execute("COMMIT")
-                else:
-                    for row in rows:
-                        logging.getLogger("raw").warning("Warn: API Token %s", row[1])
-                connection.execute("BEGIN IMMEDIATE")
-                connection.executemany(
-                    "UPDATE delivery_state SET expires_at = ?, next_due_at = ?, last_sent_at = ?,"
-                    " last_notice_id = ?, notices_sent = 1, attempts = 0, last_attempt_at = ?,"
-                    " last_error = NULL, lease_owner = NULL, lease_until = NULL"
-                    " WHERE source = 'store' AND token_id = ? AND sink = ?",
-                    [(row[2], later, now, "x" * 32, now, row[0], sink) for row in rows],
-                )
-                connection.execute("COMMIT")
-            if len(rows) < BATCH:
-                break
-    connection.close()
-
-
-def checker(path: Path) -> tuple[Checker, Database]:
-    """A Checker with the log and ui sinks over the database at *path*."""
-    database = Database(URL.create("sqlite+pysqlite", database=str(path)))
+    stream = log_path.open("a", encoding="utf-8")
+    logs.configure(log_format="text", level="INFO", stream=stream)
+    logging.getLogger("notifier.check").setLevel(logging.WARNING)  # no per-pass chatter
+    database = Database(url)
     clock = FixedClock(NOW)
     policy = Policy(
         detection_window=WINDOW,
-        backoff_interval=timedelta(hours=24),
-        pass_interval=timedelta(hours=1),
+        backoff_interval=BACKOFF,
+        pass_interval=PASS_INTERVAL,
         log_slice=timedelta(days=1),
     )
-    sinks = [LogSink("log", "day"), UiSink("ui", database, clock, "day")]
-    return (
-        Checker(
-            database=database,
-            sinks=sinks,
-            policy=policy,
-            clock=clock,
-            lease=timedelta(minutes=10),
-            batch_size=BATCH,
-        ),
-        database,
+    checker = Checker(
+        database=database,
+        sinks=[LogSink("log", "day"), UiSink("ui", database, clock, "day")],
+        policy=policy,
+        clock=clock,
+        lease=timedelta(seconds=LEASE_SECONDS),
+        batch_size=BATCH,
     )
 
+    def first() -> int:
+        return sum(checker.run().sent.values())
 
-def timed(action: Callable[[], object]) -> float:
-    """Seconds *action* took."""
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
+    def steady() -> int:
+        return sum(checker.run().sent.values())
+
+    result = rounds(url, first, steady)
+    database.dispose()
+    stream.close()
+    return result
 
 
-def measure(tokens: int, fraction: float, repeat: int) -> None:
-    """Print the median timings and their ratios to the raw-SQL limit."""
-    results: dict[str, list[float]] = {"first": [], "first_raw": [], "steady": [], "steady_raw": []}
-    inside = 0
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as scratch:
-            base = Path(scratch)
-            log_stream = (base / "stderr.log").open("w", encoding="utf-8")
-            logs.configure(log_format="text", level="WARNING", stream=log_stream)
-            ours, raw = base / "ours.db", base / "raw.db"
-            inside = populate(ours, tokens, fraction)
-            populate(raw, tokens, fraction)
-            run, database = checker(ours)
-            run.run()  # warm the policy fingerprint and caches, then reset the state
-            with database.write() as connection:
-                connection.exec_driver_sql("DELETE FROM delivery_state")
-                connection.exec_driver_sql("DELETE FROM notifications")
-            results["first"].append(timed(run.run))
-            results["steady"].append(timed(run.run))
-            results["first_raw"].append(timed(partial(raw_pass, raw, write=True)))
-            results["steady_raw"].append(timed(partial(raw_pass, raw, write=False)))
-            database.dispose()
-            log_stream.close()
-    median = {name: statistics.median(values) for name, values in results.items()}
-    print(f"tokens={tokens} in_window={inside} sinks=log,ui repeat={repeat}")
-    for name in ("first", "steady"):
-        ours, limit = median[name], median[f"{name}_raw"]
-        print(
-            f"{name:>6} pass: notifier {ours * 1000:8.1f} ms   raw sqlite3 {limit * 1000:8.1f} ms"
-            f"   ratio {ours / limit:5.2f}x"
+def rounds(url: URL, first: Callable[[], int], steady: Callable[[], int]) -> dict[str, float]:
+    """A warm-up, then ROUNDS of (reset, first pass, steady pass): the median of each.
+
+    The warm-up fills the statement caches and the connection pool, as a daemon has them.
+    """
+    reset(url)
+    first()
+    firsts: list[float] = []
+    steadies: list[float] = []
+    sent = 0
+    for _ in range(ROUNDS):
+        reset(url)
+        started = time.perf_counter()
+        sent = first()
+        firsts.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        again = steady()
+        steadies.append(time.perf_counter() - started)
+        assert again == 0, again  # noqa: S101 - a steady pass sends nothing
+    return {
+        "first": statistics.median(firsts),
+        "steady": statistics.median(steadies),
+        "sent": sent,
+    }
+
+
+# --- raw --------------------------------------------------------------------------------------
+
+
+COUNT_SQL = """
+SELECT count(*) FROM tokens
+WHERE tokens.expires_at > ? AND tokens.expires_at <= ?
+  AND (tokens.revoked_at IS NULL OR tokens.revoked_at > ?) AND tokens.superseded_by IS NULL
+"""
+COLUMNS_SQL = """
+tokens.id, tokens.name, tokens.expires_at, tokens.revoked_at, tokens.owner, tokens.labels,
+tokens.created_at, tokens.superseded_by, delivery_state.token_id AS state_token_id,
+delivery_state.sink, delivery_state.expires_at AS state_expires_at,
+delivery_state.last_sent_at, delivery_state.notices_sent, delivery_state.attempts,
+delivery_state.last_kind, delivery_state.last_threshold_s, delivery_state.version
+"""
+DUE_SQL = f"""
+SELECT {COLUMNS_SQL}
+FROM tokens LEFT OUTER JOIN delivery_state
+  ON delivery_state.source = 'store' AND delivery_state.token_id = tokens.id
+ AND delivery_state.sink = ?
+WHERE tokens.expires_at > ? AND tokens.expires_at <= ?
+  AND (tokens.revoked_at IS NULL OR tokens.revoked_at > ?) AND tokens.superseded_by IS NULL
+  AND (delivery_state.sink IS NULL OR delivery_state.next_due_at <= ?
+       OR delivery_state.expires_at IS NULL OR delivery_state.expires_at != tokens.expires_at)
+  {{after}}
+ORDER BY tokens.expires_at, tokens.id LIMIT ?
+"""
+CLOSING_SQL = f"""
+SELECT {COLUMNS_SQL}
+FROM delivery_state LEFT OUTER JOIN tokens ON tokens.id = delivery_state.token_id
+WHERE delivery_state.source = 'store' AND delivery_state.sink = ?
+  AND delivery_state.last_kind = 'expiring'
+  AND (tokens.id IS NULL OR tokens.expires_at IS NULL OR NOT (
+       tokens.expires_at > ? AND tokens.expires_at <= ?
+       AND (tokens.revoked_at IS NULL OR tokens.revoked_at > ?)
+       AND tokens.superseded_by IS NULL))
+ORDER BY delivery_state.token_id LIMIT ?
+"""
+CLAIM_SQL = """
+INSERT INTO delivery_state (source, token_id, sink, expires_at, next_due_at, notices_sent,
+  attempts, last_kind, lease_owner, lease_until, version)
+VALUES {values}
+ON CONFLICT (source, token_id, sink) DO UPDATE SET lease_owner = excluded.lease_owner,
+  lease_until = excluded.lease_until, version = delivery_state.version + 1
+WHERE (delivery_state.lease_until IS NULL OR delivery_state.lease_until <= {now})
+  AND delivery_state.version = excluded.version
+RETURNING source, token_id
+"""
+UI_SQL = """
+INSERT INTO notifications (id, source, token_id, token_name, level, kind, message, hint,
+  expires_at, days_left, first_seen, last_seen, occurrences, acknowledged_at, resolved_at)
+VALUES (?, 'store', ?, ?, 'warning', 'expiring', ?, ?, ?, ?, ?, ?, 1, NULL, NULL)
+ON CONFLICT (source, token_id) DO UPDATE SET token_name = excluded.token_name,
+  level = excluded.level, kind = excluded.kind, message = excluded.message,
+  hint = excluded.hint, expires_at = excluded.expires_at, days_left = excluded.days_left,
+  last_seen = excluded.last_seen,
+  first_seen = CASE WHEN notifications.resolved_at IS NOT NULL THEN excluded.first_seen
+                    ELSE notifications.first_seen END,
+  occurrences = CASE WHEN notifications.resolved_at IS NOT NULL THEN 1
+                     ELSE notifications.occurrences + 1 END,
+  acknowledged_at = NULL, resolved_at = NULL
+"""
+RECORD_SQL = """
+UPDATE delivery_state SET expires_at = ?, next_due_at = ?, last_sent_at = ?,
+  last_notice_id = ?, last_kind = ?, last_threshold_s = ?, notices_sent = ?, attempts = ?,
+  last_attempt_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL,
+  version = delivery_state.version + 1
+WHERE delivery_state.source = ? AND delivery_state.token_id = ? AND delivery_state.sink = ?
+"""
+
+
+class RawBackend:
+    """The few things plain sqlite3 and psycopg spell differently."""
+
+    placeholder = "?"
+    db_now = ""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+
+    def sql(self, text: str) -> str:
+        """The statement in this driver's placeholder style."""
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+    def time(self, moment: datetime) -> Any:
+        """A time as the driver binds it."""
+        return moment
+
+    def parse(self, value: Any) -> datetime:
+        """A time as the driver returns it."""
+        assert isinstance(value, datetime)  # noqa: S101
+        return value
+
+    def read(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        """Run a query in its own short transaction."""
+        raise NotImplementedError
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        """A short write transaction; yields the cursor."""
+        raise NotImplementedError
+        yield
+
+    def close(self) -> None:
+        """Close the connection."""
+        raise NotImplementedError
+
+
+class RawSqlite(RawBackend):
+    """sqlite3, with the daemon's pragmas and BEGIN IMMEDIATE for writes."""
+
+    db_now = "(strftime('%Y-%m-%d %H:%M:%f', 'now', '+{seconds:.3f} seconds') || '000')"
+
+    def __init__(self, url: URL) -> None:
+        super().__init__(url)
+        self.connection = sqlite3.connect(str(url.database), isolation_level=None)
+        for pragma in ("journal_mode=WAL", "busy_timeout=10000", "synchronous=NORMAL"):
+            self.connection.execute(f"PRAGMA {pragma}")
+
+    def time(self, moment: datetime) -> Any:
+        """The stored text of a time."""
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def parse(self, value: Any) -> datetime:
+        """A stored text as a time."""
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+    def read(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        """Run a query between BEGIN and COMMIT."""
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN")
+        rows = cursor.execute(statement, params).fetchall()
+        cursor.execute("COMMIT")
+        return rows
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        """BEGIN IMMEDIATE ... COMMIT, as the daemon writes."""
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        yield cursor
+        cursor.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+
+class RawPostgresql(RawBackend):
+    """psycopg 3, one connection, a transaction per statement group."""
+
+    placeholder = "%s"
+    db_now = "(statement_timestamp() + make_interval(secs => {seconds}))"
+
+    def __init__(self, url: URL) -> None:
+        import psycopg  # noqa: PLC0415
+
+        super().__init__(url)
+        self.connection = psycopg.connect(psycopg_conninfo(url))
+
+    def read(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        """Run a query in its own transaction."""
+        with self.connection.cursor() as cursor:
+            rows = cursor.execute(statement, params).fetchall()
+        self.connection.commit()
+        return rows
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        """A transaction, committed at the end."""
+        with self.connection.cursor() as cursor:
+            yield cursor
+        self.connection.commit()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+
+def raw_backend(url: URL) -> RawBackend:
+    """The raw driver for *url*."""
+    return RawSqlite(url) if url.get_backend_name() == "sqlite" else RawPostgresql(url)
+
+
+def raw_pass(backend: RawBackend, log: logging.Logger) -> int:
+    """One pass by hand; return how many notices it sent."""
+    now = NOW
+    now_p, horizon_p, from_p = (
+        backend.time(now),
+        backend.time(now + WINDOW),
+        backend.time(now - LOOKBACK),
+    )
+    owner = f"raw:{os.getpid()}"
+    backend.read(backend.sql("SELECT value FROM meta WHERE key = ?"), ["policy"])
+    backend.read(backend.sql("SELECT * FROM snoozes WHERE until IS NULL OR until > ?"), [now_p])
+    backend.read(backend.sql(COUNT_SQL), [now_p, horizon_p, now_p])
+    sent = 0
+    claim_now = backend.db_now.format(seconds=0.0)
+    lease_until = backend.db_now.format(seconds=LEASE_SECONDS)
+    for sink in SINKS:
+        after: tuple[Any, str] | None = None
+        while True:
+            clause = "AND (tokens.expires_at, tokens.id) > (?, ?)" if after else ""
+            params: list[Any] = [sink, from_p, horizon_p, now_p, now_p]
+            params += [after[0], after[1]] if after else []
+            rows = backend.read(backend.sql(DUE_SQL.format(after=clause)), [*params, BATCH])
+            if not rows:
+                break
+            sent += raw_batch(backend, log, sink, rows, owner, claim_now, lease_until)
+            if len(rows) < BATCH:
+                break
+            after = (rows[-1][2], rows[-1][0])
+        backend.read(backend.sql(CLOSING_SQL), [sink, from_p, horizon_p, now_p, BATCH])
+    return sent
+
+
+def raw_batch(  # noqa: PLR0917 - the pass's state, passed down as the raw loop has it
+    backend: RawBackend,
+    log: logging.Logger,
+    sink: str,
+    rows: list[Any],
+    owner: str,
+    claim_now: str,
+    lease_until: str,
+) -> int:
+    """Claim, deliver and record one batch of due rows."""
+    now_p = backend.time(NOW)
+    placeholders = ", ".join(
+        f"('store', ?, ?, ?, ?, 0, 0, NULL, ?, {lease_until}, 0)" for _ in rows
+    )
+    claim_params: list[Any] = []
+    for row in rows:
+        claim_params += [row[0], sink, row[2], now_p, owner]
+    with backend.write() as cursor:
+        cursor.execute(
+            backend.sql(CLAIM_SQL.format(values=placeholders, now=claim_now)), claim_params
+        )
+        held = {token for _, token in cursor.fetchall()}
+    claimed = [row for row in rows if row[0] in held]
+    records = []
+    notices = []
+    for row in claimed:
+        expires = backend.parse(row[2])
+        days = (expires - NOW) // timedelta(days=1) + 1
+        unit = "day" if days == 1 else "days"
+        message = f"Warn: API Token {row[1]} (ID {row[0]}) will expire in less than {days} {unit}."
+        key = f"store\x1f{row[0]}\x1f{sink}\x1fexpiring\x1f\x1f{expires.isoformat()}\x1f0"
+        notice_id = hashlib.sha256(key.encode()).hexdigest()[:32]
+        notices.append((row, message, days))
+        next_due = backend.time(min(expires, NEXT_DUE))
+        values = (row[2], next_due, now_p, notice_id, "expiring", None, 1, 0, now_p, None)
+        records.append((*values, "store", row[0], sink))
+    if sink == "log":
+        for _, message, _ in notices:
+            log.warning(message)
+    else:
+        with backend.write() as cursor:
+            cursor.executemany(
+                backend.sql(UI_SQL),
+                [
+                    (
+                        hashlib.md5(row[0].encode(), usedforsecurity=False).hexdigest()[:12],
+                        row[0],
+                        row[1],
+                        message,
+                        "Create a new token and revoke this one before it expires.",
+                        row[2],
+                        days,
+                        now_p,
+                        now_p,
+                    )
+                    for row, message, days in notices
+                ],
+            )
+    with backend.write() as cursor:
+        cursor.executemany(backend.sql(RECORD_SQL), records)
+    return len(claimed)
+
+
+def raw(url: URL, log_path: Path) -> dict[str, float]:
+    """Warm up, then time a first and a steady raw pass."""
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log = logging.getLogger("raw")
+    log.addHandler(handler)
+    log.propagate = False
+    backend = raw_backend(url)
+    result = rounds(url, partial(raw_pass, backend, log), partial(raw_pass, backend, log))
+    backend.close()
+    handler.close()
+    return result
+
+
+# --- orchestration ----------------------------------------------------------------------------
+
+
+def reset(url: URL) -> None:
+    """Forget every delivery: the next pass is a first pass again."""
+    if url.get_backend_name() == "sqlite":
+        connection = sqlite3.connect(str(url.database), isolation_level=None)
+        connection.execute("PRAGMA busy_timeout=10000")
+        connection.execute("DELETE FROM delivery_state")
+        connection.execute("DELETE FROM notifications")
+        connection.execute("INSERT OR REPLACE INTO meta VALUES ('policy', ?)", [FINGERPRINT])
+        connection.close()
+        return
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(psycopg_conninfo(url), autocommit=True) as connection:
+        connection.execute("TRUNCATE delivery_state, notifications")
+        connection.execute(
+            "INSERT INTO meta VALUES ('policy', %s) ON CONFLICT (key) DO UPDATE"
+            " SET value = excluded.value",
+            [FINGERPRINT],
         )
 
 
-def main() -> None:
-    """Parse the arguments and measure."""
+def worker(kind: str, url: URL, log_path: Path) -> dict[str, float]:
+    """Run one side in this process, and add its peak memory."""
+    result = (ours if kind == "ours" else raw)(url, log_path)
+    result["maxrss_mb"] = maxrss_mb()
+    return result
+
+
+def run_worker(kind: str, url: URL, log_path: Path) -> dict[str, float]:
+    """Run one side in a fresh process (so its peak memory is its own)."""
+    output = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "worker",
+            kind,
+            url.render_as_string(hide_password=False),
+            str(log_path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, float] = json.loads(output.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(
+    backend: str, tokens: int, inside: int, repeat: int, *, keep: bool = False
+) -> dict[str, Any]:
+    """Build one database, then run *repeat* rounds of ours and raw; return the medians."""
+    with tempfile.TemporaryDirectory(prefix="notifier-bench-") as scratch:
+        base = Path(scratch)
+        name = f"notifier_bench_{tokens}_{inside}"
+        if backend == "sqlite":
+            url = URL.create("sqlite+pysqlite", database=str(base / "bench.db"))
+        else:
+            url = create_postgresql_database(name)
+        try:
+            generated = generate(url, tokens, inside)
+            samples: dict[str, list[dict[str, float]]] = {"ours": [], "raw": []}
+            for index in range(repeat):
+                order = ("ours", "raw") if index % 2 == 0 else ("raw", "ours")
+                for kind in order:
+                    samples[kind].append(run_worker(kind, url, base / f"{kind}.log"))
+                    (base / f"{kind}.log").unlink()
+        finally:
+            if backend != "sqlite" and not keep:
+                drop_postgresql_database(name)
+    return summarise(backend, tokens, inside, repeat, generated, samples)
+
+
+def summarise(  # noqa: PLR0917
+    backend: str,
+    tokens: int,
+    inside: int,
+    repeat: int,
+    generated: float,
+    samples: dict[str, list[dict[str, float]]],
+) -> dict[str, Any]:
+    """Medians and ratios of the samples."""
+
+    def median(kind: str, key: str) -> float:
+        return statistics.median(sample[key] for sample in samples[kind])
+
+    result: dict[str, Any] = {
+        "backend": backend,
+        "tokens": tokens,
+        "in_window": inside,
+        "repeat": repeat,
+        "generate_s": round(generated, 1),
+        "sent": median("ours", "sent"),
+        "samples": samples,
+    }
+    for key in ("first", "steady", "maxrss_mb"):
+        result[key] = median("ours", key)
+        result[f"{key}_raw"] = median("raw", key)
+        result[f"{key}_ratio"] = result[key] / result[f"{key}_raw"]
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    """The result as a few lines."""
+    lines = [
+        (
+            f"{result['backend']}: tokens={result['tokens']} in_window={result['in_window']} "
+            f"sent={result['sent']:.0f} repeat={result['repeat']} "
+            f"(generated in {result['generate_s']}s)"
+        )
+    ]
+    scales = (("first", "ms", 1000), ("steady", "ms", 1000), ("maxrss_mb", "MiB", 1))
+    for key, unit, scale in scales:
+        lines.append(
+            f"  {key:>9}: notifier {result[key] * scale:9.1f} {unit}   raw "
+            f"{result[f'{key}_raw'] * scale:9.1f} {unit}   ratio {result[f'{key}_ratio']:5.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the arguments and measure (or run one worker)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "worker":
+        kind, url, log_path = args[1], make_url(args[2]), Path(args[3])
+        sys.stdout.write(json.dumps(worker(kind, url, log_path)) + "\n")
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=100_000)
-    parser.add_argument("--in-window", type=float, default=0.01)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    measure(args.tokens, args.in_window, args.repeat)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--tokens", type=int, default=1_000_000)
+    parser.add_argument(
+        "--in-window", type=float, default=0.01, help="a count, or a fraction below 1"
+    )
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="append the result as one JSON line")
+    options = parser.parse_args(args)
+    inside = in_window_count(options.tokens, options.in_window)
+    result = measure(options.backend, options.tokens, inside, options.repeat)
+    sys.stdout.write(report(result) + "\n")
+    if options.json is not None:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        with options.json.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,18 @@ A digest sink (email) takes every notice of the pass at once, after all batches,
 recipient gets one digest; with several replicas, one of them holds the sink's lease for the
 pass and the others leave the sink alone.
 
+Other sinks take a claimed batch in **chunks** sized from the sink's measured pace, so that
+each takes about half a second (a fast sink gets the whole batch at once): outcomes are
+recorded after every chunk, and a stop request (SIGTERM) between chunks **releases** the
+claims not yet sent, so another replica takes them at once, without waiting out the lease.
+A chunk with a failure ends the chunking of its batch, and the rest goes in one call, so a
+receiver that is down costs one retry deadline per batch, not one per chunk.
+
+A pass that fails on the database **settles** what it left at the start of the next one (and
+when the daemon stops): outcomes it could not write are written then, so a notice sent just
+before the database went away is not sent again; claims it holds but did not send are
+released. Records and releases apply only while this checker still holds the lease.
+
 A failing sink never blocks another: each has its own state and its own loop. A broken
 source is skipped for the pass. A database error fails the pass; the caller logs
 ``check.failed`` and lives on.
@@ -39,7 +51,7 @@ from itertools import chain
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, literal_column, null, or_, select, update
 
 from notifier.clock import Clock
 from notifier.db.database import Database, db_now, upsert
@@ -52,6 +64,8 @@ from notifier.sources import Candidate, Snapshot, SourceError, TokenSource
 from notifier.sources.store import StoreSource
 
 _ERROR_LIMIT = 500  # characters of a sink's error kept in the state row
+_CHUNK_SECONDS = 0.5  # a delivery chunk's target length: how long a stop request waits
+_FIRST_CHUNK = 16  # notices in a sink's first chunk, before its pace is known
 # Stored due times set here are due at once: a changed policy re-decides every row.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -62,6 +76,9 @@ _meta = Meta.__table__
 _snoozes = Snooze.__table__
 _sink_leases = SinkLease.__table__
 _POLICY_KEY = "policy"
+# Constants written into the SQL, not bound: an executemany binds every parameter per row.
+_ZERO = literal_column("0", Integer())
+_ONE = literal_column("1", Integer())
 
 
 def lease_owner() -> str:
@@ -80,6 +97,7 @@ class PassReport:
     failed: Counter[str] = field(default_factory=Counter)
     skipped_backoff: int = 0
     claimed_elsewhere: int = 0
+    released: int = 0  # claims given back unsent because the pass was asked to stop
     failed_sources: list[str] = field(default_factory=list)
     interrupted: bool = False
     duration_ms: float = 0.0
@@ -103,6 +121,7 @@ class PassReport:
             "failed": self.failures,
             "skipped_backoff": self.skipped_backoff,
             "claimed_elsewhere": self.claimed_elsewhere,
+            "released": self.released or None,  # only said when it happened
             "sent_by_sink": dict(self.sent),
             "failed_by_sink": dict(self.failed),
             "failed_sources": ",".join(self.failed_sources) or None,
@@ -121,7 +140,7 @@ class _Item:
 
 
 class Checker:
-    """Run check passes over token sources for a set of sinks."""
+    """Run check passes over token sources for a set of sinks; one pass at a time."""
 
     def __init__(
         self,
@@ -149,6 +168,18 @@ class Checker:
         self._stop = stop or threading.Event()
         self._retention = retention
         self._count_within = count_within
+        self._statements = _Statements(database.dialect, self._owner, self._lease_seconds)
+        # Seconds per notice each sink took lately: sizes its next chunk.
+        self._pace: dict[str, float] = {}
+        # What a failed pass left behind, settled by the next one: claims this checker may
+        # hold without having sent them, and outcomes it could not write.
+        self._held: set[tuple[str, str, str]] = set()
+        self._unwritten: list[dict[str, Any]] = []
+
+    @property
+    def owner(self) -> str:
+        """The name this checker's leases carry."""
+        return self._owner
 
     def run(self, *, dry_run: bool = False) -> PassReport:
         """Run one pass at ``clock.now()``; raise if the database fails."""
@@ -156,6 +187,7 @@ class Checker:
         now = self._clock.now()
         report = PassReport()
         if not dry_run:
+            self.settle()
             self._sync_policy()
         snoozes = self._snoozes(now)
         snapshots: list[tuple[str, Snapshot]] = []
@@ -183,6 +215,25 @@ class Checker:
                 log.warning("retention.failed", reason=f"{type(error).__name__}: {error}")
         report.duration_ms = (time.perf_counter() - started) * 1000
         return report
+
+    def settle(self) -> int:
+        """Write the outcomes a failed pass could not write, and release the claims it left.
+
+        Both apply only to rows this checker still holds: a lease that ran out and was taken
+        by another replica is that replica's now. Return how many claims were released;
+        raise (keeping both for the next try) if the database fails.
+        """
+        if self._unwritten:
+            with self._database.write() as connection:
+                connection.execute(self._statements.record, self._unwritten)
+            log.info("check.settled", recorded=len(self._unwritten))
+            self._unwritten = []
+        if not self._held:
+            return 0
+        released = len(self._held)
+        self._release(list(self._held))
+        log.info("check.released", claims=released, reason="left by a failed pass")
+        return released
 
     # --- per pass -----------------------------------------------------------------------------
 
@@ -247,18 +298,22 @@ class Checker:
             return
         pending: list[_Item] = []
         notified = 0
+        decide = self._policy.decide
+        name = sink.name
         try:
             for source, batch in self._batches(sink, snapshots):
                 items = [
                     _Item(
                         source,
                         candidate,
-                        self._policy.decide(
+                        decide(
                             candidate.token,
                             candidate.state,
-                            sink.name,
+                            name,
                             now,
-                            snooze=_snooze_for(snoozes, source, candidate.token_id, sink.name),
+                            snooze=_snooze_for(snoozes, source, candidate.token_id, name)
+                            if snoozes
+                            else None,
                             token_key=(source, candidate.token_id),
                         ),
                     )
@@ -280,8 +335,9 @@ class Checker:
                         and item.decision.notice.kind is not NoticeKind.RESOLVED
                     )
                     continue
-                self._postpone(sink.name, [item for item in items if item.decision.notice is None])
-                claimed = self._claim(sink.name, to_send, now)
+                if len(to_send) < len(items):
+                    self._postpone(name, [item for item in items if item.decision.notice is None])
+                claimed = self._claim(name, to_send, now)
                 report.claimed_elsewhere += len(to_send) - len(claimed)
                 if sink.digest:
                     pending.extend(claimed)
@@ -294,7 +350,7 @@ class Checker:
                 self._deliver_and_record(sink, pending, now, report)
         finally:
             if sink.digest and not dry_run:
-                self._release_sink_lease(sink.name)
+                self._release_sink_lease(name)
         # Every token in the window is either notified now or waiting (backoff, snooze).
         report.skipped_backoff += max(report.in_window - notified, 0)
 
@@ -311,29 +367,59 @@ class Checker:
     def _deliver_and_record(
         self, sink: Sink, items: list[_Item], now: datetime, report: PassReport
     ) -> None:
+        """Deliver claimed *items* in chunks, recording after each; release them on a stop."""
         deliverable: list[_Item] = []
-        left_out: list[_Item] = []
+        records: list[dict[str, Any]] = []
         for item in items:
             notice = item.decision.notice
-            (deliverable if notice is not None and accepts(sink, notice) else left_out).append(item)
-        outcomes = _deliver(sink, [i.decision.notice for i in deliverable if i.decision.notice])
-        records: list[dict[str, Any]] = []
-        for item, outcome in zip(deliverable, outcomes, strict=True):
-            kind = item.decision.notice.kind.value if item.decision.notice else "none"
-            report.notices[sink.name, kind, "sent" if outcome.ok else "failed"] += 1
-            if outcome.ok:
-                report.sent[sink.name] += 1
-                after = self._policy.delivered(item.decision, now)
-            else:
-                report.failed[sink.name] += 1
-                after = self._policy.failed(item.decision, now, permanent=outcome.permanent)
-            records.append(_record(sink.name, item, after, outcome, now))
-        for item in left_out:
-            after = self._policy.skipped(item.decision, now)
-            records.append(_record(sink.name, item, after, None, now))
+            if notice is not None and accepts(sink, notice):
+                deliverable.append(item)
+            else:  # the sink's route leaves it out: recorded as skipped, never sent
+                after = self._policy.skipped(item.decision, now)
+                records.append(_record(sink.name, item, after, None, now))
+        start = 0
+        chunked = not sink.digest
+        while start < len(deliverable):
+            if start and self._stop.is_set():
+                # Stopping: what is claimed but not sent goes back at once.
+                rest = deliverable[start:]
+                if records:
+                    self._record(records)
+                self._release([(i.source, i.candidate.token_id, sink.name) for i in rest])
+                report.released += len(rest)
+                report.interrupted = True
+                return
+            size = self._chunk_size(sink.name) if chunked else len(deliverable)
+            chunk = deliverable[start : start + size]
+            started = time.perf_counter()
+            outcomes = _deliver(sink, [i.decision.notice for i in chunk if i.decision.notice])
+            self._pace[sink.name] = (time.perf_counter() - started) / len(chunk)
+            for item, outcome in zip(chunk, outcomes, strict=True):
+                kind = item.decision.notice.kind.value if item.decision.notice else "none"
+                report.notices[sink.name, kind, "sent" if outcome.ok else "failed"] += 1
+                if outcome.ok:
+                    report.sent[sink.name] += 1
+                    after = self._policy.delivered(item.decision, now)
+                else:
+                    report.failed[sink.name] += 1
+                    after = self._policy.failed(item.decision, now, permanent=outcome.permanent)
+                records.append(_record(sink.name, item, after, outcome, now))
+            self._record(records)
+            records = []
+            _log_failures(sink.name, chunk, outcomes)
+            if not all(outcome.ok for outcome in outcomes):
+                # The rest shares one retry deadline, as one call: a receiver that is down
+                # costs one deadline per batch, not one per chunk.
+                chunked = False
+            start += len(chunk)
         if records:
             self._record(records)
-        _log_failures(sink.name, deliverable, outcomes)
+
+    def _chunk_size(self, sink: str) -> int:
+        pace = self._pace.get(sink)
+        if pace is None:
+            return _FIRST_CHUNK  # not measured yet: a small first chunk tells
+        return max(1, min(self._batch_size, int(_CHUNK_SECONDS / max(pace, 1e-9))))
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -345,97 +431,62 @@ class Checker:
         """
         if not items:
             return []
-        insert = upsert(self._database.dialect, _state).values(
-            sink=sink,
-            next_due_at=now,
-            lease_owner=self._owner,
-            lease_until=db_now(self._lease_seconds),
-        )
-        current = _state.c
-        incoming = insert.excluded
-        statement = insert.on_conflict_do_update(
-            index_elements=[current.source, current.token_id, current.sink],
-            set_={
-                "lease_owner": incoming.lease_owner,
-                "lease_until": incoming.lease_until,
-                "version": current.version + 1,
-            },
-            where=and_(
-                or_(current.lease_until.is_(None), current.lease_until <= db_now()),
-                current.version == incoming.version,
-            ),
-        ).returning(current.source, current.token_id)
         rows = [
             {
                 "source": item.source,
                 "token_id": item.candidate.token_id,
+                "sink": sink,
                 "expires_at": item.decision.state.expires_at,
+                "next_due_at": now,
                 "notices_sent": item.candidate.state.notices_sent if item.candidate.state else 0,
-                "attempts": 0,
                 "last_kind": item.candidate.state.last_kind if item.candidate.state else None,
                 "version": item.candidate.version,
             }
             for item in items
         ]
-        with self._database.write() as connection:
-            held = {tuple(row) for row in connection.execute(statement, rows)}
-        return [item for item in items if (item.source, item.candidate.token_id) in held]
+        try:
+            with self._database.write() as connection:
+                held = {tuple(row) for row in connection.execute(self._statements.claim, rows)}
+        except Exception:
+            # The commit may have happened: settle() releases whatever of these we hold.
+            self._held.update((item.source, item.candidate.token_id, sink) for item in items)
+            raise
+        claimed = [item for item in items if (item.source, item.candidate.token_id) in held]
+        self._held.update((item.source, item.candidate.token_id, sink) for item in claimed)
+        return claimed
 
     def _record(self, records: list[dict[str, Any]]) -> None:
         """Write each outcome, and release the lease, in one short transaction."""
-        statement = (
-            update(_state)
-            .where(
-                _state.c.source == bindparam("k_source"),
-                _state.c.token_id == bindparam("k_token_id"),
-                _state.c.sink == bindparam("k_sink"),
-            )
-            .values(
-                expires_at=bindparam("v_expires_at"),
-                next_due_at=bindparam("v_next_due_at"),
-                last_sent_at=bindparam("v_last_sent_at"),
-                last_notice_id=bindparam("v_last_notice_id"),
-                last_kind=bindparam("v_last_kind"),
-                last_threshold_s=bindparam("v_last_threshold_s"),
-                notices_sent=bindparam("v_notices_sent"),
-                attempts=bindparam("v_attempts"),
-                last_attempt_at=bindparam("v_last_attempt_at"),
-                last_error=bindparam("v_last_error"),
-                lease_owner=None,
-                lease_until=None,
-                version=_state.c.version + 1,
-            )
-        )
+        keys = [(r["k_source"], r["k_token_id"], r["k_sink"]) for r in records]
+        self._held.difference_update(keys)
+        try:
+            with self._database.write() as connection:
+                connection.execute(self._statements.record, records)
+        except Exception:
+            self._unwritten.extend(records)  # settle() writes them on the next pass
+            raise
+
+    def _release(self, keys: list[tuple[str, str, str]]) -> None:
+        """Give back leases this checker holds but will not use."""
+        if not keys:
+            return
+        rows = [
+            {"k_source": source, "k_token_id": token, "k_sink": sink}
+            for source, token, sink in keys
+        ]
         with self._database.write() as connection:
-            connection.execute(statement, records)
+            connection.execute(self._statements.release, rows)
+        self._held.difference_update(keys)
 
     def _postpone(self, sink: str, items: list[_Item]) -> None:
         """Store when rows that are not due now will be: each written over the version read."""
         if not items:
             return
-        insert = upsert(self._database.dialect, _state).values(sink=sink, attempts=0)
-        current = _state.c
-        incoming = insert.excluded
-        statement = insert.on_conflict_do_update(
-            index_elements=[current.source, current.token_id, current.sink],
-            set_={
-                "expires_at": incoming.expires_at,
-                "next_due_at": incoming.next_due_at,
-                "notices_sent": incoming.notices_sent,
-                "last_kind": incoming.last_kind,
-                "last_threshold_s": incoming.last_threshold_s,
-                "last_sent_at": incoming.last_sent_at,
-                "version": current.version + 1,
-            },
-            where=and_(
-                or_(current.lease_until.is_(None), current.lease_until <= db_now()),
-                current.version == incoming.version,
-            ),
-        )
         rows = [
             {
                 "source": item.source,
                 "token_id": item.candidate.token_id,
+                "sink": sink,
                 "expires_at": item.decision.state.expires_at,
                 "next_due_at": item.decision.next_due_at,
                 "notices_sent": item.decision.state.notices_sent,
@@ -447,7 +498,7 @@ class Checker:
             for item in items
         ]
         with self._database.write() as connection:
-            connection.execute(statement, rows)
+            connection.execute(self._statements.postpone, rows)
 
     # --- the lease of a digest sink -----------------------------------------------------------
 
@@ -471,6 +522,75 @@ class Checker:
                     _sink_leases.c.sink == sink, _sink_leases.c.owner == self._owner
                 )
             )
+
+
+class _Statements:
+    """The pass's writes, built once per checker.
+
+    Building an upsert (its ``excluded`` columns) costs more than running it for a batch, and
+    a statement built once is also compiled once.
+    """
+
+    def __init__(self, dialect: str, owner: str, lease_seconds: float) -> None:
+        current = _state.c
+        live_lease_free = or_(current.lease_until.is_(None), current.lease_until <= db_now())
+        claim = upsert(dialect, _state).values(
+            attempts=_ZERO, lease_owner=owner, lease_until=db_now(lease_seconds)
+        )
+        self.claim = claim.on_conflict_do_update(
+            index_elements=[current.source, current.token_id, current.sink],
+            set_={
+                "lease_owner": claim.excluded.lease_owner,
+                "lease_until": claim.excluded.lease_until,
+                "version": current.version + _ONE,
+            },
+            where=and_(live_lease_free, current.version == claim.excluded.version),
+        ).returning(current.source, current.token_id)
+        postpone = upsert(dialect, _state).values(attempts=_ZERO)
+        incoming = postpone.excluded
+        self.postpone = postpone.on_conflict_do_update(
+            index_elements=[current.source, current.token_id, current.sink],
+            set_={
+                "expires_at": incoming.expires_at,
+                "next_due_at": incoming.next_due_at,
+                "notices_sent": incoming.notices_sent,
+                "last_kind": incoming.last_kind,
+                "last_threshold_s": incoming.last_threshold_s,
+                "last_sent_at": incoming.last_sent_at,
+                "version": current.version + _ONE,
+            },
+            where=and_(live_lease_free, current.version == incoming.version),
+        )
+        ours = and_(
+            current.source == bindparam("k_source"),
+            current.token_id == bindparam("k_token_id"),
+            current.sink == bindparam("k_sink"),
+            current.lease_owner == owner,
+        )
+        self.record = (
+            update(_state)
+            .where(ours)
+            .values(
+                expires_at=bindparam("v_expires_at"),
+                next_due_at=bindparam("v_next_due_at"),
+                last_sent_at=bindparam("v_last_sent_at"),
+                last_notice_id=bindparam("v_last_notice_id"),
+                last_kind=bindparam("v_last_kind"),
+                last_threshold_s=bindparam("v_last_threshold_s"),
+                notices_sent=bindparam("v_notices_sent"),
+                attempts=bindparam("v_attempts"),
+                last_attempt_at=bindparam("v_last_attempt_at"),
+                last_error=bindparam("v_last_error"),
+                lease_owner=null(),
+                lease_until=null(),
+                version=current.version + _ONE,
+            )
+        )
+        self.release = (
+            update(_state)
+            .where(ours)
+            .values(lease_owner=null(), lease_until=null(), version=current.version + _ONE)
+        )
 
 
 def _snooze_for(

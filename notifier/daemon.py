@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -38,7 +37,9 @@ from notifier.heartbeat import Heartbeat
 from notifier.metrics import Metrics, PassResult
 from notifier.sdnotify import SystemdNotifier, watchdog_timeout
 from notifier.settings import HttpAddress, Settings
+from notifier.web.api import WebApi
 from notifier.web.app import Probe, create_app
+from notifier.web.server import WebServer, bind
 
 HEARTBEAT = timedelta(seconds=5)
 STALE_AFTER = timedelta(seconds=30)  # /healthz fails when no heartbeat ran for this long
@@ -46,10 +47,6 @@ RETRY_FIRST = timedelta(seconds=5)
 RETRY_MAX = timedelta(minutes=5)
 
 log = structlog.get_logger("notifier.daemon")
-
-
-class HttpBindError(Exception):
-    """The HTTP address cannot be bound (in use, not ours)."""
 
 
 class Daemon:
@@ -276,6 +273,7 @@ class Daemon:
         timeout = self._settings.shutdown_timeout.total_seconds()
         finished = self._pass_lock.acquire(timeout=timeout)
         if finished:
+            self._settle()
             self._pass_lock.release()
         else:
             log.error("daemon.shutdown_timeout", timeout=self._settings.shutdown_timeout)
@@ -285,14 +283,34 @@ class Daemon:
         log.info("daemon.stopped")
         return 0 if finished else 1
 
+    def _settle(self) -> None:
+        """Leave no claim of ours behind: write what a failed pass could not, release the rest.
+
+        Otherwise another replica would wait out the lease (NOTIFIER_CLAIM_LEASE) before
+        sending what this one claimed. With the database still down, the leases run out.
+        """
+        try:
+            self._parts.checker.settle()
+        except Exception as error:  # noqa: BLE001 - stopping must not fail on this
+            log.warning(
+                "check.settle_failed",
+                reason=f"{type(error).__name__}: {error}",
+                hint="claims are retried once NOTIFIER_CLAIM_LEASE runs out",
+            )
+
     def _start_http(self, address: HttpAddress) -> None:
-        sock = _bind(address)
+        sock = bind(address)
         host, port = sock.getsockname()[:2]
+        api = WebApi.from_components(self._parts)
         app = create_app(
-            liveness=self.liveness, readiness=self.readiness, metrics=self.metrics.exposition
+            liveness=self.liveness,
+            readiness=self.readiness,
+            metrics=self.metrics.exposition,
+            api=api,
         )
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
+        # WebServer: uvicorn without its own X-Forwarded-For handling, ending the live streams
+        # on shutdown (notifier/web/server.py).
+        self._server = WebServer(app, api)
         self._server_thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
         )
@@ -304,22 +322,3 @@ class Daemon:
             return
         self._server.should_exit = True
         self._server_thread.join(timeout=5)
-
-
-def _bind(address: HttpAddress) -> socket.socket:
-    """Bind the listening socket ourselves.
-
-    Port 0 is then known before serving, and a taken port fails at start-up.
-    """
-    try:
-        family, kind, proto, _, sockaddr = socket.getaddrinfo(
-            address.host, address.port, type=socket.SOCK_STREAM
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(sockaddr)
-    except OSError as error:
-        raise HttpBindError(f"cannot listen on {address}: {error.strerror or error}") from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, func, select, update
 
 from notifier.db.database import Database
 from notifier.db.models import Notification
@@ -36,6 +36,39 @@ def _resource(row: Row[*tuple[Any, ...]]) -> NotificationResource:
         **dict(row._mapping),  # noqa: SLF001 - SQLAlchemy's public row mapping
         active=row.resolved_at is None and row.acknowledged_at is None,
     )
+
+
+def changed_since(database: Database, since: datetime) -> list[NotificationResource]:
+    """Notifications seen, acknowledged or resolved at or after *since*, oldest change first.
+
+    The live stream polls this; the times are those the writers stamped, so the caller looks
+    back a little to catch a row committed after a later-stamped one.
+    """
+    table = _notifications.c
+    query = (
+        select(_notifications)
+        .where(
+            (table.last_seen >= since)
+            | (table.acknowledged_at >= since)
+            | (table.resolved_at >= since)
+        )
+        .order_by(table.last_seen, table.id)
+    )
+    with database.read() as connection:
+        rows = connection.execute(query).all()
+    return [_resource(row) for row in rows]
+
+
+def latest_change(database: Database) -> datetime | None:
+    """The latest time any notification was seen, acknowledged or resolved; None when none."""
+    table = _notifications.c
+    query = select(
+        func.max(table.last_seen), func.max(table.acknowledged_at), func.max(table.resolved_at)
+    )
+    with database.read() as connection:
+        row = connection.execute(query).one()
+    # MAX() keeps the column's type, so each is an aware UTC datetime (or None).
+    return max((stamp for stamp in row if stamp is not None), default=None)
 
 
 class NotificationNotFoundError(LookupError):

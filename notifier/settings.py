@@ -250,6 +250,24 @@ def normalise_database_url(url: URL) -> URL:
     return url
 
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(value: object) -> object:
+    """Comma-separated CIDRs (a bare address is its own /32 or /128)."""
+    if not isinstance(value, str):
+        return value
+    networks: list[IpNetwork] = []
+    for part in (piece.strip() for piece in value.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=True))
+        except ValueError as error:
+            raise ValueError(f"{part!r} is not a CIDR such as 10.0.0.0/8 or ::1: {error}") from None
+    return tuple(networks)
+
+
 def _token_prefix(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,15}", value):
         raise ValueError("expected 1-16 letters, digits or '_', starting with a letter")
@@ -436,8 +454,8 @@ class Settings(BaseSettings):
     http_address: Annotated[HttpAddress | None, BeforeValidator(_http_address)] = _setting(
         "NOTIFIER_HTTP_ADDRESS",
         default="127.0.0.1:8080",
-        description="HOST:PORT of the HTTP listener (/healthz, /readyz); port 0 picks a free "
-        "port and logs it; off disables it.",
+        description="HOST:PORT of the HTTP listener (/healthz, /readyz, /metrics, the API and "
+        "the web page); port 0 picks a free port and logs it; off disables it.",
     )
     token_prefix: Annotated[str, AfterValidator(_token_prefix)] = _setting(
         "NOTIFIER_TOKEN_PREFIX",
@@ -486,6 +504,53 @@ class Settings(BaseSettings):
             "no ping. A secret, since whoever knows it can fake the all-clear."
         ),
     )
+    api_rate_limit: int = _setting(
+        "NOTIFIER_API_RATE_LIMIT",
+        default=1000,
+        description=(
+            "Requests per token per rolling hour the HTTP API accepts before answering 429 "
+            "with Retry-After; counted in each process, not shared by replicas. 0: no limit."
+        ),
+    )
+    api_allowed_ips: Annotated[tuple[IpNetwork, ...], NoDecode, BeforeValidator(_networks)] = (
+        _setting(
+            "NOTIFIER_API_ALLOWED_IPS",
+            default="0.0.0.0/0,::/0",
+            description=(
+                "Client addresses (CIDRs, comma-separated) the HTTP API answers; others get 403. "
+                "Health, metrics and the page itself are not restricted."
+            ),
+        )
+    )
+    trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode, BeforeValidator(_networks)] = (
+        _setting(
+            "NOTIFIER_TRUSTED_PROXIES",
+            default="",
+            description=(
+                "Proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client for "
+                "NOTIFIER_API_ALLOWED_IPS; from any other peer the header is ignored."
+            ),
+            example="10.0.0.0/8",
+        )
+    )
+    api_last_used_interval: SecondOrMore = _setting(
+        "NOTIFIER_API_LAST_USED_INTERVAL",
+        default="60s",
+        description=(
+            "The API keeps tokens' last-use times in memory and writes them in one batched "
+            "UPDATE at most this often (and at shutdown), not once per request."
+        ),
+    )
+    bootstrap_token: SecretStr | None = _setting(
+        "NOTIFIER_BOOTSTRAP_TOKEN",
+        default=None,
+        secret=True,
+        description=(
+            "Bootstrap only: a key (32 or more characters) the HTTP API accepts with every "
+            "scope, so a fresh install can create its first token. Each use is logged. Remove "
+            "it once a real token exists."
+        ),
+    )
 
     # Where systemd and the XDG spec say state lives; read here so nothing else reads os.environ.
     state_directory: Path | None = Field(None, validation_alias="STATE_DIRECTORY")
@@ -519,6 +584,31 @@ class Settings(BaseSettings):
         if scheme.lower() not in {"http", "https"} or not rest.split("/", 1)[0]:
             raise ValueError("expected an http:// or https:// URL with a host")
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("bootstrap_token")
+    @classmethod
+    def _bootstrap_token_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value: it is a key with every scope.
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if len(text) < 32 or any(char.isspace() for char in text):  # noqa: PLR2004
+            raise ValueError("expected 32 or more characters without spaces")
+        return SecretStr(text)
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _api_rate_limit_range(cls, value: int) -> int:
+        if not 0 <= value <= 1_000_000:  # noqa: PLR2004
+            raise ValueError("must be between 0 (no limit) and 1000000")
+        return value
+
+    @field_validator("api_allowed_ips")
+    @classmethod
+    def _api_allowed_ips_not_empty(cls, value: tuple[IpNetwork, ...]) -> tuple[IpNetwork, ...]:
+        if not value:
+            raise ValueError("empty; leave it unset to allow every address")
+        return value
 
     @field_validator("retry_attempts")
     @classmethod

@@ -21,6 +21,7 @@ from notifier import exitcodes
 from notifier.cli.channels import add_commands as add_channel_commands
 from notifier.cli.output import Handler, opened, print_json, print_table, table_time
 from notifier.cli.tokens import add_commands as add_token_commands
+from notifier.cli.web import add_commands as add_web_commands
 from notifier.logs import LogFileError
 from notifier.settings import ConfigError, Settings
 
@@ -33,7 +34,8 @@ log = structlog.get_logger("notifier.cli")
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     del args
-    from notifier.daemon import Daemon, HttpBindError  # noqa: PLC0415 - heavy, only for `run`
+    from notifier.daemon import Daemon  # noqa: PLC0415 - heavy, only for `run`
+    from notifier.web.server import HttpBindError  # noqa: PLC0415
 
     try:
         daemon = Daemon(settings)
@@ -187,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tokens_commands = add_token_commands(commands)
     add_channel_commands(commands, tokens_commands, notifications_commands)
+    add_web_commands(commands)
     return parser
 
 

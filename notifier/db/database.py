@@ -8,12 +8,22 @@ read lock. PostgreSQL is for several replicas.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Float, Table, create_engine, event, literal, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Float,
+    Table,
+    create_engine,
+    event,
+    literal_column,
+    text,
+)
 from sqlalchemy.dialects import postgresql as postgresql_insert
 from sqlalchemy.dialects import sqlite as sqlite_insert
 from sqlalchemy.engine import URL
@@ -50,6 +60,11 @@ class Database:
             connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
         elif self.dialect == "postgresql":
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+            if "prepare_threshold" in url.query:
+                connect_args["prepare_threshold"] = prepare_threshold(
+                    url.query["prepare_threshold"]
+                )
+                url = url.difference_update_query(["prepare_threshold"])
         self.engine: Engine = create_engine(
             url,
             connect_args=connect_args,
@@ -80,6 +95,30 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def prepare_threshold(value: str | tuple[str, ...]) -> int | None:
+    """The ``prepare_threshold`` psycopg takes, from the URL's ``?prepare_threshold=`` (none, N).
+
+    Behind PgBouncer in transaction pooling mode (before 1.21, or without
+    ``max_prepared_statements``) server-side prepared statements break, since the next
+    transaction may run on another server connection: ``?prepare_threshold=none`` turns them
+    off. psycopg prepares a statement after it ran N times (5 by default); a URL query
+    value is text, so it is converted here.
+    """
+    text = (value[-1] if isinstance(value, tuple) else value).strip().lower()
+    if text in {"none", "off", ""}:
+        return None
+    try:
+        threshold = int(text)
+    except ValueError:
+        threshold = -1
+    if threshold < 0:
+        raise ValueError(
+            f"NOTIFIER_DATABASE_URL: prepare_threshold={text!r}: expected a whole number of "
+            "executions, or none to turn prepared statements off (PgBouncer)"
+        )
+    return threshold
 
 
 @contextmanager
@@ -147,7 +186,11 @@ class db_now(FunctionElement[Any]):  # noqa: N801 - reads like the SQL function 
     inherit_cache = True
 
     def __init__(self, seconds: float = 0) -> None:
-        super().__init__(literal(float(seconds), Float()))
+        seconds = float(seconds)
+        if not math.isfinite(seconds):
+            raise ValueError(f"db_now() takes a finite number of seconds, not {seconds}")
+        # Written into the SQL, not bound: claims run as executemany, which binds per row.
+        super().__init__(literal_column(repr(seconds), Float()))
 
 
 @compiles(db_now, "sqlite")

@@ -8,6 +8,7 @@ Delivery state has no foreign key to ``tokens``: tokens from other sources live 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -23,27 +24,59 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+_REMEMBERED_TIMES = 16_384  # distinct times whose SQLite text (or parse) is remembered
+
+
+class _SqliteTimeText(String):
+    """Text, named DATETIME in SQLite's DDL: our times are stored as fixed-width ISO text."""
+
+    __visit_name__ = "DATETIME"
+
+
+@lru_cache(maxsize=_REMEMBERED_TIMES)
+def sqlite_text(value: datetime) -> str:
+    """The stored SQLite form of an aware time: ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+@lru_cache(maxsize=_REMEMBERED_TIMES)
+def _from_sqlite_text(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every backend; naive values are refused."""
+    """A timezone-aware UTC datetime on every backend; naive values are refused.
+
+    On SQLite the conversion to and from the stored text is done here in one step, and
+    remembered per distinct time: a pass writes few distinct times (its ``now``, the expiries
+    of its tokens), and SQLAlchemy's own two-step conversion cost more than the row's write.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Convert to UTC; SQLite keeps no offset, so it gets the naive UTC wall time."""
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        """Text on SQLite, where this type converts; timestamptz elsewhere."""
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SqliteTimeText())
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        """UTC; on SQLite, the stored text."""
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return sqlite_text(value)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         """Return an aware UTC datetime."""
-        del dialect
         if value is None:
             return None
+        if dialect.name == "sqlite" and isinstance(value, str):
+            return _from_sqlite_text(value)
         if not isinstance(value, datetime):  # pragma: no cover - drivers return datetimes
             raise TypeError(f"expected a datetime from the database, got {type(value)!r}")
         if value.tzinfo is None:

@@ -31,8 +31,11 @@ class LogSink:
 
     def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
         """Log one line per notice."""
+        # One bound logger per batch: the module-level proxy would bind afresh on every call,
+        # which costs as much as the line itself; per batch, a reconfiguration still applies.
+        log = self._log.bind()
         for notice in notices:
-            emit = self._log.info if notice.kind is NoticeKind.RENEWED else self._log.warning
+            emit = log.info if notice.kind is NoticeKind.RENEWED else log.warning
             emit(
                 f"notice.{notice.kind.value}",
                 message=sentence(notice, self._slice_name),

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, update
+from sqlalchemy import Integer, bindparam, case, literal_column, null, update
 
 from notifier.clock import Clock
 from notifier.db.database import Database, upsert
@@ -29,6 +29,7 @@ _LEVELS = {
     NoticeKind.RESOLVED: "info",
 }
 _CLOSING = frozenset({NoticeKind.RENEWED, NoticeKind.RESOLVED})
+_ONE = literal_column("1", Integer())
 
 
 class UiSink:
@@ -50,6 +51,7 @@ class UiSink:
         self._database = database
         self._clock = clock
         self._slice_name = slice_name
+        self._open, self._resolve = _statements(database.dialect)
 
     def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
         """Upsert or resolve one notification per notice, in one short transaction."""
@@ -60,38 +62,26 @@ class UiSink:
         closing = [n for n in notices if n.kind in _CLOSING]
         with self._database.write() as connection:
             if opening:
-                connection.execute(*self._upsert(opening, now))
+                connection.execute(self._open, self._opening_rows(opening, now))
             if closing:
-                table = Notification.__table__
                 connection.execute(
-                    update(table)
-                    .where(
-                        table.c.source == bindparam("k_source"),
-                        table.c.token_id == bindparam("k_token_id"),
-                        table.c.resolved_at.is_(None),
-                    )
-                    .values(
-                        resolved_at=now,
-                        last_seen=now,
-                        message=bindparam("v_message"),
-                        kind=bindparam("v_kind"),
-                        level="info",
-                    ),
+                    self._resolve,
                     [
                         {
                             "k_source": n.source,
                             "k_token_id": n.token_id,
                             "v_message": sentence(n, self._slice_name),
                             "v_kind": n.kind.value,
+                            "v_now": now,
                         }
                         for n in closing
                     ],
                 )
         return [Outcome.sent()] * len(notices)
 
-    def _upsert(self, notices: Sequence[Notice], now: datetime) -> tuple[Any, list[dict[str, Any]]]:
-        """The statement and rows that open or update the notifications of *notices*."""
-        rows: list[dict[str, Any]] = [
+    def _opening_rows(self, notices: Sequence[Notice], now: datetime) -> list[dict[str, Any]]:
+        """The rows that open or update the notifications of *notices*."""
+        return [
             {
                 "id": short_id(),
                 "token_id": notice.token_id,
@@ -102,40 +92,11 @@ class UiSink:
                 "message": sentence(notice, self._slice_name),
                 "expires_at": notice.expires_at,
                 "days_left": notice.days_left,
+                "first_seen": now,
+                "last_seen": now,
             }
             for notice in notices
         ]
-        table = Notification.__table__
-        # One cached statement run as an executemany: SQLAlchemy batches the rows itself.
-        insert = upsert(self._database.dialect, table).values(
-            hint=HINT,
-            first_seen=now,
-            last_seen=now,
-            occurrences=1,
-            acknowledged_at=None,
-            resolved_at=None,
-        )
-        current = table.c
-        incoming = insert.excluded
-        reopened = current.resolved_at.is_not(None)
-        statement = insert.on_conflict_do_update(
-            index_elements=[current.source, current.token_id],
-            set_={
-                "token_name": incoming.token_name,
-                "level": incoming.level,
-                "kind": incoming.kind,
-                "message": incoming.message,
-                "hint": incoming.hint,
-                "expires_at": incoming.expires_at,
-                "days_left": incoming.days_left,
-                "last_seen": incoming.last_seen,
-                "first_seen": case((reopened, incoming.first_seen), else_=current.first_seen),
-                "occurrences": case((reopened, 1), else_=current.occurrences + 1),
-                "acknowledged_at": None,
-                "resolved_at": None,
-            },
-        )
-        return statement, rows
 
     def close(self) -> None:
         """Nothing to release: the database belongs to the process."""
@@ -144,3 +105,55 @@ class UiSink:
 def build(name: str, context: SinkContext) -> UiSink:
     """Build the UI sink called *name*."""
     return UiSink(name, context.database, context.clock, context.slice_name, context.route)
+
+
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """The upsert that opens or updates a notification, and the update that resolves one.
+
+    Built once per sink and run as executemany: building an upsert costs more than running
+    it for a batch. Constants are written into the SQL, since an executemany binds every
+    parameter once per row.
+    """
+    table = Notification.__table__
+    insert = upsert(dialect, table).values(
+        hint=HINT,
+        occurrences=_ONE,
+        acknowledged_at=null(),
+        resolved_at=null(),
+    )
+    current = table.c
+    incoming = insert.excluded
+    reopened = current.resolved_at.is_not(None)
+    opening = insert.on_conflict_do_update(
+        index_elements=[current.source, current.token_id],
+        set_={
+            "token_name": incoming.token_name,
+            "level": incoming.level,
+            "kind": incoming.kind,
+            "message": incoming.message,
+            "hint": incoming.hint,
+            "expires_at": incoming.expires_at,
+            "days_left": incoming.days_left,
+            "last_seen": incoming.last_seen,
+            "first_seen": case((reopened, incoming.first_seen), else_=current.first_seen),
+            "occurrences": case((reopened, _ONE), else_=current.occurrences + _ONE),
+            "acknowledged_at": null(),
+            "resolved_at": null(),
+        },
+    )
+    resolving = (
+        update(table)
+        .where(
+            current.source == bindparam("k_source"),
+            current.token_id == bindparam("k_token_id"),
+            current.resolved_at.is_(None),
+        )
+        .values(
+            resolved_at=bindparam("v_now"),
+            last_seen=bindparam("v_now"),
+            message=bindparam("v_message"),
+            kind=bindparam("v_kind"),
+            level="info",
+        )
+    )
+    return opening, resolving

@@ -224,36 +224,55 @@ def closing_query(
 
 
 def _candidate(row: Row[*tuple[Any, ...]]) -> Candidate:
+    # Unpacked by position, in the order of _TOKEN_COLUMNS and _STATE_COLUMNS: a due pass
+    # turns every row it reads into a candidate, and a named lookup per field adds up.
+    (
+        token_id,
+        name,
+        expires_at,
+        revoked_at,
+        owner,
+        labels,
+        created_at,
+        superseded_by,
+        state_token_id,
+        sink,
+        state_expires_at,
+        last_sent_at,
+        notices_sent,
+        attempts,
+        last_kind,
+        last_threshold_s,
+        version,
+    ) = row
     token = None
-    if row.id is not None:
+    if token_id is not None:
         token = WatchedToken(
             source=STORE,
-            token_id=row.id,
-            name=row.name,
-            expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
-            owner=row.owner,
-            superseded=row.superseded_by is not None,
-            created_at=row.created_at,
-            labels=row.labels or {},
+            token_id=token_id,
+            name=name,
+            expires_at=expires_at,
+            revoked_at=revoked_at,
+            owner=owner,
+            superseded=superseded_by is not None,
+            created_at=created_at,
+            labels=labels or {},
         )
     state = None
-    if row.sink is not None:
+    if sink is not None:
         state = DeliveryState(
-            expires_at=row.state_expires_at,
-            last_sent_at=row.last_sent_at,
-            notices_sent=row.notices_sent,
-            attempts=row.attempts,
-            last_kind=row.last_kind,
+            expires_at=state_expires_at,
+            last_sent_at=last_sent_at,
+            notices_sent=notices_sent,
+            attempts=attempts,
+            last_kind=last_kind,
             last_threshold=(
-                timedelta(seconds=row.last_threshold_s)
-                if row.last_threshold_s is not None
-                else None
+                timedelta(seconds=last_threshold_s) if last_threshold_s is not None else None
             ),
         )
     return Candidate(
-        token_id=row.id or row.state_token_id,
+        token_id=token_id or state_token_id,
         token=token,
         state=state,
-        version=row.version or 0,
+        version=version or 0,
     )

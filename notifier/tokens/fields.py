@@ -42,6 +42,8 @@ class TokenFields:
 
 
 def _has_controls(text: str) -> bool:
+    if text.isprintable():
+        return False  # the common case: no control, format or separator character at all
     return any(unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"} for char in text)
 
 

@@ -8,7 +8,7 @@ same transaction.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -351,18 +351,23 @@ class TokenStore:
 
     # --- verification -----------------------------------------------------------------------
 
-    def verify(self, secret: str) -> VerifiedToken:
+    def verify(self, secret: str, *, quiet: bool = False) -> VerifiedToken:
         """Say whether *secret* is a valid token, and which; never log the secret.
 
         A secret of our shape with a wrong checksum is refused before any lookup. Otherwise
-        its hash is looked up through the unique index and compared in constant time.
+        its hash is looked up through the unique index and compared in constant time. A
+        refusal is logged (by token id or fingerprint) unless *quiet*: the HTTP API logs its
+        own line, with the client and the path.
         """
         now = self._clock.now()
         presented = secret.strip()
+
+        def refuse(reason: str, **where: Any) -> None:
+            if not quiet:
+                log.warning("token.verify_failed", reason=reason, **where)
+
         if has_our_shape(presented, self._prefix) and not checksum_ok(presented, self._prefix):
-            log.warning(
-                "token.verify_failed", reason="checksum", fingerprint=fingerprint(presented)
-            )
+            refuse("checksum", fingerprint=fingerprint(presented))
             return VerifiedToken(valid=False, reason="invalid")
         digest = hash_secret(presented, self._pepper)
         with self._database.read() as connection:
@@ -372,7 +377,7 @@ class TokenStore:
                 .first()
             )
         if row is None or not hmac.compare_digest(row["secret_hash"] or "", digest):
-            log.warning("token.verify_failed", reason="unknown", fingerprint=fingerprint(presented))
+            refuse("unknown", fingerprint=fingerprint(presented))
             return VerifiedToken(valid=False, reason="invalid")
         described = {
             "id": row["id"],
@@ -382,12 +387,34 @@ class TokenStore:
             "expires_at": row["expires_at"],
         }
         if row["revoked_at"] is not None and row["revoked_at"] <= now:
-            log.warning("token.verify_failed", reason="revoked", token_id=row["id"])
+            refuse("revoked", token_id=row["id"])
             return VerifiedToken(valid=False, reason="revoked", **described)
         if row["expires_at"] is not None and row["expires_at"] <= now:
-            log.warning("token.verify_failed", reason="expired", token_id=row["id"])
+            refuse("expired", token_id=row["id"])
             return VerifiedToken(valid=False, reason="expired", **described)
         return VerifiedToken(valid=True, reason="valid", **described)
+
+    def record_last_used(self, used: Mapping[str, datetime]) -> int:
+        """Write tokens' last-use times in one batched UPDATE; return how many rows moved.
+
+        The HTTP API collects these in memory and calls this at most every few seconds, so
+        a request costs no write. A time never moves backwards: a replica flushing an older
+        time leaves a newer one alone.
+        """
+        if not used:
+            return 0
+        statement = (
+            update(_tokens)
+            .where(
+                _tokens.c.id == bindparam("k_id"),
+                _tokens.c.last_used_at.is_(None) | (_tokens.c.last_used_at < bindparam("v_at")),
+            )
+            .values(last_used_at=bindparam("v_at"))
+        )
+        rows = [{"k_id": token_id, "v_at": at} for token_id, at in used.items()]
+        with self._database.write() as connection:
+            result = connection.execute(statement, rows)
+        return max(result.rowcount, 0)
 
     # --- import and export ------------------------------------------------------------------
 

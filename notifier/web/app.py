@@ -5,17 +5,25 @@ and timings, never a token's id or name.
 
 Liveness never looks at the database: a daemon that waits correctly for its database must not
 be killed by its orchestrator for it. Readiness does.
+
+Given a :class:`notifier.web.api.WebApi`, the app also serves the HTTP API under ``/api/v1``
+(behind :class:`notifier.web.auth.Gate`), its OpenAPI document at ``/openapi.json``, and the
+web page at ``/``; see docs/web.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 import notifier
+
+if TYPE_CHECKING:
+    from notifier.web.api import WebApi
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +43,16 @@ def create_app(
     liveness: Callable[[], Probe],
     readiness: Callable[[], Probe],
     metrics: MetricsExposition | None = None,
+    api: WebApi | None = None,
 ) -> FastAPI:
-    """Build the app around the probes (and the metrics) the composition root supplies."""
-    app = FastAPI(title="notifier", version=notifier.__version__, docs_url=None, redoc_url=None)
+    """Build the app around the probes (and the metrics, the API) the composition root supplies."""
+    app = FastAPI(
+        title="notifier",
+        version=notifier.__version__,
+        description="Warns before API tokens expire; the tokens, their notifications, live.",
+        docs_url=None,
+        redoc_url=None,
+    )
 
     def answer(probe: Probe) -> JSONResponse:
         body = {"status": "ok"} if probe.ok else {"status": "failing", "reason": probe.reason}
@@ -59,4 +74,23 @@ def create_app(
             body, content_type = expose(request.headers.get("accept"))
             return Response(body, media_type=content_type)
 
+    if api is not None:
+        _serve_api(app, api, readiness)
     return app
+
+
+def _serve_api(app: FastAPI, api: WebApi, readiness: Callable[[], Probe]) -> None:
+    """Add the API, its error answers, its gate and the page to *app*."""
+    from notifier.web import errors, page  # noqa: PLC0415 - only an app with the API needs them
+    from notifier.web.api import api_router, readiness_once  # noqa: PLC0415
+    from notifier.web.auth import Gate  # noqa: PLC0415
+
+    errors.install(app)
+    app.include_router(api_router(api))
+    page.install(app)
+    app.add_middleware(
+        Gate,
+        access=api.access,
+        authenticator=api.authenticator,
+        ready=readiness_once(readiness),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import structlog
@@ -38,6 +39,11 @@ def test_notifier_run_survives_sighup(
     log_file = tmp_path / "notifier.log"
     running = daemon({**env, "NOTIFIER_HTTP_ADDRESS": "off", "NOTIFIER_LOG_FILE": str(log_file)})
     running.wait_for(r"check\.completed")
+    # stderr gets each line before the file does: wait until the file has it too.
+    deadline = time.monotonic() + 10
+    while "check.completed" not in log_file.read_text(encoding="utf-8"):
+        assert time.monotonic() < deadline, "the log file never got check.completed"
+        time.sleep(0.05)
     log_file.rename(tmp_path / "notifier.log.1")
     running.process.send_signal(signal.SIGHUP)
     running.wait_for(r"INFO log\.reopened files=\S+notifier\.log")

@@ -1,0 +1,189 @@
+"""Every failure of the HTTP API as one JSON shape, and the handlers that turn errors into it.
+
+The shape is ``{"error": code, "message": text, "field": name | null}``: ``code`` is stable for
+programs (``unauthorized``, ``forbidden``, ``rate_limited``, ``not_found``, ``invalid_json``,
+``invalid_request``, ``payload_too_large``, ``unavailable``, ``internal``), ``message`` says what
+is wrong for a person, and ``field`` names the field at fault when there is one. No response
+carries a stack trace: an unexpected exception is logged with its traceback and answered with
+a plain 500.
+
+```
+ApiProblem            raised by the API's own code: status, code, message, field, headers
+RequestValidationError  FastAPI's: malformed JSON (400) or a field refused by a model (422)
+HTTPException         Starlette's: an unknown path (404) or method (405)
+DatabaseUnavailableError  503 with Retry-After; the caller tries again later
+Exception             500, logged as api.failed
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from notifier.db.database import DatabaseUnavailableError
+
+log = structlog.get_logger("notifier.web")
+
+RETRY_UNAVAILABLE_S = 5
+
+
+class ApiError(BaseModel):
+    """The body of every error answer of the API."""
+
+    model_config = ConfigDict(frozen=True)
+
+    error: str  # a stable code: unauthorized, forbidden, rate_limited, not_found, ...
+    message: str  # what is wrong, for a person
+    field: str | None = None  # the field at fault, dotted (labels.team), when one is
+
+
+class ApiProblem(Exception):  # noqa: N818 - it is a problem report (RFC 9457's word), not a bug
+    """A refusal the API answers with :class:`ApiError`."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+
+    def response(self) -> JSONResponse:
+        """The JSON answer."""
+        return error_response(
+            self.status, self.code, self.message, field=self.field, headers=self.headers
+        )
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An :class:`ApiError` answer."""
+    body = ApiError(error=code, message=message, field=field).model_dump()
+    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
+
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+# Each status the API answers with an ApiError, for the OpenAPI document.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ApiError, "description": "Malformed JSON"},
+    401: {"model": ApiError, "description": "No token, or an unknown, expired or revoked one"},
+    403: {"model": ApiError, "description": "The token lacks the scope, or the address is refused"},
+    413: {"model": ApiError, "description": "The body is larger than 64 KiB"},
+    415: {"model": ApiError, "description": "The body is not sent as application/json"},
+    422: {"model": ApiError, "description": "A field was refused; `field` names it"},
+    429: {"model": ApiError, "description": "Over the rate limit; see Retry-After"},
+    503: {"model": ApiError, "description": "The database does not answer; see Retry-After"},
+}
+
+
+def _location(loc: Sequence[int | str]) -> str | None:
+    """``("body", "labels", "team")`` -> ``labels.team``; ``("query", "within")`` -> ``within``."""
+    parts = [str(part) for part in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:]
+    return ".".join(parts) or None
+
+
+def _describe(error: Mapping[str, Any]) -> tuple[str | None, str]:
+    field = _location(error.get("loc", ()))
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return field, f"{field}: unknown field"
+    if kind == "missing":
+        return field, f"{field or 'body'}: is required"
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    return field, f"{field}: {message}" if field else message
+
+
+def _validation_failed(request: Request, error: Exception) -> JSONResponse:
+    del request
+    assert isinstance(error, RequestValidationError)  # noqa: S101 - registered for this type
+    errors = list(error.errors())
+    if any(item.get("type") == "json_invalid" for item in errors):
+        first = next(item for item in errors if item.get("type") == "json_invalid")
+        detail = first.get("ctx", {}).get("error", "")
+        return error_response(400, "invalid_json", f"the body is not valid JSON: {detail}".strip())
+    described = [_describe(item) for item in errors] or [(None, "the request is invalid")]
+    return error_response(
+        422, "invalid_request", "; ".join(text for _, text in described), field=described[0][0]
+    )
+
+
+def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)  # noqa: S101 - registered for this type
+    if error.status_code == 404:  # noqa: PLR2004
+        message = f"nothing at {request.url.path}"
+        code = "not_found"
+    elif error.status_code == 405:  # noqa: PLR2004
+        message = f"{request.method} is not allowed on {request.url.path}"
+        code = "method_not_allowed"
+    elif error.status_code == 413:  # noqa: PLR2004 - a streamed body past the limit
+        message = str(error.detail)
+        code = "payload_too_large"
+    elif error.status_code == 400:  # noqa: PLR2004 - FastAPI could not parse the body at all
+        message = f"the body could not be read: {error.detail}"
+        code = "invalid_json"
+    else:
+        message = str(error.detail)
+        code = "http_error"
+    return error_response(error.status_code, code, message, headers=error.headers)
+
+
+def _problem(request: Request, error: Exception) -> JSONResponse:
+    del request
+    assert isinstance(error, ApiProblem)  # noqa: S101 - registered for this type
+    return error.response()
+
+
+def _unavailable(request: Request, error: Exception) -> JSONResponse:
+    log.error("api.unavailable", path=request.url.path, reason=str(error))
+    return error_response(
+        503,
+        "unavailable",
+        "the database does not answer; try again shortly",
+        headers={"Retry-After": str(RETRY_UNAVAILABLE_S)},
+    )
+
+
+def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    # The traceback goes to the log, never into the answer.
+    log.error(
+        "api.failed",
+        method=request.method,
+        path=request.url.path,
+        error=type(error).__name__,
+        exc_info=error,
+    )
+    return error_response(500, "internal", "an internal error occurred; it has been logged")
+
+
+def install(app: FastAPI) -> None:
+    """Answer every error of *app* with :class:`ApiError`."""
+    app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ApiProblem, _problem)
+    app.add_exception_handler(DatabaseUnavailableError, _unavailable)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,113 @@
+"""The request bodies of the API; answers reuse the resources in :mod:`notifier.resources`.
+
+Request models forbid unknown fields, so a misspelt ``expiry`` is a 422 naming it rather than
+a token that silently gets the default lifetime. Durations use the CLI's syntax (``30d``,
+``168h``, ``1h30m``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from notifier.durations import DurationError, parse_duration
+
+# The longest duration the API takes: a century keeps every date arithmetic in range.
+MAX_DURATION = timedelta(days=36500)
+# Documented, not enforced by the model: the validator's own message ("not a duration: '3
+# days' (examples: ...)") says more than a regular expression would.
+DURATION_PATTERN = r"^[+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d|w))+)$"
+_DURATION_TEXT = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        examples=["30d", "168h", "1h30m"],
+        json_schema_extra={"pattern": DURATION_PATTERN},
+    ),
+]
+
+
+def duration(text: str, *, allow_zero: bool = False) -> timedelta:
+    """Parse an API duration; raise ValueError saying why it is refused."""
+    try:
+        value = parse_duration(text)
+    except DurationError as error:
+        raise ValueError(str(error)) from None
+    if value < timedelta(0) or (value == timedelta(0) and not allow_zero):
+        raise ValueError(f"{text!r} must be greater than zero" + (" or 0" if allow_zero else ""))
+    if value > MAX_DURATION:
+        raise ValueError(f"{text!r} is longer than 100 years")
+    return value
+
+
+class TokenCreate(BaseModel):
+    """``POST /api/v1/tokens``: a new token.
+
+    Without ``ttl`` or ``expires_at`` it gets the default lifetime (NOTIFIER_TOKEN_DEFAULT_TTL).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        max_length=200, examples=["ci-deploy"], json_schema_extra={"minLength": 1, "pattern": r"\S"}
+    )
+    role: str | None = Field(None, max_length=100)
+    permissions: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=100, examples=[["tokens:read"]]
+    )
+    owner: str | None = Field(None, max_length=200, examples=["ops@example.com"])
+    labels: dict[str, Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=dict, max_length=100, examples=[{"team": "platform"}]
+    )
+    description: str | None = Field(None, max_length=2000)
+    ttl: _DURATION_TEXT | None = None
+    expires_at: AwareDatetime | None = None
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl_is_a_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_lifetime(self) -> TokenCreate:
+        if self.ttl is not None and self.expires_at is not None:
+            raise ValueError("give ttl or expires_at, not both")
+        return self
+
+
+class TokenRotate(BaseModel):
+    """``POST /api/v1/tokens/{id}/rotate``: the old token is revoked now, or after ``grace``.
+
+    The new one expires after ``ttl``, at ``expires_at``, or after the old token's lifetime.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace: _DURATION_TEXT | None = None
+    ttl: _DURATION_TEXT | None = None
+    expires_at: AwareDatetime | None = None
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl_is_a_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration(value)
+        return value
+
+    @field_validator("grace")
+    @classmethod
+    def _grace_is_a_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration(value, allow_zero=True)
+        return value
+
+    @model_validator(mode="after")
+    def _one_lifetime(self) -> TokenRotate:
+        if self.ttl is not None and self.expires_at is not None:
+            raise ValueError("give ttl or expires_at, not both")
+        return self

@@ -1,0 +1,61 @@
+"""The API's settings: each bad value names its variable; the bootstrap key is never shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from notifier.settings import ConfigError, load_settings, show
+
+KEY = "bootstrap-0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("NOTIFIER_API_ALLOWED_IPS", "10.0.0.0/33", "is not a CIDR"),
+        ("NOTIFIER_API_ALLOWED_IPS", "10.0.0.1/8", "has host bits set"),  # a typo, not 10/8
+        ("NOTIFIER_API_ALLOWED_IPS", "", "leave it unset"),
+        ("NOTIFIER_TRUSTED_PROXIES", "proxy.internal", "is not a CIDR"),
+        ("NOTIFIER_API_RATE_LIMIT", "-1", "between 0"),
+        ("NOTIFIER_API_RATE_LIMIT", "lots", "integer"),
+        ("NOTIFIER_API_LAST_USED_INTERVAL", "100ms", "at least 1s"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: str
+) -> None:
+    """A bad API setting stops start-up with one line naming the variable and the value."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    (line,) = raised.value.lines
+    assert line.startswith(f"{variable}={value!r}: ")
+    assert words in line
+
+
+def test_a_short_bootstrap_key_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bootstrap key under 32 characters is refused, and the error does not repeat it."""
+    monkeypatch.setenv("NOTIFIER_BOOTSTRAP_TOKEN", "hunter2hunter2")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "NOTIFIER_BOOTSTRAP_TOKEN" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_the_bootstrap_key_is_a_redacted_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Config show redacts the bootstrap key, which may also come from a credential file."""
+    monkeypatch.setenv("NOTIFIER_BOOTSTRAP_TOKEN", KEY)
+    (shown,) = [s for s in show(load_settings()) if s.variable == "NOTIFIER_BOOTSTRAP_TOKEN"]
+    assert shown.secret
+    assert shown.value == "********"
+
+
+def test_defaults_allow_every_address_and_trust_no_proxy() -> None:
+    """By default the API answers every address and believes no X-Forwarded-For."""
+    settings = load_settings()
+    assert [str(net) for net in settings.api_allowed_ips] == ["0.0.0.0/0", "::/0"]
+    assert settings.trusted_proxies == ()
+    assert settings.api_rate_limit == 1000
+    assert settings.bootstrap_token is None
