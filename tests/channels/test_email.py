@@ -239,6 +239,31 @@ class TestTls:
             }
         assert "SMTP login refused (535)" in errors
 
+    def test_implicit_tls(
+        self, database: Database, clock: FixedClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """security=tls speaks TLS from the first byte (SMTPS), verified against the test CA."""
+        authority = trustme.CA()
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert("127.0.0.1").configure_cert(server_context)
+        ca_file = tmp_path / "ca.pem"
+        authority.cert_pem.write_to_path(str(ca_file))
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        mailbox = Mailbox()
+        port = free_port()
+        controller = Controller(
+            mailbox, hostname="127.0.0.1", port=port, ssl_context=server_context
+        )
+        controller.start()
+        try:
+            store = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+            store.create(name="x", expires_at=clock.now() + DAY, owner="a@example.com")
+            report = run(database, clock, email_sink(port, security="tls"))
+        finally:
+            controller.stop()
+        assert report.sent == {"email": 1}
+        assert [to for to, _ in mailbox.messages] == [["a@example.com"]]
+
 
 class TestTemplates:
     def test_subject_and_text_template_replace_the_defaults(
