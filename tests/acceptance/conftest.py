@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -55,9 +56,11 @@ def cli(
 class RunningDaemon:
     """A ``notifier run`` process whose stderr is read line by line as it arrives."""
 
+    command = "run"  # the notifier command this process runs
+
     def __init__(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [*notifier_command(), "run"],
+            [*notifier_command(), self.command],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -117,12 +120,14 @@ class RunningDaemon:
                 pipe.close()
 
 
-@pytest.fixture
-def daemon() -> Iterator[type[RunningDaemon]]:
-    """Start daemons with ``daemon(env)``; any left running are killed afterwards."""
+Running = TypeVar("Running", bound=RunningDaemon)
+
+
+def tracked(kind: type[Running]) -> Iterator[type[Running]]:
+    """For a fixture: a subclass of *kind* whose instances are closed after the test."""
     started: list[RunningDaemon] = []
 
-    class Tracked(RunningDaemon):
+    class Tracked(kind):  # type: ignore[valid-type,misc]  # a subclass of the given class
         def __init__(self, environment: dict[str, str]) -> None:
             super().__init__(environment)
             started.append(self)
@@ -130,3 +135,9 @@ def daemon() -> Iterator[type[RunningDaemon]]:
     yield Tracked
     for running in started:
         running.close()
+
+
+@pytest.fixture
+def daemon() -> Iterator[type[RunningDaemon]]:
+    """Start daemons with ``daemon(env)``; any left running are killed afterwards."""
+    yield from tracked(RunningDaemon)

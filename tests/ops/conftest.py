@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance import conftest as acceptance
-from tests.acceptance.conftest import RunningDaemon, cli, notifier_command
+from tests.acceptance.conftest import RunningDaemon, cli, notifier_command, tracked
 
 __all__ = ["DEPLOY", "REPO", "JournalDaemon", "RunningDaemon", "cli", "tool"]
 
@@ -99,13 +99,4 @@ class JournalDaemon(RunningDaemon):
 @pytest.fixture
 def journal_daemon() -> Iterator[type[JournalDaemon]]:
     """Start ``notifier run`` with stderr on a journal-like socket; killed afterwards."""
-    started: list[JournalDaemon] = []
-
-    class Tracked(JournalDaemon):
-        def __init__(self, environment: dict[str, str]) -> None:
-            super().__init__(environment)
-            started.append(self)
-
-    yield Tracked
-    for running in started:
-        running.close()
+    yield from tracked(JournalDaemon)

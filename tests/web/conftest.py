@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import queue
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from notifier.web.app import Probe, create_app
 from notifier.web.server import WebServer, bind
 from notifier.web.stream import StreamOptions
 from tests.acceptance import conftest as acceptance
-from tests.acceptance.conftest import RunningDaemon, notifier_command
+from tests.acceptance.conftest import RunningDaemon, tracked
 
 # The acceptance tests' fixtures: a minimal environment for subprocesses, daemons killed after.
 env = acceptance.env
@@ -221,30 +219,10 @@ def _wait_until_answering(base: str) -> None:
 class RunningServe(RunningDaemon):
     """A ``notifier serve`` process whose stderr is read line by line as it arrives."""
 
-    def __init__(self, environment: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [*notifier_command(), "serve"],
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines = []
-        self._queue = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+    command = "serve"
 
 
 @pytest.fixture
 def serve_process() -> Iterator[type[RunningServe]]:
     """Start ``notifier serve`` with ``serve_process(env)``; any left running are killed."""
-    started: list[RunningServe] = []
-
-    class Tracked(RunningServe):
-        def __init__(self, environment: dict[str, str]) -> None:
-            super().__init__(environment)
-            started.append(self)
-
-    yield Tracked
-    for running in started:
-        running.close()
+    yield from tracked(RunningServe)
