@@ -1,0 +1,96 @@
+"""A daemon behind PgBouncer in transaction pooling, the way a replicated deployment runs it.
+
+Transaction pooling hands each transaction to whichever server connection is free: no session
+state survives between transactions. notifier keeps none (no session advisory lock, no SET,
+no LISTEN), and ``?prepare_threshold=none`` keeps psycopg from preparing statements that
+another server connection would not know. Skipped, with the reason, where PgBouncer or
+PostgreSQL is not installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+
+from tests.acceptance import conftest as acceptance
+from tests.acceptance.conftest import RunningDaemon, cli
+from tests.channels.conftest import free_port
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+env = acceptance.env  # the installed command's fixtures, shared with the acceptance tests
+daemon = acceptance.daemon
+
+
+@pytest.fixture
+def pgbouncer(postgres_url: URL) -> Iterator[URL]:
+    """PgBouncer in transaction mode on 127.0.0.1 in front of the test's database."""
+    if not Path(PGBOUNCER).exists():
+        pytest.skip("PgBouncer is not installed (apt-get install pgbouncer)")
+    port = free_port()
+    # PgBouncer refuses to run as root; as postgres it must reach its files: a directory in
+    # /tmp itself, not under pytest's private one.
+    tmp_path = Path(tempfile.mkdtemp(prefix="notifier-pgbouncer-"))
+    tmp_path.chmod(0o777)
+    users = tmp_path / "users.txt"
+    users.write_text('"postgres" ""\n')
+    config = tmp_path / "pgbouncer.ini"
+    config.write_text(
+        "[databases]\n"
+        "* = host=127.0.0.1 port=5432\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\n"
+        f"auth_type = trust\nauth_file = {users}\n"
+        "pool_mode = transaction\nunix_socket_dir =\n"
+        f"logfile = {tmp_path / 'pgbouncer.log'}\npidfile = {tmp_path / 'pgbouncer.pid'}\n"
+        "default_pool_size = 2\nignore_startup_parameters = extra_float_digits,options\n"
+    )
+    for path in (users, config):
+        path.chmod(0o644)
+    command = [PGBOUNCER, str(config)]
+    if shutil.which("runuser") and Path("/etc/passwd").read_text().count("\npostgres:"):
+        command = ["runuser", "-u", "postgres", "--", *command]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            log = tmp_path / "pgbouncer.log"
+            if log.exists() and "listening on" in log.read_text():
+                break
+            if process.poll() is not None:
+                pytest.skip(f"PgBouncer did not start: {process.stdout.read()!r}"[:300])  # type: ignore[union-attr]
+            subprocess.run(["sleep", "0.05"], check=True)
+        yield postgres_url.set(port=port)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_passes_through_transaction_pooling(
+    pgbouncer: URL, env: dict[str, str], daemon: type[RunningDaemon]
+) -> None:
+    """Pass after pass of a running daemon go through PgBouncer without a session error."""
+    url = pgbouncer.render_as_string(hide_password=False) + "?prepare_threshold=none"
+    through = {
+        **env,
+        "NOTIFIER_DATABASE_URL": url,
+        "NOTIFIER_INTERVAL": "1s",
+        "NOTIFIER_BACKOFF_INTERVAL": "0",
+        "NOTIFIER_HTTP_ADDRESS": "off",
+    }
+    for name in ("a", "b", "c"):
+        created = cli("tokens", "create", "--name", name, "--ttl", "2d", env=through)
+        assert created.returncode == 0, created.stderr
+    running = daemon(through)
+    for _ in range(8):  # well past psycopg's default threshold of 5 executions to prepare
+        running.wait_for(r"check\.completed in_window=3 sent=6 failed=0")
+        running.lines.clear()
+    assert running.stop() == 0
+    assert not any("check.failed" in line for line in running.lines)
