@@ -51,7 +51,18 @@ from itertools import chain
 from typing import Any
 
 import structlog
-from sqlalchemy import Integer, and_, bindparam, delete, literal_column, null, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    delete,
+    literal_column,
+    null,
+    or_,
+    select,
+    update,
+)
 
 from notifier.clock import Clock
 from notifier.db.database import Database, db_now, upsert
@@ -168,7 +179,7 @@ class Checker:
         self._stop = stop or threading.Event()
         self._retention = retention
         self._count_within = count_within
-        self._statements = _Statements(database.dialect, self._owner, self._lease_seconds)
+        self._statements = _Statements(database, self._owner, self._lease_seconds)
         # Seconds per notice each sink took lately: sizes its next chunk.
         self._pace: dict[str, float] = {}
         # What a failed pass left behind, settled by the next one: claims this checker may
@@ -225,7 +236,7 @@ class Checker:
         """
         if self._unwritten:
             with self._database.write() as connection:
-                connection.execute(self._statements.record, self._unwritten)
+                self._statements.record.execute(connection, self._unwritten)
             log.info("check.settled", recorded=len(self._unwritten))
             self._unwritten = []
         if not self._held:
@@ -426,8 +437,11 @@ class Checker:
     def _claim(self, sink: str, items: list[_Item], now: datetime) -> list[_Item]:
         """Take a lease on each item's (token, sink) that no one holds and no one changed.
 
-        One executemany of a single cached statement; SQLAlchemy batches it into multi-row
-        VALUES with RETURNING, which lists only the rows inserted or updated: those we hold.
+        One executemany of a conditional upsert; the rows it changed are the ones we hold.
+        When it changed them all (a single daemon, or no contention) that is the answer.
+        Otherwise the rows of this batch leased to this checker are read back in the same
+        transaction: none of them was ours before the claim, since a pass starts by settling
+        what an earlier one left, and a batch holds each (token, sink) once.
         """
         if not items:
             return []
@@ -446,14 +460,37 @@ class Checker:
         ]
         try:
             with self._database.write() as connection:
-                held = {tuple(row) for row in connection.execute(self._statements.claim, rows)}
+                taken = self._statements.claim.execute(connection, rows)
+                if taken == len(items):
+                    claimed = items
+                else:
+                    held = self._leased_to_us(connection, sink, items)
+                    claimed = [i for i in items if (i.source, i.candidate.token_id) in held]
         except Exception:
             # The commit may have happened: settle() releases whatever of these we hold.
             self._held.update((item.source, item.candidate.token_id, sink) for item in items)
             raise
-        claimed = [item for item in items if (item.source, item.candidate.token_id) in held]
         self._held.update((item.source, item.candidate.token_id, sink) for item in claimed)
         return claimed
+
+    def _leased_to_us(
+        self, connection: Connection, sink: str, items: list[_Item]
+    ) -> set[tuple[str, str]]:
+        """The (source, token id) of *items* whose row for *sink* this checker leases."""
+        current = _state.c
+        held: set[tuple[str, str]] = set()
+        for source in {item.source for item in items}:
+            ids = [item.candidate.token_id for item in items if item.source == source]
+            rows = connection.execute(
+                select(current.token_id).where(
+                    current.source == source,
+                    current.sink == sink,
+                    current.lease_owner == self._owner,
+                    current.token_id.in_(ids),
+                )
+            )
+            held.update((source, token_id) for (token_id,) in rows)
+        return held
 
     def _record(self, records: list[dict[str, Any]]) -> None:
         """Write each outcome, and release the lease, in one short transaction."""
@@ -461,7 +498,7 @@ class Checker:
         self._held.difference_update(keys)
         try:
             with self._database.write() as connection:
-                connection.execute(self._statements.record, records)
+                self._statements.record.execute(connection, records)
         except Exception:
             self._unwritten.extend(records)  # settle() writes them on the next pass
             raise
@@ -475,7 +512,7 @@ class Checker:
             for source, token, sink in keys
         ]
         with self._database.write() as connection:
-            connection.execute(self._statements.release, rows)
+            self._statements.release.execute(connection, rows)
         self._held.difference_update(keys)
 
     def _postpone(self, sink: str, items: list[_Item]) -> None:
@@ -498,7 +535,7 @@ class Checker:
             for item in items
         ]
         with self._database.write() as connection:
-            connection.execute(self._statements.postpone, rows)
+            self._statements.postpone.execute(connection, rows)
 
     # --- the lease of a digest sink -----------------------------------------------------------
 
@@ -528,16 +565,18 @@ class _Statements:
     """The pass's writes, built once per checker.
 
     Building an upsert (its ``excluded`` columns) costs more than running it for a batch, and
-    a statement built once is also compiled once.
+    a statement built once is also compiled once. Each runs as a :class:`BulkStatement`:
+    its rows reach the driver without SQLAlchemy's per-row work.
     """
 
-    def __init__(self, dialect: str, owner: str, lease_seconds: float) -> None:
+    def __init__(self, database: Database, owner: str, lease_seconds: float) -> None:
+        dialect = database.dialect
         current = _state.c
         live_lease_free = or_(current.lease_until.is_(None), current.lease_until <= db_now())
         claim = upsert(dialect, _state).values(
             attempts=_ZERO, lease_owner=owner, lease_until=db_now(lease_seconds)
         )
-        self.claim = claim.on_conflict_do_update(
+        claiming = claim.on_conflict_do_update(
             index_elements=[current.source, current.token_id, current.sink],
             set_={
                 "lease_owner": claim.excluded.lease_owner,
@@ -545,10 +584,11 @@ class _Statements:
                 "version": current.version + _ONE,
             },
             where=and_(live_lease_free, current.version == claim.excluded.version),
-        ).returning(current.source, current.token_id)
+        )
+        self.claim = database.bulk(claiming, _CLAIM_KEYS)
         postpone = upsert(dialect, _state).values(attempts=_ZERO)
         incoming = postpone.excluded
-        self.postpone = postpone.on_conflict_do_update(
+        postponing = postpone.on_conflict_do_update(
             index_elements=[current.source, current.token_id, current.sink],
             set_={
                 "expires_at": incoming.expires_at,
@@ -561,13 +601,14 @@ class _Statements:
             },
             where=and_(live_lease_free, current.version == incoming.version),
         )
+        self.postpone = database.bulk(postponing, _POSTPONE_KEYS)
         ours = and_(
             current.source == bindparam("k_source"),
             current.token_id == bindparam("k_token_id"),
             current.sink == bindparam("k_sink"),
             current.lease_owner == owner,
         )
-        self.record = (
+        recording = (
             update(_state)
             .where(ours)
             .values(
@@ -586,11 +627,51 @@ class _Statements:
                 version=current.version + _ONE,
             )
         )
-        self.release = (
+        self.record = database.bulk(recording, _RECORD_KEYS)
+        releasing = (
             update(_state)
             .where(ours)
             .values(lease_owner=null(), lease_until=null(), version=current.version + _ONE)
         )
+        self.release = database.bulk(releasing, _KEY_KEYS)
+
+
+_KEY_KEYS = ("k_source", "k_token_id", "k_sink")
+_CLAIM_KEYS = (
+    "source",
+    "token_id",
+    "sink",
+    "expires_at",
+    "next_due_at",
+    "notices_sent",
+    "last_kind",
+    "version",
+)
+_RECORD_KEYS = (
+    *_KEY_KEYS,
+    "v_expires_at",
+    "v_next_due_at",
+    "v_last_sent_at",
+    "v_last_notice_id",
+    "v_last_kind",
+    "v_last_threshold_s",
+    "v_notices_sent",
+    "v_attempts",
+    "v_last_attempt_at",
+    "v_last_error",
+)
+_POSTPONE_KEYS = (
+    "source",
+    "token_id",
+    "sink",
+    "expires_at",
+    "next_due_at",
+    "notices_sent",
+    "last_kind",
+    "last_threshold_s",
+    "last_sent_at",
+    "version",
+)
 
 
 def _snooze_for(

@@ -287,6 +287,13 @@ def configure(
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level)
+    # No renderer prints where a call came from, nor the thread or process: skip collecting
+    # them for every record (the logging HOWTO's "Optimization" section). The warn line is
+    # a record per notice, and the caller lookup walks the stack each time.
+    logging._srcfile = None  # noqa: SLF001 - the documented switch
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for name, quiet_level in _QUIET.items():
         logging.getLogger(name).setLevel(max(quiet_level, logging.getLevelName(level)))
     logging.captureWarnings(capture=True)

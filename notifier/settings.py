@@ -42,6 +42,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from notifier.db.database import prepare_threshold
 from notifier.durations import DurationError, format_duration, parse_duration
 from notifier.policy import Threshold
 from notifier.sinks.config import SECRET_SINK_OPTIONS, SINK_OPTIONS, SinkConfig, check_sink
@@ -240,6 +241,10 @@ def _database_url(value: object) -> object:
         ) from None
     if url.get_backend_name() == "sqlite" and not url.database:
         raise ValueError("a SQLite URL needs a file path (in-memory databases are not shared)")
+    if "prepare_threshold" in url.query:
+        if url.get_backend_name() != "postgresql":
+            raise ValueError("prepare_threshold is an option of PostgreSQL URLs (psycopg)")
+        prepare_threshold(url.query["prepare_threshold"])  # raises ValueError naming it
     return url.render_as_string(hide_password=False)
 
 

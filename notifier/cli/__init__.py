@@ -226,7 +226,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for variable, suggestion in unknown_variables(settings):
         log.warning("config.unknown_variable", variable=variable, did_you_mean=suggestion)
     try:
-        return handler(settings, args)
+        code = handler(settings, args)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+    except BrokenPipeError:
+        # The reader went away (`notifier tokens list | head`): stop quietly, and keep the
+        # interpreter's final flush of stdout from failing again (the signal module's
+        # "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return exitcodes.FAILURE
     except DatabaseUnavailableError as error:
         log.error(
             "db.unavailable",
@@ -234,3 +242,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             database=settings.effective_database_url().render_as_string(hide_password=True),
         )
         return exitcodes.UNAVAILABLE
+    return code

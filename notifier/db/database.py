@@ -8,14 +8,16 @@ read lock. PostgreSQL is for several replicas.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Dialect,
     Engine,
     Float,
     Table,
@@ -30,6 +32,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import UpdateBase
 from sqlalchemy.sql.functions import FunctionElement
 
 from notifier.db.models import UtcDateTime
@@ -61,15 +64,18 @@ class Database:
         elif self.dialect == "postgresql":
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
             if "prepare_threshold" in url.query:
-                connect_args["prepare_threshold"] = prepare_threshold(
-                    url.query["prepare_threshold"]
-                )
+                try:
+                    threshold = prepare_threshold(url.query["prepare_threshold"])
+                except ValueError as error:
+                    raise ValueError(f"NOTIFIER_DATABASE_URL: {error}") from None
+                connect_args["prepare_threshold"] = threshold
                 url = url.difference_update_query(["prepare_threshold"])
         self.engine: Engine = create_engine(
             url,
             connect_args=connect_args,
             pool_pre_ping=self.dialect != "sqlite",
             hide_parameters=True,  # errors must not carry values (names, hashes) into logs
+            json_serializer=json_text,
         )
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
@@ -96,6 +102,23 @@ class Database:
         """Close every pooled connection."""
         self.engine.dispose()
 
+    def bulk(self, statement: UpdateBase, keys: Sequence[str]) -> BulkStatement:
+        """*statement* compiled for this database, to run as executemany of rows with *keys*."""
+        return BulkStatement(statement, self.engine.dialect, keys)
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's text: ``json.dumps``, without the encoder for an empty list or object.
+
+    Most tokens carry no scopes or labels, and an import writes both for every row.
+    """
+    if not value and type(value) in _EMPTY_JSON:
+        return _EMPTY_JSON[type(value)]
+    return json.dumps(value)
+
+
+_EMPTY_JSON: dict[type, str] = {list: "[]", dict: "{}"}
+
 
 def prepare_threshold(value: str | tuple[str, ...]) -> int | None:
     """The ``prepare_threshold`` psycopg takes, from the URL's ``?prepare_threshold=`` (none, N).
@@ -104,7 +127,8 @@ def prepare_threshold(value: str | tuple[str, ...]) -> int | None:
     ``max_prepared_statements``) server-side prepared statements break, since the next
     transaction may run on another server connection: ``?prepare_threshold=none`` turns them
     off. psycopg prepares a statement after it ran N times (5 by default); a URL query
-    value is text, so it is converted here.
+    value is text, so it is converted here. Settings check it at start-up (exit 78); the
+    message names the option, and the caller the variable.
     """
     text = (value[-1] if isinstance(value, tuple) else value).strip().lower()
     if text in {"none", "off", ""}:
@@ -115,8 +139,8 @@ def prepare_threshold(value: str | tuple[str, ...]) -> int | None:
         threshold = -1
     if threshold < 0:
         raise ValueError(
-            f"NOTIFIER_DATABASE_URL: prepare_threshold={text!r}: expected a whole number of "
-            "executions, or none to turn prepared statements off (PgBouncer)"
+            f"prepare_threshold={text!r}: expected a whole number of executions, or none to "
+            "turn prepared statements off (PgBouncer)"
         )
     return threshold
 
@@ -205,6 +229,78 @@ def _db_now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
 def _db_now_postgresql(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
     seconds = compiler.process(element.clauses, **kw)
     return f"(statement_timestamp() + make_interval(secs => {seconds}))"
+
+
+class BulkStatement:
+    """An executemany statement compiled once, whose rows reach the driver converted once.
+
+    SQLAlchemy's executemany builds, for every row, a dict of every parameter of the
+    statement and then runs each value through its type: for the pass's batches of 500 rows
+    (and an import's chunks) that cost more than the database's own work. Here the statement
+    is compiled once for the dialect and for the *keys* each row carries; a row becomes a
+    tuple (or, for a named paramstyle, a dict) in the compiled order, each value converted by
+    its column type's own bind processor, and constants written into the statement
+    (``.values(hint=...)``, a lease owner) are converted once, here. The SQL is SQLAlchemy's,
+    and so are the conversions; only the per-row bookkeeping is skipped. Statements that
+    return rows are not for this: a driver's executemany discards them.
+    """
+
+    def __init__(self, statement: UpdateBase, dialect: Dialect, keys: Sequence[str]) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        self.sql = compiled.string
+        self._positional = bool(compiled.positional)
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        names = (
+            list(compiled.positiontup or ())
+            if self._positional
+            else list(dict.fromkeys(compiled.bind_names.values()))
+        )
+        wanted = set(keys)
+        self._names = names
+        self._template: list[Any] = []
+        # (position, row key, processor, whether None goes through it too)
+        self._plan: list[tuple[int, str, Callable[[Any], Any] | None, bool]] = []
+        for index, name in enumerate(names):
+            bind = binds[name]
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if bind.required or name in wanted:
+                if name not in wanted:
+                    raise ValueError(f"the statement needs {name!r}, which the rows do not carry")
+                # Most processors keep None as None, and are skipped for it; a JSON column's
+                # turns None into 'null', and sees it.
+                none_too = processor is not None and processor(None) is not None
+                self._template.append(None)
+                self._plan.append((index, name, processor, none_too))
+            else:
+                value = bind.effective_value
+                self._template.append(value if processor is None else processor(value))
+        missing = wanted.difference(names)
+        if missing:
+            raise ValueError(f"the statement does not use {sorted(missing)}")
+
+    def parameters(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+        """The driver's parameters for *rows*: tuples in order, or dicts by name."""
+        plan = self._plan
+        template = self._template
+        converted: list[Any] = []
+        for row in rows:
+            values = template.copy()
+            for index, key, processor, none_too in plan:
+                value = row[key]
+                if processor is not None and (none_too or value is not None):
+                    value = processor(value)
+                values[index] = value
+            converted.append(
+                tuple(values) if self._positional else dict(zip(self._names, values, strict=True))
+            )
+        return converted
+
+    def execute(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Run the statement once per row, as one executemany; return the rows it changed."""
+        parameters = self.parameters(rows)
+        if not parameters:
+            return 0
+        return connection.exec_driver_sql(self.sql, parameters).rowcount
 
 
 def upsert(dialect: str, table: Table) -> sqlite_insert.Insert | postgresql_insert.Insert:

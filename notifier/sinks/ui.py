@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, case, literal_column, null, update
 
 from notifier.clock import Clock
-from notifier.db.database import Database, upsert
+from notifier.db.database import BulkStatement, Database, upsert
 from notifier.db.models import Notification
 from notifier.ids import short_id
 from notifier.messages import HINT, sentence
@@ -30,6 +30,20 @@ _LEVELS = {
 }
 _CLOSING = frozenset({NoticeKind.RENEWED, NoticeKind.RESOLVED})
 _ONE = literal_column("1", Integer())
+_OPENING_KEYS = (
+    "id",
+    "token_id",
+    "source",
+    "token_name",
+    "level",
+    "kind",
+    "message",
+    "expires_at",
+    "days_left",
+    "first_seen",
+    "last_seen",
+)
+_RESOLVING_KEYS = ("k_source", "k_token_id", "v_message", "v_kind", "v_now")
 
 
 class UiSink:
@@ -51,7 +65,7 @@ class UiSink:
         self._database = database
         self._clock = clock
         self._slice_name = slice_name
-        self._open, self._resolve = _statements(database.dialect)
+        self._open, self._resolve = _statements(database)
 
     def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
         """Upsert or resolve one notification per notice, in one short transaction."""
@@ -62,10 +76,10 @@ class UiSink:
         closing = [n for n in notices if n.kind in _CLOSING]
         with self._database.write() as connection:
             if opening:
-                connection.execute(self._open, self._opening_rows(opening, now))
+                self._open.execute(connection, self._opening_rows(opening, now))
             if closing:
-                connection.execute(
-                    self._resolve,
+                self._resolve.execute(
+                    connection,
                     [
                         {
                             "k_source": n.source,
@@ -107,7 +121,7 @@ def build(name: str, context: SinkContext) -> UiSink:
     return UiSink(name, context.database, context.clock, context.slice_name, context.route)
 
 
-def _statements(dialect: str) -> tuple[Any, Any]:
+def _statements(database: Database) -> tuple[BulkStatement, BulkStatement]:
     """The upsert that opens or updates a notification, and the update that resolves one.
 
     Built once per sink and run as executemany: building an upsert costs more than running
@@ -115,7 +129,7 @@ def _statements(dialect: str) -> tuple[Any, Any]:
     parameter once per row.
     """
     table = Notification.__table__
-    insert = upsert(dialect, table).values(
+    insert = upsert(database.dialect, table).values(
         hint=HINT,
         occurrences=_ONE,
         acknowledged_at=null(),
@@ -156,4 +170,4 @@ def _statements(dialect: str) -> tuple[Any, Any]:
             level="info",
         )
     )
-    return opening, resolving
+    return database.bulk(opening, _OPENING_KEYS), database.bulk(resolving, _RESOLVING_KEYS)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Insert, select
 
 from notifier.db.database import Database
 from notifier.db.models import AuditEvent
@@ -33,6 +33,11 @@ def record(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Append events (keys: at, actor, action, token_id, token_name, details)."""
     if rows:
         connection.execute(_events.insert(), list(rows))
+
+
+def insert_events(**constants: Any) -> Insert:
+    """An INSERT of events whose fields in *constants* are the same for every row."""
+    return _events.insert().values(**constants)
 
 
 def event(

@@ -266,8 +266,8 @@ _MISSING = _Missing()
 
 
 def _check_row(raw: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(key for key in raw if key not in _ALLOWED)
-    if unknown:
+    if not _ALLOWED.issuperset(raw):
+        unknown = sorted(key for key in raw if key not in _ALLOWED)
         raise _FieldError(unknown[0], "unknown field")
     if "id" not in raw or raw["id"] in (None, ""):
         raise _FieldError("id", "is required")
@@ -276,18 +276,15 @@ def _check_row(raw: dict[str, Any]) -> dict[str, Any]:
     if "expires_at" not in raw or isinstance(raw["expires_at"], _Missing):
         raise _FieldError("expires_at", "is required (null or 'never' for no expiry)")
     values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, _Bad):
-            raise _FieldError(key, value.message)
-        try:
-            values[key] = _check_value(key, value)
-        except TokenInputError as error:
-            raise _FieldError(key, str(error).split(": ", 1)[-1]) from None
+    key = ""
+    try:
+        for key, value in raw.items():
+            if isinstance(value, _Bad):
+                raise _FieldError(key, value.message)
+            values[key] = _CHECKS[key](value)
+    except TokenInputError as error:
+        raise _FieldError(key, str(error).split(": ", 1)[-1]) from None
     return values
-
-
-def _check_value(key: str, value: Any) -> Any:
-    return _CHECKS[key](value)
 
 
 def _permissions(value: Any) -> list[str]:

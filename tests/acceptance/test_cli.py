@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL
 
-from .conftest import cli
+from .conftest import cli, notifier_command
 
 WARN = re.compile(
     r"Warn: API Token (?P<name>.+) \(ID (?P<id>\w+)\) will expire in less than (?P<x>\d+) days?\."
@@ -243,3 +244,19 @@ class TestOtherCommands:
     def test_no_command_is_usage(self, env: dict[str, str]) -> None:
         """No command prints help and exits 2."""
         assert cli(env=env).returncode == 2
+
+    def test_a_reader_that_goes_away_gets_no_traceback(self, env: dict[str, str]) -> None:
+        """`notifier config show | head -1`: the closed pipe ends the command quietly, exit 1."""
+        process = subprocess.Popen(
+            [*notifier_command(), "config", "show"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        process.stdout.close()  # before it writes: its first write finds no reader
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 1
+        assert "Traceback" not in stderr
+        assert "BrokenPipe" not in stderr

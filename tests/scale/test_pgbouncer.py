@@ -1,14 +1,17 @@
-"""A daemon behind PgBouncer in transaction pooling, the way a replicated deployment runs it.
+"""Daemons behind PgBouncer in transaction pooling, the way a replicated deployment runs them.
 
 Transaction pooling hands each transaction to whichever server connection is free: no session
 state survives between transactions. notifier keeps none (no session advisory lock, no SET,
 no LISTEN), and ``?prepare_threshold=none`` keeps psycopg from preparing statements that
-another server connection would not know. Skipped, with the reason, where PgBouncer or
+another server connection would not know. One client alone keeps landing on the same server
+connection, so the prepared-statement tests use two: one holds a server connection while the
+other's next transaction goes to another. Skipped, with the reason, where PgBouncer or
 PostgreSQL is not installed.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -16,13 +19,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
+from notifier.db import migrate
+from notifier.db.database import Database
+from notifier.db.models import Token
 from tests.acceptance import conftest as acceptance
 from tests.acceptance.conftest import RunningDaemon, cli
 from tests.channels.conftest import free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+PREPARE_AFTER = 5  # psycopg's default prepare_threshold: executions before it prepares
 env = acceptance.env  # the installed command's fixtures, shared with the acceptance tests
 daemon = acceptance.daemon
 
@@ -94,3 +103,87 @@ def test_passes_through_transaction_pooling(
         running.lines.clear()
     assert running.stop() == 0
     assert not any("check.failed" in line for line in running.lines)
+
+
+def pgbouncer_version() -> tuple[int, ...]:
+    """PgBouncer's version, from ``pgbouncer --version``."""
+    output = subprocess.run(
+        [PGBOUNCER, "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"PgBouncer (\d+)\.(\d+)", output)
+    assert match is not None, output
+    return int(match[1]), int(match[2])
+
+
+def migrated(url: URL) -> None:
+    """Create the schema directly on PostgreSQL."""
+    database = Database(url)
+    migrate.upgrade(database)
+    database.dispose()
+
+
+def run_on_another_server_connection(url: URL) -> None:
+    """Run one query often enough to be prepared, then again while its server is taken.
+
+    Client A runs the query in one transaction after another: PgBouncer keeps giving it the
+    same (only) server connection, where psycopg prepares it. Client B then opens a
+    transaction, and PgBouncer hands it that last-used server connection; A's next
+    transaction gets a second server connection, which has never seen the statement.
+    """
+    first, second = Database(url), Database(url)
+    query = select(Token.__table__.c.id).where(Token.__table__.c.id == "none")
+    try:
+        for _ in range(PREPARE_AFTER + 2):
+            with first.read() as connection:
+                connection.execute(query).all()
+        with second.read() as holding:
+            holding.execute(query).all()
+            with first.read() as connection:
+                connection.execute(query).all()
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+class TestPreparedStatements:
+    def test_without_the_option_a_prepared_statement_is_missing_on_another_connection(
+        self, pgbouncer: URL, postgres_url: URL
+    ) -> None:
+        """The failure ?prepare_threshold=none prevents: psycopg's prepared statement is gone."""
+        if pgbouncer_version() >= (1, 21):
+            pytest.skip("PgBouncer 1.21+ can track prepared statements itself")
+        migrated(postgres_url)
+        with pytest.raises(DBAPIError, match=r"prepared statement .* does not exist"):
+            run_on_another_server_connection(pgbouncer)
+
+    def test_with_the_option_every_transaction_runs_on_any_connection(
+        self, pgbouncer: URL, postgres_url: URL
+    ) -> None:
+        """With ?prepare_threshold=none the same sequence runs: nothing is prepared."""
+        migrated(postgres_url)
+        run_on_another_server_connection(pgbouncer.update_query_dict({"prepare_threshold": "none"}))
+
+
+def test_two_replicas_share_the_pool(
+    pgbouncer: URL, env: dict[str, str], daemon: type[RunningDaemon]
+) -> None:
+    """Two daemons through two server connections pass after pass without an error."""
+    url = pgbouncer.render_as_string(hide_password=False) + "?prepare_threshold=none"
+    through = {
+        **env,
+        "NOTIFIER_DATABASE_URL": url,
+        "NOTIFIER_INTERVAL": "1s",
+        "NOTIFIER_BACKOFF_INTERVAL": "0",
+        "NOTIFIER_HTTP_ADDRESS": "off",
+    }
+    for name in ("a", "b", "c"):
+        created = cli("tokens", "create", "--name", name, "--ttl", "2d", env=through)
+        assert created.returncode == 0, created.stderr
+    replicas = [daemon(through), daemon(through)]
+    for _ in range(PREPARE_AFTER + 3):
+        for running in replicas:
+            running.wait_for(r"check\.completed in_window=3 ")
+            running.lines.clear()
+    for running in replicas:
+        assert running.stop() == 0
+        assert not any("check.failed" in line for line in running.lines)

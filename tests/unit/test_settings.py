@@ -141,6 +141,17 @@ BAD_CONFIG = [
     ("NOTIFIER_DATABASE_URL", "", "empty"),
     ("NOTIFIER_DATABASE_URL", "mongodb://db/notifier", "unknown database driver"),
     ("NOTIFIER_DATABASE_URL", "sqlite://", "file path"),
+    (  # PgBouncer's option, misspelt: a count or none
+        "NOTIFIER_DATABASE_URL",
+        "postgresql://u@db/n?prepare_threshold=sometimes",
+        "prepare_threshold='sometimes': expected a whole number",
+    ),
+    ("NOTIFIER_DATABASE_URL", "postgresql://u@db/n?prepare_threshold=-1", "prepare_threshold"),
+    (  # psycopg's option means nothing to SQLite
+        "NOTIFIER_DATABASE_URL",
+        "sqlite:////x.db?prepare_threshold=none",
+        "option of PostgreSQL URLs",
+    ),
     ("NOTIFIER_HTTP_ADDRESS", "localhost", "HOST:PORT"),
     ("NOTIFIER_HTTP_ADDRESS", "127.0.0.1:99999", "out of range"),
     ("NOTIFIER_HTTP_ADDRESS", "", "HOST:PORT"),

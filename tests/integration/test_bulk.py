@@ -1,0 +1,181 @@
+"""Bulk statements on real databases: the same rows as SQLAlchemy's executemany writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, bindparam, literal_column, select, update
+
+from notifier.db.database import Database, json_text, upsert
+from notifier.db.models import AuditEvent, DeliveryStateRow, Token
+
+_tokens = Token.__table__
+_events = AuditEvent.__table__
+_state = DeliveryStateRow.__table__
+MOMENT = datetime(2026, 11, 23, 9, 0, 0, 123456, tzinfo=UTC)
+
+
+def token_row(token_id: str, **fields: Any) -> dict[str, Any]:
+    """A full tokens row, as an import inserts it."""
+    row: dict[str, Any] = {
+        "id": token_id,
+        "name": f"name of {token_id}",
+        "role": None,
+        "permissions": [],
+        "owner": None,
+        "labels": {},
+        "description": None,
+        "secret_hash": None,
+        "created_at": MOMENT,
+        "expires_at": MOMENT + timedelta(days=3),
+        "revoked_at": None,
+        "last_used_at": None,
+        "rotated_from": None,
+        "superseded_by": None,
+    }
+    row.update(fields)
+    return row
+
+
+def stored(database: Database, table: Any, order: Any) -> list[dict[str, Any]]:
+    with database.read() as connection:
+        rows = connection.execute(select(table).order_by(order)).mappings().all()
+    return [dict(row) for row in rows]
+
+
+class TestBulkStatement:
+    def test_writes_what_executemany_writes(self, database: Database) -> None:
+        """Times, JSON, text and None come back the same as through SQLAlchemy's executemany."""
+        variants = [
+            {"permissions": ["tokens:read", "*"], "labels": {"team": "ops", "env": "prod"}},
+            {"role": "admin", "owner": "ops@example.com", "description": "with\ttab"},
+            {"expires_at": None, "revoked_at": MOMENT - timedelta(hours=1)},
+            {"expires_at": datetime(2027, 1, 1, 12, tzinfo=UTC), "last_used_at": MOMENT},
+        ]
+        bulk = database.bulk(_tokens.insert(), tuple(token_row("x")))
+        with database.write() as connection:
+            bulk.execute(
+                connection,
+                [token_row(f"b{i}", name=f"n{i}", **v) for i, v in enumerate(variants)],
+            )
+            connection.execute(
+                _tokens.insert(),
+                [token_row(f"s{i}", name=f"n{i}", **v) for i, v in enumerate(variants)],
+            )
+        rows = stored(database, _tokens, _tokens.c.id)
+        by_bulk = [{**row, "id": row["id"][1:]} for row in rows if row["id"][0] == "b"]
+        by_sqlalchemy = [{**row, "id": row["id"][1:]} for row in rows if row["id"][0] == "s"]
+        assert len(by_bulk) == len(variants)
+        assert by_bulk == by_sqlalchemy
+        assert by_bulk[0]["labels"] == {"team": "ops", "env": "prod"}
+        assert by_bulk[3]["expires_at"] == datetime(2027, 1, 1, 12, tzinfo=UTC)
+
+    def test_none_in_a_json_column_is_json_null_as_sqlalchemy_writes_it(
+        self, database: Database
+    ) -> None:
+        """A JSON column's processor sees None too: both paths store the same thing."""
+        constants = {"at": MOMENT, "actor": "test", "action": "import"}
+        bulk = database.bulk(_events.insert().values(**constants), ("token_id", "details"))
+        with database.write() as connection:
+            bulk.execute(connection, [{"token_id": "bulk", "details": None}])
+            connection.execute(
+                _events.insert(), [{**constants, "token_id": "plain", "details": None}]
+            )
+            raw = {
+                token_id: details
+                for token_id, details in connection.exec_driver_sql(
+                    "SELECT token_id, details FROM audit_events"
+                )
+            }
+        assert raw["bulk"] == raw["plain"]
+
+    def test_constants_are_bound_once_for_every_row(self, database: Database) -> None:
+        """Values given to .values() reach every row, converted by their column type."""
+        bulk = database.bulk(
+            _events.insert().values(at=MOMENT, actor="importer", action="import", details={"a": 1}),
+            ("token_id", "token_name"),
+        )
+        rows = [{"token_id": f"t{i}", "token_name": f"n{i}"} for i in range(3)]
+        with database.write() as connection:
+            assert bulk.execute(connection, rows) == len(rows)
+        events = stored(database, _events, _events.c.id)
+        assert [(e["token_id"], e["at"], e["actor"], e["details"]) for e in events] == [
+            (f"t{i}", MOMENT, "importer", {"a": 1}) for i in range(3)
+        ]
+
+    def test_returns_the_rows_a_conditional_upsert_changed(self, database: Database) -> None:
+        """The count is what a claim relies on: rows the WHERE refused are not counted."""
+        insert = upsert(database.dialect, _state).values(attempts=literal_column("0", Integer()))
+        claim = insert.on_conflict_do_update(
+            index_elements=[_state.c.source, _state.c.token_id, _state.c.sink],
+            set_={"version": _state.c.version + literal_column("1", Integer())},
+            where=_state.c.version == insert.excluded.version,
+        )
+        keys = ("source", "token_id", "sink", "notices_sent", "version")
+        bulk = database.bulk(claim, keys)
+        rows = [
+            {"source": "store", "token_id": t, "sink": "log", "notices_sent": 0, "version": 0}
+            for t in ("a", "b", "c")
+        ]
+        with database.write() as connection:
+            assert bulk.execute(connection, rows) == 3  # all inserted
+        with database.write() as connection:
+            # a and b at version 0 still: updated; c claims a version it does not have
+            rows[2]["version"] = 7
+            assert bulk.execute(connection, rows) == 2
+        with database.write() as connection:
+            assert bulk.execute(connection, []) == 0
+
+    def test_update_by_named_parameters(self, database: Database) -> None:
+        """An UPDATE keyed by bindparams writes each row's values to its own row."""
+        with database.write() as connection:
+            connection.execute(_tokens.insert(), [token_row("u1"), token_row("u2")])
+        statement = (
+            update(_tokens)
+            .where(_tokens.c.id == bindparam("k_id"))
+            .values(name=bindparam("v_name"), revoked_at=bindparam("v_revoked_at"))
+        )
+        bulk = database.bulk(statement, ("k_id", "v_name", "v_revoked_at"))
+        with database.write() as connection:
+            changed = bulk.execute(
+                connection,
+                [
+                    {"k_id": "u1", "v_name": "one", "v_revoked_at": MOMENT},
+                    {"k_id": "u2", "v_name": "two", "v_revoked_at": None},
+                ],
+            )
+        assert changed == 2
+        rows = stored(database, _tokens, _tokens.c.id)
+        assert [(r["name"], r["revoked_at"]) for r in rows] == [("one", MOMENT), ("two", None)]
+
+    def test_refuses_keys_the_statement_does_not_use(self, database: Database) -> None:
+        """A key the statement has no parameter for is a programming error, said at once."""
+        with pytest.raises(ValueError, match=r"does not use \['colour'\]"):
+            database.bulk(_tokens.insert(), (*token_row("x"), "colour"))
+
+    def test_refuses_rows_that_lack_a_required_parameter(self, database: Database) -> None:
+        """A parameter the rows do not carry is refused when the statement is built."""
+        statement = update(_tokens).where(_tokens.c.id == bindparam("k_id")).values(name="x")
+        with pytest.raises(ValueError, match="needs 'k_id'"):
+            database.bulk(statement, ())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [],  # most tokens: no scopes
+        {},  # and no labels
+        ["tokens:read"],
+        {"team": "ops"},
+        {"nested": {"x": [1, 2]}},
+        "text",
+        0,
+        None,
+    ],
+)
+def test_json_text_is_json_dumps(value: Any) -> None:
+    """The JSON column's serializer writes exactly what json.dumps writes."""
+    assert json_text(value) == json.dumps(value)
