@@ -205,7 +205,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_config_example(None, args)
 
     from notifier import logs  # noqa: PLC0415
-    from notifier.db.database import DatabaseUnavailableError  # noqa: PLC0415
     from notifier.settings import load_settings, unknown_variables  # noqa: PLC0415
 
     try:
@@ -225,6 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.use_journal_priorities(settings.journal_stream)
     for variable, suggestion in unknown_variables(settings):
         log.warning("config.unknown_variable", variable=variable, did_you_mean=suggestion)
+    return _run(handler, settings, args)
+
+
+def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> int:
+    """Run a command, turning what every command may meet into its exit code."""
+    from notifier.db.database import DatabaseUnavailableError  # noqa: PLC0415
+
     try:
         code = handler(settings, args)
         sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit

@@ -49,7 +49,7 @@ def stored(database: Database, table: Any, order: Any) -> list[dict[str, Any]]:
 class TestBulkStatement:
     def test_writes_what_executemany_writes(self, database: Database) -> None:
         """Times, JSON, text and None come back the same as through SQLAlchemy's executemany."""
-        variants = [
+        variants: list[dict[str, Any]] = [
             {"permissions": ["tokens:read", "*"], "labels": {"team": "ops", "env": "prod"}},
             {"role": "admin", "owner": "ops@example.com", "description": "with\ttab"},
             {"expires_at": None, "revoked_at": MOMENT - timedelta(hours=1)},
@@ -84,12 +84,8 @@ class TestBulkStatement:
             connection.execute(
                 _events.insert(), [{**constants, "token_id": "plain", "details": None}]
             )
-            raw = {
-                token_id: details
-                for token_id, details in connection.exec_driver_sql(
-                    "SELECT token_id, details FROM audit_events"
-                )
-            }
+            rows = connection.exec_driver_sql("SELECT token_id, details FROM audit_events")
+            raw = {row[0]: row[1] for row in rows}
         assert raw["bulk"] == raw["plain"]
 
     def test_constants_are_bound_once_for_every_row(self, database: Database) -> None:
