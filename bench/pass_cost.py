@@ -10,8 +10,9 @@ database, in alternating order:
 - **raw**: the limit: the same statements written by hand in plain ``sqlite3`` / ``psycopg``
   in one process, with the same commit granularity (per batch of 500: a read transaction for
   the due query, a write transaction for the claims with RETURNING, one for the ui upsert, one
-  for the outcomes), the same per-pass reads (policy fingerprint, snoozes, window count,
-  closing query), and a stdlib log line per notice to a file.
+  for the outcomes), the same per-pass statements (the policy and replica rows read, this
+  replica's row written; snoozes, window count, closing query), and a stdlib log line per
+  notice to a file.
 
 Each worker reports its timings and its peak RSS (``ru_maxrss``): flat peak memory as N grows
 shows that nothing is materialised in proportion to the table. The machine is shared and
@@ -334,7 +335,18 @@ def raw_pass(backend: RawBackend, log: logging.Logger) -> int:
         backend.time(now - LOOKBACK),
     )
     owner = f"raw:{os.getpid()}"
-    backend.read(backend.sql("SELECT value FROM meta WHERE key = ?"), ["policy"])
+    backend.read(
+        backend.sql("SELECT key, value FROM meta WHERE key = ? OR key LIKE 'replica:%'"),
+        ["policy"],
+    )
+    with backend.write() as cursor:  # the policy this replica runs, as every pass says
+        cursor.execute(
+            backend.sql(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            ),
+            [f"replica:{owner}", f'{{"policy": "{FINGERPRINT}", "seen": "{now.isoformat()}"}}'],
+        )
     backend.read(backend.sql("SELECT * FROM snoozes WHERE until IS NULL OR until > ?"), [now_p])
     backend.read(backend.sql(COUNT_SQL), [now_p, horizon_p, now_p])
     sent = 0

@@ -39,6 +39,8 @@ source is skipped for the pass. A database error fails the pass; the caller logs
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import threading
@@ -87,6 +89,9 @@ _meta = Meta.__table__
 _snoozes = Snooze.__table__
 _sink_leases = SinkLease.__table__
 _POLICY_KEY = "policy"
+_REPLICA_PREFIX = "replica:"  # + a digest of the checker's lease owner: the policy it runs
+_REPLICA_DIGEST = 24
+_LIVE_INTERVALS = 3  # a replica that has not passed for this many of its intervals is gone
 # Constants written into the SQL, not bound: an executemany binds every parameter per row.
 _ZERO = literal_column("0", Integer())
 _ONE = literal_column("1", Integer())
@@ -150,6 +155,70 @@ class _Item:
     decision: Decision
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaPolicy:
+    """What a replica said on its last pass: the policy it runs, when, and how often."""
+
+    fingerprint: str
+    seen: datetime
+    interval: timedelta
+
+    def live(self, now: datetime) -> bool:
+        """Whether the replica still passes: seen within a few of its intervals."""
+        return now - self.seen <= self.interval * _LIVE_INTERVALS
+
+    def render(self) -> str:
+        """The ``meta`` value."""
+        return json.dumps(
+            {
+                "policy": self.fingerprint,
+                "seen": self.seen.astimezone(UTC).isoformat(),
+                "interval_s": self.interval.total_seconds(),
+            }
+        )
+
+    @classmethod
+    def parse(cls, value: str) -> ReplicaPolicy | None:
+        """Read a ``meta`` value; None for one that cannot be read (it is dropped)."""
+        try:
+            fields = json.loads(value)
+            return cls(
+                fields["policy"],
+                datetime.fromisoformat(fields["seen"]),
+                timedelta(seconds=float(fields["interval_s"])),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+def must_redue(
+    fingerprint: str,
+    current: str | None,
+    me: ReplicaPolicy | None,
+    others: Sequence[ReplicaPolicy],
+    now: datetime,
+) -> bool:
+    """Whether a pass running *fingerprint* makes every stored due time due again.
+
+    *current* is the policy the stored due times were last recomputed for. They are
+    recomputed when this policy differs from it and either no live replica has run this
+    policy yet (a new configuration, or one that comes back), or no live replica other than
+    this one runs *current* any more (the replicas that applied it have stopped). Replicas
+    that keep running different policies side by side leave the due times alone instead of
+    recomputing them on every pass.
+    """
+    if current is None:
+        return True  # nothing recorded yet: the first pass on this database
+    if current == fingerprint:
+        return False
+    live = [replica for replica in others if replica.live(now)]
+    known = (me is not None and me.live(now) and me.fingerprint == fingerprint) or any(
+        replica.fingerprint == fingerprint for replica in live
+    )
+    still_run = any(replica.fingerprint == current for replica in live)
+    return not known or not still_run
+
+
 class Checker:
     """Run check passes over token sources for a set of sinks; one pass at a time."""
 
@@ -180,6 +249,8 @@ class Checker:
         self._retention = retention
         self._count_within = count_within
         self._statements = _Statements(database, self._owner, self._lease_seconds)
+        digest = hashlib.sha256(self._owner.encode()).hexdigest()[:_REPLICA_DIGEST]
+        self._replica_key = _REPLICA_PREFIX + digest
         # Seconds per notice each sink took lately: sizes its next chunk.
         self._pace: dict[str, float] = {}
         # What a failed pass left behind, settled by the next one: claims this checker may
@@ -199,7 +270,7 @@ class Checker:
         report = PassReport()
         if not dry_run:
             self.settle()
-            self._sync_policy()
+            self._sync_policy(now)
         snoozes = self._snoozes(now)
         snapshots: list[tuple[str, Snapshot]] = []
         for source in self._sources:
@@ -248,34 +319,68 @@ class Checker:
 
     # --- per pass -----------------------------------------------------------------------------
 
-    def _sync_policy(self) -> None:
+    def _sync_policy(self, now: datetime) -> None:
         """Make stored due times fit the policy: a changed configuration applies on this pass.
 
         ``next_due_at`` was computed with the backoff and thresholds of its day. When they
         change, every scheduled row is made due at once; the policy then decides it afresh
-        and stores the right time. One statement, on a change only.
+        and stores the right time. Replicas whose configurations differ (a rolling update,
+        two deployments on one database) would undo each other's change on every pass, so
+        each pass also says which policy this replica runs (its ``replica:`` row in
+        ``meta``), and :func:`must_redue` re-dues only for a policy no live replica runs yet,
+        or when no live replica runs the one in force any more.
         """
         fingerprint = self._policy.fingerprint
         with self._database.read() as connection:
-            stored = connection.execute(
-                select(_meta.c.value).where(_meta.c.key == _POLICY_KEY)
-            ).scalar()
-        if stored == fingerprint:
-            return
-        with self._database.write() as connection:
-            connection.execute(
-                update(_state).where(_state.c.next_due_at.is_not(None)).values(next_due_at=EPOCH)
-            )
-            statement = upsert(self._database.dialect, _meta).values(
-                key=_POLICY_KEY, value=fingerprint
-            )
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[_meta.c.key], set_={"value": statement.excluded.value}
+            rows = connection.execute(
+                select(_meta.c.key, _meta.c.value).where(
+                    or_(_meta.c.key == _POLICY_KEY, _meta.c.key.startswith(_REPLICA_PREFIX))
                 )
+            ).all()
+        current: str | None = None
+        replicas: dict[str, ReplicaPolicy | None] = {}
+        for key, value in rows:
+            if key == _POLICY_KEY:
+                current = value
+            else:
+                replicas[key] = ReplicaPolicy.parse(value)
+        me = replicas.pop(self._replica_key, None)
+        others = [replica for replica in replicas.values() if replica is not None]
+        redue = must_redue(fingerprint, current, me, others, now)
+        gone = [
+            key for key, replica in replicas.items() if replica is None or not replica.live(now)
+        ]
+        mine = ReplicaPolicy(fingerprint, now, self._policy.pass_interval)
+        with self._database.write() as connection:
+            if redue:
+                connection.execute(
+                    update(_state)
+                    .where(_state.c.next_due_at.is_not(None))
+                    .values(next_due_at=EPOCH)
+                )
+                self._set_meta(connection, _POLICY_KEY, fingerprint)
+            self._set_meta(connection, self._replica_key, mine.render())
+            if gone:
+                connection.execute(delete(_meta).where(_meta.c.key.in_(gone)))
+        if redue and current is not None:
+            log.info("check.policy_changed", previous=current, current=fingerprint)
+
+    def retire(self) -> None:
+        """Say that this checker runs no more passes: its policy no longer counts as live.
+
+        Called when the daemon stops and after a one-off ``notifier check``; a replica that
+        dies without it counts as live for three of its intervals.
+        """
+        with self._database.write() as connection:
+            connection.execute(delete(_meta).where(_meta.c.key == self._replica_key))
+
+    def _set_meta(self, connection: Connection, key: str, value: str) -> None:
+        statement = upsert(self._database.dialect, _meta).values(key=key, value=value)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[_meta.c.key], set_={"value": statement.excluded.value}
             )
-        if stored is not None:
-            log.info("check.policy_changed", previous=stored, current=fingerprint)
+        )
 
     def _snoozes(self, now: datetime) -> dict[tuple[str, str], list[tuple[str | None, SnoozeRule]]]:
         """Active snoozes by (source, token id); expired ones are dropped as we go."""

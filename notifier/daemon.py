@@ -288,9 +288,11 @@ class Daemon:
 
         Otherwise another replica would wait out the lease (NOTIFIER_CLAIM_LEASE) before
         sending what this one claimed. With the database still down, the leases run out.
+        The replica's policy row goes too: the configuration it ran is no longer live.
         """
         try:
             self._parts.checker.settle()
+            self._parts.checker.retire()
         except Exception as error:  # noqa: BLE001 - stopping must not fail on this
             log.warning(
                 "check.settle_failed",

@@ -20,7 +20,7 @@ from notifier.check import Checker, PassReport
 from notifier.clock import FixedClock
 from notifier.db import migrate
 from notifier.db.database import Database, db_now
-from notifier.db.models import DeliveryStateRow, Notification, Token
+from notifier.db.models import DeliveryStateRow, Meta, Notification, Token
 from notifier.notifications import list_notifications
 from notifier.policy import Notice, Policy
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route, Sink
@@ -232,6 +232,82 @@ class TestBackoff:
         clock.advance(HOUR)
         make_checker(database, clock, [sink], policy=every_pass).run()
         assert len(sink.received) == 2
+
+
+class TestMixedConfigurations:
+    """Replicas running different policies on one database (a rolling update)."""
+
+    @staticmethod
+    def changes(events: list[MutableMapping[str, Any]]) -> int:
+        return sum(1 for event in events if event["event"] == "check.policy_changed")
+
+    def test_side_by_side_they_recompute_once_not_every_pass(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """An old and a new configuration passing in turn re-due the state once, for the new."""
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY * 3)
+        shorter = Policy(
+            detection_window=POLICY.detection_window,
+            backoff_interval=timedelta(hours=12),
+            pass_interval=HOUR,
+            log_slice=DAY,
+        )
+        old = make_checker(database, clock, [RecordingSink()], owner="old")
+        new = make_checker(database, clock, [RecordingSink()], policy=shorter, owner="new")
+        old.run()
+        with capture_logs() as events:
+            for _ in range(6):
+                clock.advance(HOUR)
+                new.run()
+                old.run()
+        assert self.changes(events) == 1
+
+    def test_the_old_configuration_returns_once_the_new_one_stopped(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """A rollback recomputes the due times: the replicas of the other policy retired."""
+        shorter = Policy(
+            detection_window=POLICY.detection_window,
+            backoff_interval=timedelta(hours=12),
+            pass_interval=HOUR,
+            log_slice=DAY,
+        )
+        old = make_checker(database, clock, [RecordingSink()], owner="old")
+        new = make_checker(database, clock, [RecordingSink()], policy=shorter, owner="new")
+        old.run()
+        old.retire()
+        new.run()
+        new.retire()
+        back = make_checker(database, clock, [RecordingSink()], owner="old again")
+        with capture_logs() as events:
+            back.run()
+        assert self.changes(events) == 1
+
+    def test_a_replica_that_died_stops_counting_after_three_intervals(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """Without retire() (kill -9), the other policy counts as live for 3 intervals."""
+        shorter = Policy(
+            detection_window=POLICY.detection_window,
+            backoff_interval=timedelta(hours=12),
+            pass_interval=HOUR,
+            log_slice=DAY,
+        )
+        old = make_checker(database, clock, [RecordingSink()], owner="old")
+        new = make_checker(database, clock, [RecordingSink()], policy=shorter, owner="new")
+        old.run()
+        new.run()  # a new policy: the due times are recomputed for it
+        old.run()  # the old one is known (its own row) and the new one runs: no change
+        with capture_logs() as events:
+            clock.advance(HOUR * 3)  # "new" died: its last pass is 3 intervals old
+            old.run()
+            assert self.changes(events) == 0
+            clock.advance(timedelta(minutes=1))
+            old.run()
+        assert self.changes(events) == 1
+        with database.read() as connection:
+            keys = connection.execute(select(Meta.__table__.c.key)).scalars().all()
+        assert sum(key.startswith("replica:") for key in keys) == 1  # the dead one's row went
 
 
 class TestDelivery:
