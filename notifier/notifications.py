@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import CompoundSelect, Row, func, select, union, update
 
 from notifier.db.database import Database
 from notifier.db.models import Notification
@@ -44,19 +44,24 @@ def changed_since(database: Database, since: datetime) -> list[NotificationResou
     The live stream polls this; the times are those the writers stamped, so the caller looks
     back a little to catch a row committed after a later-stamped one.
     """
-    table = _notifications.c
-    query = (
-        select(_notifications)
-        .where(
-            (table.last_seen >= since)
-            | (table.acknowledged_at >= since)
-            | (table.resolved_at >= since)
-        )
-        .order_by(table.last_seen, table.id)
-    )
     with database.read() as connection:
-        rows = connection.execute(query).all()
-    return [_resource(row) for row in rows]
+        rows = connection.execute(changed_since_query(since)).all()
+    return sorted((_resource(row) for row in rows), key=lambda n: (n.last_seen, n.id))
+
+
+def changed_since_query(since: datetime) -> CompoundSelect[Any]:
+    """The query of :func:`changed_since`: one index range scan per time, then UNION.
+
+    Each time has an index; written as one WHERE with OR, SQLite's planner (no statistics)
+    prefers a table scan to three one-sided ranges, on every poll of every open page.
+    """
+    table = _notifications.c
+    return union(
+        *(
+            select(_notifications).where(column >= since)
+            for column in (table.last_seen, table.acknowledged_at, table.resolved_at)
+        )
+    )
 
 
 def latest_change(database: Database) -> datetime | None:

@@ -196,7 +196,10 @@ class Notification(Base):
 
     __table_args__ = (
         Index("ux_notifications_token", "source", "token_id", unique=True),
+        # The live stream polls for rows seen, acknowledged or resolved since its cursor.
         Index("ix_notifications_last_seen", "last_seen"),
+        Index("ix_notifications_acknowledged_at", "acknowledged_at"),
+        Index("ix_notifications_resolved_at", "resolved_at"),
     )
 
 

@@ -21,7 +21,7 @@ from notifier.clock import FixedClock
 from notifier.db import migrate
 from notifier.db.database import Database, db_now
 from notifier.db.models import DeliveryStateRow, Meta, Notification, Token
-from notifier.notifications import list_notifications
+from notifier.notifications import changed_since_query, list_notifications
 from notifier.policy import Notice, Policy
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route, Sink
 from notifier.sinks.log import LogSink
@@ -560,3 +560,22 @@ class TestQueryPlan:
         assert any("ix_tokens_expiry_keyset" in line and "expires_at>" in line for line in details)
         assert not any(line.startswith("SCAN t") for line in details), details
         assert not any("TEMP B-TREE" in line for line in details), details  # no sort step
+
+    def test_the_live_stream_poll_uses_an_index_per_time(
+        self, sqlite_url: URL, clock: FixedClock
+    ) -> None:
+        """The stream's poll (seen, acknowledged or resolved since) never scans the table."""
+        database = Database(sqlite_url)
+        migrate.upgrade(database)
+        query = changed_since_query(clock.now())
+        compiled = query.compile(database.engine)
+        with database.read() as connection:
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params.values())
+            ).all()
+        details = [str(row[-1]) for row in plan]
+        database.dispose()
+        for index in ("last_seen", "acknowledged_at", "resolved_at"):
+            searched = f"SEARCH notifications USING INDEX ix_notifications_{index} ({index}>?)"
+            assert searched in details, details
+        assert not any(line.startswith("SCAN notifications") for line in details), details

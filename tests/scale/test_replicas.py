@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import URL
 
+from notifier.db import migrate
 from tests.acceptance.conftest import cli
 
 from .conftest import WARN, Receiver, Replica, import_tokens, outage, query, replica_env
@@ -74,7 +75,7 @@ class TestReplicas:
         lines = [line for replica in running for line in replica.all_lines()]
         assert sum("db.migrated" in line for line in lines) == 1
         assert not [line for line in lines if "ERROR" in line or "Traceback" in line]
-        assert query(postgres_url, "SELECT version_num FROM alembic_version") == [("0001",)]
+        assert query(postgres_url, "SELECT version_num FROM alembic_version") == [(migrate.HEAD,)]
 
 
 class TestCrashes:
