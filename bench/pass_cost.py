@@ -336,8 +336,8 @@ def raw_pass(backend: RawBackend, log: logging.Logger) -> int:
     )
     owner = f"raw:{os.getpid()}"
     backend.read(
-        backend.sql("SELECT key, value FROM meta WHERE key = ? OR key LIKE 'replica:%'"),
-        ["policy"],
+        backend.sql("SELECT key, value FROM meta WHERE key = ? OR key LIKE ?"),
+        ["policy", "replica:%"],
     )
     with backend.write() as cursor:  # the policy this replica runs, as every pass says
         cursor.execute(

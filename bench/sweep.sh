@@ -8,7 +8,7 @@ PY=.venv/bin/python
 OUT=${OUT:-bench/results/passes.jsonl}
 REPEAT=${REPEAT:-3}
 for backend in sqlite postgresql; do
-    for config in "1000000 10000" "10000000 10000" "100000 10000" "1000000 1000" "1000000 30000"; do
+    for config in "1000000 10000" "10000000 10000" "100000 10000" "100000 1000" "1000000 1000" "1000000 30000"; do
         set -- $config
         $PY bench/pass_cost.py --backend "$backend" --tokens "$1" --in-window "$2" \
             --repeat "$REPEAT" --json "$OUT"
