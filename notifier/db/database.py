@@ -256,7 +256,9 @@ class BulkStatement:
             else list(dict.fromkeys(compiled.bind_names.values()))
         )
         wanted = set(keys)
-        self._names = names
+        # A named paramstyle spells some names escaped in the SQL (psycopg: no '%' or '(').
+        escaped = compiled.escaped_bind_names or {}
+        self._names = [escaped.get(name, name) for name in names]
         self._template: list[Any] = []
         # (position, row key, processor, whether None goes through it too)
         self._plan: list[tuple[int, str, Callable[[Any], Any] | None, bool]] = []
