@@ -257,7 +257,7 @@ class BulkStatement:
         )
         wanted = set(keys)
         # A named paramstyle spells some names escaped in the SQL (psycopg: no '%' or '(').
-        escaped = compiled.escaped_bind_names or {}
+        escaped: Mapping[str, str] = compiled.escaped_bind_names or {}
         self._names = [escaped.get(name, name) for name in names]
         self._template: list[Any] = []
         # (position, row key, processor, whether None goes through it too)

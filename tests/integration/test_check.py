@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import MutableMapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -241,19 +242,20 @@ class TestMixedConfigurations:
     def changes(events: list[MutableMapping[str, Any]]) -> int:
         return sum(1 for event in events if event["event"] == "check.policy_changed")
 
+    @staticmethod
+    def replicas(database: Database, clock: FixedClock) -> tuple[Checker, Checker]:
+        """A replica on the old policy and one on a new policy (a shorter backoff)."""
+        shorter = replace(POLICY, backoff_interval=timedelta(hours=12))
+        old = make_checker(database, clock, [RecordingSink()], owner="old")
+        new = make_checker(database, clock, [RecordingSink()], policy=shorter, owner="new")
+        return old, new
+
     def test_side_by_side_they_recompute_once_not_every_pass(
         self, database: Database, clock: FixedClock
     ) -> None:
         """An old and a new configuration passing in turn re-due the state once, for the new."""
         tokens(database, clock).create(name="t", expires_at=clock.now() + DAY * 3)
-        shorter = Policy(
-            detection_window=POLICY.detection_window,
-            backoff_interval=timedelta(hours=12),
-            pass_interval=HOUR,
-            log_slice=DAY,
-        )
-        old = make_checker(database, clock, [RecordingSink()], owner="old")
-        new = make_checker(database, clock, [RecordingSink()], policy=shorter, owner="new")
+        old, new = self.replicas(database, clock)
         old.run()
         with capture_logs() as events:
             for _ in range(6):
@@ -266,14 +268,7 @@ class TestMixedConfigurations:
         self, database: Database, clock: FixedClock
     ) -> None:
         """A rollback recomputes the due times: the replicas of the other policy retired."""
-        shorter = Policy(
-            detection_window=POLICY.detection_window,
-            backoff_interval=timedelta(hours=12),
-            pass_interval=HOUR,
-            log_slice=DAY,
-        )
-        old = make_checker(database, clock, [RecordingSink()], owner="old")
-        new = make_checker(database, clock, [RecordingSink()], policy=shorter, owner="new")
+        old, new = self.replicas(database, clock)
         old.run()
         old.retire()
         new.run()
@@ -287,14 +282,7 @@ class TestMixedConfigurations:
         self, database: Database, clock: FixedClock
     ) -> None:
         """Without retire() (kill -9), the other policy counts as live for 3 intervals."""
-        shorter = Policy(
-            detection_window=POLICY.detection_window,
-            backoff_interval=timedelta(hours=12),
-            pass_interval=HOUR,
-            log_slice=DAY,
-        )
-        old = make_checker(database, clock, [RecordingSink()], owner="old")
-        new = make_checker(database, clock, [RecordingSink()], policy=shorter, owner="new")
+        old, new = self.replicas(database, clock)
         old.run()
         new.run()  # a new policy: the due times are recomputed for it
         old.run()  # the old one is known (its own row) and the new one runs: no change

@@ -82,10 +82,8 @@ def pgbouncer(postgres_url: URL) -> Iterator[URL]:
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_passes_through_transaction_pooling(
-    pgbouncer: URL, env: dict[str, str], daemon: type[RunningDaemon]
-) -> None:
-    """Pass after pass of a running daemon go through PgBouncer without a session error."""
+def daemon_env(pgbouncer: URL, env: dict[str, str]) -> dict[str, str]:
+    """A daemon's environment through PgBouncer (a pass a second), and three tokens to warn of."""
     url = pgbouncer.render_as_string(hide_password=False) + "?prepare_threshold=none"
     through = {
         **env,
@@ -97,6 +95,14 @@ def test_passes_through_transaction_pooling(
     for name in ("a", "b", "c"):
         created = cli("tokens", "create", "--name", name, "--ttl", "2d", env=through)
         assert created.returncode == 0, created.stderr
+    return through
+
+
+def test_passes_through_transaction_pooling(
+    pgbouncer: URL, env: dict[str, str], daemon: type[RunningDaemon]
+) -> None:
+    """Pass after pass of a running daemon go through PgBouncer without a session error."""
+    through = daemon_env(pgbouncer, env)
     running = daemon(through)
     for _ in range(8):  # well past psycopg's default threshold of 5 executions to prepare
         running.wait_for(r"check\.completed in_window=3 sent=6 failed=0")
@@ -168,17 +174,7 @@ def test_two_replicas_share_the_pool(
     pgbouncer: URL, env: dict[str, str], daemon: type[RunningDaemon]
 ) -> None:
     """Two daemons through two server connections pass after pass without an error."""
-    url = pgbouncer.render_as_string(hide_password=False) + "?prepare_threshold=none"
-    through = {
-        **env,
-        "NOTIFIER_DATABASE_URL": url,
-        "NOTIFIER_INTERVAL": "1s",
-        "NOTIFIER_BACKOFF_INTERVAL": "0",
-        "NOTIFIER_HTTP_ADDRESS": "off",
-    }
-    for name in ("a", "b", "c"):
-        created = cli("tokens", "create", "--name", name, "--ttl", "2d", env=through)
-        assert created.returncode == 0, created.stderr
+    through = daemon_env(pgbouncer, env)
     replicas = [daemon(through), daemon(through)]
     for _ in range(PREPARE_AFTER + 3):
         for running in replicas:
