@@ -63,6 +63,7 @@ NEXT_DUE = NOW + BACKOFF - PASS_INTERVAL / 2  # backoff end, less the tolerance
 SINKS = ("log", "ui")
 LEASE_SECONDS = 600.0
 ROUNDS = 3  # timed rounds per worker process
+ANALYZE_AFTER = 500  # as notifier.check._ANALYZE_AFTER
 FINGERPRINT = "backoff_ms=86400000;tolerance_ms=1800000;window_s=604800;thresholds=;expired=1"
 
 
@@ -180,6 +181,43 @@ WHERE delivery_state.source = 'store' AND delivery_state.sink = ?
        AND tokens.superseded_by IS NULL))
 ORDER BY delivery_state.token_id LIMIT ?
 """
+# PostgreSQL: each state row, and each open loop's token, by a LATERAL primary-key probe,
+# as notifier's queries do there (sources/store.py: the planner's choice without statistics
+# would scan), and the partial index on open loops.
+STATE_LATERAL = """
+LEFT JOIN LATERAL (SELECT token_id, sink, expires_at, last_sent_at, notices_sent, attempts,
+  last_kind, last_threshold_s, version, next_due_at FROM delivery_state
+  WHERE delivery_state.source = 'store' AND delivery_state.token_id = tokens.id
+    AND delivery_state.sink = ? LIMIT 1) AS s ON true
+"""
+DUE_SQL_LATERAL = f"""
+SELECT tokens.id, tokens.name, tokens.expires_at, tokens.revoked_at, tokens.owner,
+  tokens.labels, tokens.created_at, tokens.superseded_by, s.token_id AS state_token_id, s.sink,
+  s.expires_at AS state_expires_at, s.last_sent_at, s.notices_sent, s.attempts, s.last_kind,
+  s.last_threshold_s, s.version
+FROM tokens {STATE_LATERAL}
+WHERE tokens.expires_at > ? AND tokens.expires_at <= ?
+  AND (tokens.revoked_at IS NULL OR tokens.revoked_at > ?) AND tokens.superseded_by IS NULL
+  AND (s.sink IS NULL OR s.next_due_at <= ? OR s.expires_at IS NULL
+       OR s.expires_at != tokens.expires_at)
+  {{after}}
+ORDER BY tokens.expires_at, tokens.id LIMIT ?
+"""
+CLOSING_SQL_LATERAL = """
+SELECT t.id, t.name, t.expires_at, t.revoked_at, t.owner, t.labels, t.created_at,
+  t.superseded_by, delivery_state.token_id AS state_token_id, delivery_state.sink,
+  delivery_state.expires_at AS state_expires_at, delivery_state.last_sent_at,
+  delivery_state.notices_sent, delivery_state.attempts, delivery_state.last_kind,
+  delivery_state.last_threshold_s, delivery_state.version
+FROM delivery_state LEFT JOIN LATERAL (SELECT * FROM tokens
+  WHERE tokens.id = delivery_state.token_id LIMIT 1) AS t ON true
+WHERE delivery_state.source = 'store' AND delivery_state.sink = ?
+  AND delivery_state.last_kind = 'expiring'
+  AND (t.id IS NULL OR t.expires_at IS NULL OR NOT (
+       t.expires_at > ? AND t.expires_at <= ?
+       AND (t.revoked_at IS NULL OR t.revoked_at > ?) AND t.superseded_by IS NULL))
+ORDER BY delivery_state.token_id LIMIT ?
+"""
 CLAIM_SQL = """
 INSERT INTO delivery_state (source, token_id, sink, expires_at, next_due_at, notices_sent,
   attempts, last_kind, lease_owner, lease_until, version)
@@ -218,6 +256,8 @@ class RawBackend:
 
     placeholder = "?"
     db_now = ""
+    due_sql = DUE_SQL
+    closing_sql = CLOSING_SQL
 
     def __init__(self, url: URL) -> None:
         self.url = url
@@ -248,6 +288,9 @@ class RawBackend:
     def close(self) -> None:
         """Close the connection."""
         raise NotImplementedError
+
+    def created(self, count: int) -> None:
+        """*count* state rows were created (PostgreSQL refreshes its statistics as notifier)."""
 
 
 class RawSqlite(RawBackend):
@@ -295,12 +338,28 @@ class RawPostgresql(RawBackend):
 
     placeholder = "%s"
     db_now = "(statement_timestamp() + make_interval(secs => {seconds}))"
+    due_sql = DUE_SQL_LATERAL
+    closing_sql = CLOSING_SQL_LATERAL
 
     def __init__(self, url: URL) -> None:
         import psycopg  # noqa: PLC0415
 
         super().__init__(url)
         self.connection = psycopg.connect(psycopg_conninfo(url))
+        self.new_rows = 0
+        self.analyzed_rows = 0
+
+    def created(self, count: int) -> None:
+        """ANALYZE by notifier's rule: once more rows were created than the table last held."""
+        self.new_rows += count
+        if self.new_rows < max(ANALYZE_AFTER, self.analyzed_rows):
+            return
+        self.new_rows = 0
+        with self.write() as cursor:
+            cursor.execute("ANALYZE delivery_state, notifications")
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'delivery_state'::regclass")
+            row = cursor.fetchone()
+        self.analyzed_rows = int(row[0]) if row else 0
 
     def read(self, statement: str, params: Sequence[Any]) -> list[Any]:
         """Run a query in its own transaction."""
@@ -358,14 +417,14 @@ def raw_pass(backend: RawBackend, log: logging.Logger) -> int:
             clause = "AND (tokens.expires_at, tokens.id) > (?, ?)" if after else ""
             params: list[Any] = [sink, from_p, horizon_p, now_p, now_p]
             params += [after[0], after[1]] if after else []
-            rows = backend.read(backend.sql(DUE_SQL.format(after=clause)), [*params, BATCH])
+            rows = backend.read(backend.sql(backend.due_sql.format(after=clause)), [*params, BATCH])
             if not rows:
                 break
             sent += raw_batch(backend, log, sink, rows, owner, claim_now, lease_until)
             if len(rows) < BATCH:
                 break
             after = (rows[-1][2], rows[-1][0])
-        backend.read(backend.sql(CLOSING_SQL), [sink, from_p, horizon_p, now_p, BATCH])
+        backend.read(backend.sql(backend.closing_sql), [sink, from_p, horizon_p, now_p, BATCH])
     return sent
 
 
@@ -392,6 +451,7 @@ def raw_batch(  # noqa: PLR0917 - the pass's state, passed down as the raw loop 
         )
         held = {token for _, token in cursor.fetchall()}
     claimed = [row for row in rows if row[0] in held]
+    backend.created(sum(1 for row in claimed if row[8] is None))
     records = []
     notices = []
     for row in claimed:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql as postgresql_insert
 from sqlalchemy.dialects import sqlite as sqlite_insert
 from sqlalchemy.engine import URL
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -238,32 +239,35 @@ class BulkStatement:
     statement and then runs each value through its type: for the pass's batches of 500 rows
     (and an import's chunks) that cost more than the database's own work. Here the statement
     is compiled once for the dialect and for the *keys* each row carries; a row becomes a
-    tuple (or, for a named paramstyle, a dict) in the compiled order, each value converted by
-    its column type's own bind processor, and constants written into the statement
-    (``.values(hint=...)``, a lease owner) are converted once, here. The SQL is SQLAlchemy's,
-    and so are the conversions; only the per-row bookkeeping is skipped. Statements that
-    return rows are not for this: a driver's executemany discards them.
+    tuple in the compiled order, each value converted by its column type's own bind
+    processor, and constants written into the statement (``.values(hint=...)``, a lease
+    owner) are converted once, here. The SQL is SQLAlchemy's, and so are the conversions;
+    only the per-row bookkeeping is skipped. Statements that return rows are not for this: a
+    driver's executemany discards them.
+
+    psycopg's dialect speaks ``%(name)s``, and psycopg then reorders a dict into position
+    for every row; the statement is compiled with ``%s`` instead (psycopg takes both), and
+    the rows are tuples on every backend.
     """
 
     def __init__(self, statement: UpdateBase, dialect: Dialect, keys: Sequence[str]) -> None:
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        compiler = dialect
+        if not dialect.positional:
+            # DefaultDialect's constructor takes the paramstyle; the Dialect protocol's does not.
+            compiler = cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
+        compiled = statement.compile(dialect=compiler, column_keys=list(keys))
+        if not compiled.positional or compiled.positiontup is None:  # pragma: no cover
+            raise TypeError(f"{dialect.name}: cannot compile positional parameters")
         self.sql = compiled.string
-        self._positional = bool(compiled.positional)
         binds = {name: bind for bind, name in compiled.bind_names.items()}
-        names = (
-            list(compiled.positiontup or ())
-            if self._positional
-            else list(dict.fromkeys(compiled.bind_names.values()))
-        )
+        names = list(compiled.positiontup)
         wanted = set(keys)
-        # A named paramstyle spells some names escaped in the SQL (psycopg: no '%' or '(').
-        escaped: Mapping[str, str] = compiled.escaped_bind_names or {}
-        self._names = [escaped.get(name, name) for name in names]
         self._template: list[Any] = []
         # (position, row key, processor, whether None goes through it too)
         self._plan: list[tuple[int, str, Callable[[Any], Any] | None, bool]] = []
         for index, name in enumerate(names):
             bind = binds[name]
+            # The engine's own dialect converts: it carries its settings (the JSON text).
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if bind.required or name in wanted:
                 if name not in wanted:
@@ -280,11 +284,11 @@ class BulkStatement:
         if missing:
             raise ValueError(f"the statement does not use {sorted(missing)}")
 
-    def parameters(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
-        """The driver's parameters for *rows*: tuples in order, or dicts by name."""
+    def parameters(self, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """The driver's parameters for *rows*: one tuple each, in the compiled order."""
         plan = self._plan
         template = self._template
-        converted: list[Any] = []
+        converted: list[tuple[Any, ...]] = []
         for row in rows:
             values = template.copy()
             for index, key, processor, none_too in plan:
@@ -292,9 +296,7 @@ class BulkStatement:
                 if processor is not None and (none_too or value is not None):
                     value = processor(value)
                 values[index] = value
-            converted.append(
-                tuple(values) if self._positional else dict(zip(self._names, values, strict=True))
-            )
+            converted.append(tuple(values))
         return converted
 
     def execute(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> int:

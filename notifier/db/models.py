@@ -21,10 +21,16 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-_REMEMBERED_TIMES = 16_384  # distinct times whose SQLite text (or parse) is remembered
+_REMEMBERED_TIMES = 16_384
+# A delivery state whose last notice was "expiring": an open loop (policy.OPEN). Written as
+# literal SQL wherever it is asked, so that the partial index on it applies.
+OPEN_LOOP_SQL = (
+    "last_kind = 'expiring'"  # distinct times whose SQLite text (or parse) is remembered
+)
 
 
 class _SqliteTimeText(String):
@@ -165,9 +171,19 @@ class DeliveryStateRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
-        Index("ix_delivery_state_next_due", "sink", "next_due_at"),
-        # The pass looks up the open loops of a (source, sink) to close them.
-        Index("ix_delivery_state_open", "source", "sink", "last_kind"),
+        # The pass reads a (token, sink) by its primary key, and no other index may look as
+        # good to a planner without statistics (migration 0003). The one other index holds
+        # a sink's open loops (last told "expiring"), in token order for the closing
+        # query's keyset walk; partial, so only a query that says last_kind = 'expiring'
+        # can take it.
+        Index(
+            "ix_delivery_state_open",
+            "source",
+            "sink",
+            "token_id",
+            sqlite_where=text(OPEN_LOOP_SQL),
+            postgresql_where=text(OPEN_LOOP_SQL),
+        ),
         # The primary key is the main lookup path; SQLite then stores rows in it directly.
         {"sqlite_with_rowid": False},
     )

@@ -13,13 +13,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import String, literal_column, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
 from notifier.policy import OPEN, DeliveryState, WatchedToken
 
 _state = DeliveryStateRow.__table__
+
+
+def is_open_loop() -> ColumnElement[bool]:
+    """State rows last told "expiring", with the value in the SQL as the partial index has it.
+
+    A bound parameter would not do: a planner cannot tell that ``last_kind = $1`` implies the
+    index's ``last_kind = 'expiring'`` (PostgreSQL's generic plans, SQLite's prepare).
+    """
+    return _state.c.last_kind == literal_column(f"'{OPEN}'", String())
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +124,7 @@ class WindowSnapshot:
     def closing_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
         """Open loops for tokens outside the window: looked up by id to see what became of them."""
         query = select(_state.c.token_id).where(
-            _state.c.source == self._name, _state.c.sink == sink, _state.c.last_kind == OPEN
+            _state.c.source == self._name, _state.c.sink == sink, is_open_loop()
         )
         with self._database.read() as connection:
             open_ids = [row for row in connection.execute(query).scalars() if row not in self._ids]

@@ -27,7 +27,7 @@ from notifier.policy import Notice, Policy
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route, Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
-from notifier.sources.store import due_query
+from notifier.sources.store import closing_query, due_query
 from notifier.tokens.store import TokenStore
 
 HOUR = timedelta(hours=1)
@@ -532,22 +532,100 @@ class TestUiSink:
         assert notification.acknowledged_at is None
 
 
+def sqlite_plan(database: Database, query: Any) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN of *query*, one detail per step."""
+    compiled = query.compile(database.engine)
+    with database.read() as connection:
+        plan = connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params.values())
+        ).all()
+    return [str(row[-1]) for row in plan]
+
+
+def postgresql_plan(database: Database, query: Any) -> str:
+    """PostgreSQL's EXPLAIN of *query* with its values inlined, as one text."""
+    compiled = query.compile(database.engine, compile_kwargs={"literal_binds": True})
+    with database.read() as connection:
+        return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
+
+
 class TestQueryPlan:
     def test_due_query_walks_the_expiry_index(self, sqlite_url: URL, clock: FixedClock) -> None:
         """On SQLite the due query is an index range scan over expires_at, never a table scan."""
         database = Database(sqlite_url)
         migrate.upgrade(database)
         query = due_query("log", clock.now(), timedelta(hours=168), (clock.now(), "x"), 500)
-        compiled = query.compile(database.engine, compile_kwargs={"literal_binds": False})
-        with database.read() as connection:
-            plan = connection.exec_driver_sql(
-                f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params.values())
-            ).all()
-        details = [str(row[-1]) for row in plan]
+        details = sqlite_plan(database, query)
         database.dispose()
         assert any("ix_tokens_expiry_keyset" in line and "expires_at>" in line for line in details)
         assert not any(line.startswith("SCAN t") for line in details), details
         assert not any("TEMP B-TREE" in line for line in details), details  # no sort step
+
+    def test_closing_query_walks_the_open_loops_in_order(
+        self, sqlite_url: URL, clock: FixedClock
+    ) -> None:
+        """The closing query reads the partial index of open loops, in token order: no sort."""
+        database = Database(sqlite_url)
+        migrate.upgrade(database)
+        query = closing_query("log", clock.now(), timedelta(hours=168), DAY, after="x", limit=500)
+        details = sqlite_plan(database, query)
+        database.dispose()
+        assert any("ix_delivery_state_open" in line for line in details), details
+        assert not any("TEMP B-TREE" in line for line in details), details
+
+    @pytest.mark.postgres
+    def test_postgresql_probes_by_primary_key_without_statistics(
+        self, postgres_url: URL, clock: FixedClock
+    ) -> None:
+        """Before any ANALYZE, each state and each open loop's token is one key probe.
+
+        A freshly filled table has no statistics, and PostgreSQL's planner then took the
+        sink's index (or a walk of every token) for the join, which made a steady pass over
+        1M tokens take seconds.
+        """
+        database = Database(postgres_url)
+        migrate.upgrade(database)
+        with database.write() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO delivery_state (source, token_id, sink, notices_sent, attempts,"
+                " version, last_kind) SELECT 'store', 't' || n, 'log', 1, 0, 1, 'expiring'"
+                " FROM generate_series(1, 5000) AS n"
+            )
+        window = timedelta(hours=168)
+        due = postgresql_plan(
+            database, due_query("log", clock.now(), window, None, 500, lateral=True)
+        )
+        closing = postgresql_plan(
+            database,
+            closing_query("log", clock.now(), window, DAY, after=None, limit=500, lateral=True),
+        )
+        database.dispose()
+        assert "Index Scan using delivery_state_pkey" in due, due
+        assert "Index Scan using tokens_pkey" in closing, closing
+        assert "Index Scan using ix_delivery_state_open" in closing, closing
+        for plan in (due, closing):
+            assert not any(word in plan for word in ("Seq Scan", "Hash", "Merge")), plan
+
+    @pytest.mark.postgres
+    def test_a_pass_that_creates_many_states_refreshes_the_statistics(
+        self, postgres_url: URL, clock: FixedClock
+    ) -> None:
+        """After 600 new state rows PostgreSQL knows the table's size: it was analyzed."""
+        database = Database(postgres_url)
+        migrate.upgrade(database)
+        store = tokens(database, clock)
+        for index in range(300):
+            store.create(name=f"t{index}", expires_at=clock.now() + DAY * 3)
+        sinks = [RecordingSink("one"), RecordingSink("two")]
+        with capture_logs() as events:
+            make_checker(database, clock, sinks).run()
+        with database.read() as connection:
+            tuples = connection.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE oid = 'delivery_state'::regclass"
+            ).scalar()
+        database.dispose()
+        assert tuples == 600
+        assert not [e for e in events if e["event"] == "check.analyze_failed"]
 
     def test_the_live_stream_poll_uses_an_index_per_time(
         self, sqlite_url: URL, clock: FixedClock
@@ -555,13 +633,7 @@ class TestQueryPlan:
         """The stream's poll (seen, acknowledged or resolved since) never scans the table."""
         database = Database(sqlite_url)
         migrate.upgrade(database)
-        query = changed_since_query(clock.now())
-        compiled = query.compile(database.engine)
-        with database.read() as connection:
-            plan = connection.exec_driver_sql(
-                f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params.values())
-            ).all()
-        details = [str(row[-1]) for row in plan]
+        details = sqlite_plan(database, changed_since_query(clock.now()))
         database.dispose()
         for index in ("last_seen", "acknowledged_at", "resolved_at"):
             searched = f"SEARCH notifications USING INDEX ix_notifications_{index} ({index}>?)"
