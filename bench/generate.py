@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sqlite3
 import sys
@@ -149,16 +150,21 @@ def _fill_postgresql(url: URL, tokens: int, in_window: int) -> None:
         connection.execute("VACUUM ANALYZE tokens")
 
 
+# The PostgreSQL server the benchmarks use: the local one, or another cluster started for a
+# comparison (bench/sweep.sh's note on shared_buffers).
+PG_PORT = int(os.environ.get("BENCH_PG_PORT", "5432"))
+
+
 def create_postgresql_database(name: str, admin: str = "127.0.0.1") -> URL:
     """Create (or re-create) database *name* on the local server; return its URL."""
     import psycopg  # noqa: PLC0415
 
     with psycopg.connect(
-        f"host={admin} port=5432 user=postgres dbname=test", autocommit=True
+        f"host={admin} port={PG_PORT} user=postgres dbname=postgres", autocommit=True
     ) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
-    return make_url(f"postgresql+psycopg://postgres@{admin}:5432/{name}")
+    return make_url(f"postgresql+psycopg://postgres@{admin}:{PG_PORT}/{name}")
 
 
 def drop_postgresql_database(name: str, admin: str = "127.0.0.1") -> None:
@@ -166,7 +172,7 @@ def drop_postgresql_database(name: str, admin: str = "127.0.0.1") -> None:
     import psycopg  # noqa: PLC0415
 
     with psycopg.connect(
-        f"host={admin} port=5432 user=postgres dbname=test", autocommit=True
+        f"host={admin} port={PG_PORT} user=postgres dbname=postgres", autocommit=True
     ) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
