@@ -803,18 +803,7 @@ _RECORD_KEYS = (
     "v_last_attempt_at",
     "v_last_error",
 )
-_POSTPONE_KEYS = (
-    "source",
-    "token_id",
-    "sink",
-    "expires_at",
-    "next_due_at",
-    "notices_sent",
-    "last_kind",
-    "last_threshold_s",
-    "last_sent_at",
-    "version",
-)
+_POSTPONE_KEYS = (*_CLAIM_KEYS, "last_threshold_s", "last_sent_at")
 
 
 def _snooze_for(
