@@ -1,4 +1,6 @@
-"""When a pass recomputes every stored due time: must_redue's table, and the meta row."""
+"""When a pass recomputes every stored due time: must_redue's table, and the meta row.
+
+And the one word the partial index of open loops shares with the policy."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from notifier.check import ReplicaPolicy, must_redue
+from notifier.db.models import OPEN_LOOP_SQL
+from notifier.policy import OPEN
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -51,3 +55,8 @@ class TestReplicaPolicy:
     def test_an_unreadable_row_is_none(self, value: str) -> None:
         """A row that cannot be read counts as no replica (and is dropped by the next pass)."""
         assert ReplicaPolicy.parse(value) is None
+
+
+def test_the_open_loops_index_says_the_policys_open_kind() -> None:
+    """The partial index's predicate and the policy's open-loop kind are the same word."""
+    assert OPEN_LOOP_SQL == f"last_kind = '{OPEN}'"
