@@ -1,6 +1,7 @@
 """When a pass recomputes every stored due time: must_redue's table, and the meta row.
 
-And the one word the partial index of open loops shares with the policy."""
+And the one word the partial index of open loops shares with the policy.
+"""
 
 from __future__ import annotations
 
@@ -59,4 +60,4 @@ class TestReplicaPolicy:
 
 def test_the_open_loops_index_says_the_policys_open_kind() -> None:
     """The partial index's predicate and the policy's open-loop kind are the same word."""
-    assert OPEN_LOOP_SQL == f"last_kind = '{OPEN}'"
+    assert f"last_kind = '{OPEN}'" == OPEN_LOOP_SQL
