@@ -120,7 +120,7 @@ def sink(url: str) -> Any:
     return WebhookSink(
         "webhook",
         url=url,
-        secret="whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        secret="whsec_" + "Mi8JO7oq/kVHutsJmJIFB9PN4mfLBS9csiUzYNB3ODo=",
         timeout=timedelta(seconds=5),
         route=EVERYTHING,
         retry=Retry(),

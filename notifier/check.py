@@ -22,10 +22,17 @@ pass and the others leave the sink alone.
 
 Other sinks take a claimed batch in **chunks** sized from the sink's measured pace, so that
 each takes about half a second (a fast sink gets the whole batch at once): outcomes are
-recorded after every chunk, and a stop request (SIGTERM) between chunks **releases** the
-claims not yet sent, so another replica takes them at once, without waiting out the lease.
+recorded after every chunk, and a stop request (SIGTERM) **releases** the claims not yet
+sent, so the next pass (here or on another replica) takes them at once, without waiting out
+the lease. The network sinks see the stop too: it ends their retry waits and abandons a
+send in flight, and such a notice comes back ``Outcome.interrupted()``, released as well.
 A chunk with a failure ends the chunking of its batch, and the rest goes in one call, so a
 receiver that is down costs one retry deadline per batch, not one per chunk.
+
+A lease names its process (:func:`lease_owner`). One held by an earlier process of this host
+that has gone, stopped or killed before it released what it held, is taken over at once
+(:func:`holder_gone`), so a restart never waits out its predecessor's leases; a lease of
+another host runs out as usual.
 
 A pass that fails on the database **settles** what it left at the start of the next one (and
 when the daemon stops): outcomes it could not write are written then, so a notice sent just
@@ -39,6 +46,7 @@ source is skipped for the pass. A database error fails the pass; the caller logs
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -50,6 +58,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -92,6 +101,7 @@ _POLICY_KEY = "policy"
 _REPLICA_PREFIX = "replica:"  # + a digest of the checker's lease owner: the policy it runs
 _REPLICA_DIGEST = 24
 _LIVE_INTERVALS = 3  # a replica that has not passed for this many of its intervals is gone
+_STARTTIME = 19  # /proc/<pid>/stat's field 22, counted from field 3
 _ANALYZE_AFTER = 500  # new state rows (PostgreSQL) before the tables' statistics are refreshed
 # Constants written into the SQL, not bound: an executemany binds every parameter per row.
 _ZERO = literal_column("0", Integer())
@@ -99,8 +109,66 @@ _ONE = literal_column("1", Integer())
 
 
 def lease_owner() -> str:
-    """Name this process in the leases it takes: host, pid and a per-start nonce."""
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{os.urandom(3).hex()}"
+    """Name this process in the leases it takes: host, pid, a nonce, and what places the pid.
+
+    ``host:pid:nonce:scope:start``: the nonce tells apart checkers of one process, ``scope``
+    (a digest of the kernel's boot id and the pid namespace) and ``start`` (the process's
+    start time, in clock ticks since boot) let a later process on this host tell that this
+    one has gone (:func:`holder_gone`).
+    """
+    pid = os.getpid()
+    host = socket.gethostname()[:60]
+    return f"{host}:{pid}:{os.urandom(3).hex()}:{_process_scope()}:{_started(pid) or '-'}"
+
+
+@functools.cache
+def _process_scope() -> str:
+    """Where a pid names one process: this boot of this kernel, and this pid namespace."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        namespace = str(Path("/proc/self/ns/pid").readlink())
+    except OSError:
+        return "-"  # not Linux, or /proc hidden: no lease is ever known to be left behind
+    return hashlib.sha256(f"{boot}:{namespace}".encode()).hexdigest()[:8]
+
+
+def _started(pid: int) -> str | None:
+    """When process *pid* started, in clock ticks since boot; None when it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) ", from field 3 on
+    return fields[_STARTTIME] if len(fields) > _STARTTIME else None
+
+
+def holder_gone(owner: str) -> bool:
+    """Whether the lease *owner* is a process of this host that no longer runs.
+
+    Only for a process this one can judge: the same host name, kernel boot and pid
+    namespace. Then its pid either names no process, or another one (another start time).
+    Anything else counts as alive, and its lease runs out as usual: another host, an owner
+    written by an older version, a process hidden from this one (``ProtectProc=``).
+    """
+    parts = owner.rsplit(":", 4)
+    if len(parts) != 5:  # noqa: PLR2004 - host:pid:nonce:scope:start
+        return False
+    host, pid_text, _, scope, start = parts
+    if scope in {"-", ""} or scope != _process_scope() or start == "-":
+        return False
+    if host != socket.gethostname()[:60] or not pid_text.isdigit() or int(pid_text) <= 0:
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # it exists, as another user: compare its start time, if we may read it
+    except OSError:
+        return False
+    current = _started(pid)
+    return current is not None and current != start
 
 
 @dataclass
@@ -501,33 +569,27 @@ class Checker:
         start = 0
         chunked = not sink.digest
         while start < len(deliverable):
-            if start and self._stop.is_set():
-                # Stopping: what is claimed but not sent goes back at once.
-                rest = deliverable[start:]
-                if records:
-                    self._record(records)
-                self._release([(i.source, i.candidate.token_id, sink.name) for i in rest])
-                report.released += len(rest)
-                report.interrupted = True
-                return
             size = self._chunk_size(sink.name) if chunked else len(deliverable)
             chunk = deliverable[start : start + size]
             started = time.perf_counter()
             outcomes = _deliver(sink, [i.decision.notice for i in chunk if i.decision.notice])
             self._pace[sink.name] = (time.perf_counter() - started) / len(chunk)
-            for item, outcome in zip(chunk, outcomes, strict=True):
-                kind = item.decision.notice.kind.value if item.decision.notice else "none"
-                report.notices[sink.name, kind, "sent" if outcome.ok else "failed"] += 1
-                if outcome.ok:
-                    report.sent[sink.name] += 1
-                    after = self._policy.delivered(item.decision, now)
-                else:
-                    report.failed[sink.name] += 1
-                    after = self._policy.failed(item.decision, now, permanent=outcome.permanent)
-                records.append(_record(sink.name, item, after, outcome, now))
-            self._record(records)
+            unsent = self._tally(sink.name, chunk, outcomes, now, report=report, records=records)
+            if records:
+                self._record(records)
             records = []
             _log_failures(sink.name, chunk, outcomes)
+            if unsent or (start + len(chunk) < len(deliverable) and self._stop.is_set()):
+                # Stopping: what was claimed but not sent goes back at once, for the next
+                # pass (here or on another replica) to send without waiting out the lease.
+                rest = [
+                    (i.source, i.candidate.token_id, sink.name)
+                    for i in deliverable[start + len(chunk) :]
+                ]
+                self._release(unsent + rest)
+                report.released += len(unsent) + len(rest)
+                report.interrupted = True
+                return
             if not all(outcome.ok for outcome in outcomes):
                 # The rest shares one retry deadline, as one call: a receiver that is down
                 # costs one deadline per batch, not one per chunk.
@@ -535,6 +597,33 @@ class Checker:
             start += len(chunk)
         if records:
             self._record(records)
+
+    def _tally(
+        self,
+        sink: str,
+        chunk: list[_Item],
+        outcomes: list[Outcome],
+        now: datetime,
+        *,
+        report: PassReport,
+        records: list[dict[str, Any]],
+    ) -> list[tuple[str, str, str]]:
+        """Count each outcome and add its record; return the keys a stop kept from sending."""
+        unsent: list[tuple[str, str, str]] = []
+        for item, outcome in zip(chunk, outcomes, strict=True):
+            if outcome.stopped:  # a stop came first: not sent, and not a failure either
+                unsent.append((item.source, item.candidate.token_id, sink))
+                continue
+            kind = item.decision.notice.kind.value if item.decision.notice else "none"
+            report.notices[sink, kind, "sent" if outcome.ok else "failed"] += 1
+            if outcome.ok:
+                report.sent[sink] += 1
+                after = self._policy.delivered(item.decision, now)
+            else:
+                report.failed[sink] += 1
+                after = self._policy.failed(item.decision, now, permanent=outcome.permanent)
+            records.append(_record(sink, item, after, outcome, now))
+        return unsent
 
     def _chunk_size(self, sink: str) -> int:
         pace = self._pace.get(sink)
@@ -551,7 +640,9 @@ class Checker:
         When it changed them all (a single daemon, or no contention) that is the answer.
         Otherwise the rows of this batch leased to this checker are read back in the same
         transaction: none of them was ours before the claim, since a pass starts by settling
-        what an earlier one left, and a batch holds each (token, sink) once.
+        what an earlier one left, and a batch holds each (token, sink) once. A live lease of
+        an earlier process of this host that is gone (stopped, or killed before it could
+        release) is taken over at once rather than waited out (:meth:`_take_over`).
         """
         if not items:
             return []
@@ -575,6 +666,12 @@ class Checker:
                     claimed = items
                 else:
                     held = self._leased_to_us(connection, sink, items)
+                    if len(held) < len(items) and self._take_over(
+                        connection,
+                        sink,
+                        [i for i in items if (i.source, i.candidate.token_id) not in held],
+                    ):
+                        held = self._leased_to_us(connection, sink, items)
                     claimed = [i for i in items if (i.source, i.candidate.token_id) in held]
         except Exception:
             # The commit may have happened: settle() releases whatever of these we hold.
@@ -602,6 +699,52 @@ class Checker:
             )
             held.update((source, token_id) for (token_id,) in rows)
         return held
+
+    def _take_over(self, connection: Connection, sink: str, items: list[_Item]) -> bool:
+        """Lease to this checker the rows of *items* whose holder is gone from this host.
+
+        Each row only while still at the version this pass read, under the holder that is
+        gone: the same conditions as a claim. Return whether any holder was gone.
+        """
+        current = _state.c
+        gone: dict[str, bool] = {}
+        rows: list[dict[str, Any]] = []
+        for source in {item.source for item in items}:
+            versions = {
+                i.candidate.token_id: i.candidate.version for i in items if i.source == source
+            }
+            leased = connection.execute(
+                select(current.token_id, current.lease_owner).where(
+                    current.source == source,
+                    current.sink == sink,
+                    current.lease_owner.is_not(None),
+                    current.token_id.in_(list(versions)),
+                )
+            )
+            for token_id, owner in leased:
+                if owner not in gone:
+                    gone[owner] = holder_gone(owner)
+                if gone[owner]:
+                    rows.append(
+                        {
+                            "k_source": source,
+                            "k_token_id": token_id,
+                            "k_sink": sink,
+                            "k_owner": owner,
+                            "k_version": versions[token_id],
+                        }
+                    )
+        if not rows:
+            return False
+        connection.execute(self._statements.take_over, rows)
+        log.info(
+            "check.taken_over",
+            sink=sink,
+            claims=len(rows),
+            previous=",".join(owner for owner, dead in gone.items() if dead),
+            reason="left by a process of this host that has gone",
+        )
+        return True
 
     def _record(self, records: list[dict[str, Any]]) -> None:
         """Write each outcome, and release the lease, in one short transaction."""
@@ -693,7 +836,18 @@ class Checker:
             where=or_(current.lease_until <= db_now(), current.owner == insert.excluded.owner),
         ).returning(current.sink)
         with self._database.write() as connection:
-            return connection.execute(statement).first() is not None
+            if connection.execute(statement).first() is not None:
+                return True
+            holder = connection.execute(select(current.owner).where(current.sink == sink)).scalar()
+            if holder is None or not holder_gone(holder):
+                return False
+            # Its holder has gone from this host: take the lease now, not when it runs out.
+            taken = connection.execute(
+                update(_sink_leases)
+                .where(current.sink == sink, current.owner == holder)
+                .values(owner=self._owner, lease_until=db_now(self._lease_seconds))
+            )
+            return bool(taken.rowcount)
 
     def _release_sink_lease(self, sink: str) -> None:
         with self._database.write() as connection:
@@ -777,6 +931,22 @@ class _Statements:
             .values(lease_owner=null(), lease_until=null(), version=current.version + _ONE)
         )
         self.release = database.bulk(releasing, _KEY_KEYS)
+        # Rare (a process of this host that has gone left its leases), so a plain statement.
+        self.take_over = (
+            update(_state)
+            .where(
+                current.source == bindparam("k_source"),
+                current.token_id == bindparam("k_token_id"),
+                current.sink == bindparam("k_sink"),
+                current.lease_owner == bindparam("k_owner"),
+                current.version == bindparam("k_version"),
+            )
+            .values(
+                lease_owner=owner,
+                lease_until=db_now(lease_seconds),
+                version=current.version + _ONE,
+            )
+        )
 
 
 _KEY_KEYS = ("k_source", "k_token_id", "k_sink")
@@ -867,7 +1037,7 @@ def _log_failures(sink: str, items: list[_Item], outcomes: list[Outcome]) -> Non
     """One ``sink.failed`` line per kind of failure in a batch, not one per token."""
     groups: dict[bool, list[tuple[_Item, Outcome]]] = {}
     for item, outcome in zip(items, outcomes, strict=True):
-        if not outcome.ok:
+        if not outcome.ok and not outcome.stopped:
             groups.setdefault(outcome.permanent, []).append((item, outcome))
     for permanent, failures in groups.items():
         first_item, first_outcome = failures[0]

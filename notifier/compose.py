@@ -76,6 +76,7 @@ def build(
                 options=config.options,
                 retry=retry,
                 window=settings.detection_window,
+                stop=stop,
             ),
         )
         for config in settings.sink_configs
@@ -94,7 +95,14 @@ def build(
         count_within=count_within,
     )
     pepper = settings.token_pepper.get_secret_value() if settings.token_pepper else None
-    tokens = TokenStore(database, clock, policy, prefix=settings.token_prefix, pepper=pepper)
+    tokens = TokenStore(
+        database,
+        clock,
+        policy,
+        prefix=settings.token_prefix,
+        pepper=pepper,
+        max_lifetime=settings.token_max_lifetime,
+    )
     return Components(settings, clock, database, policy, sources, sinks, checker, tokens)
 
 

@@ -1,8 +1,12 @@
 """The daemon: scheduler, HTTP listener and signals around the parts ``compose.build()`` wires.
 
 ``Daemon.run()`` runs a pass at start-up and then every interval on APScheduler, serves the
-HTTP listener beside it, and stops on SIGTERM/SIGINT: no new pass starts, the running one
-finishes (bounded by ``NOTIFIER_SHUTDOWN_TIMEOUT``), and the process exits 0.
+HTTP listener beside it, and stops on SIGTERM/SIGINT: no new pass starts, and the running one
+ends at once, since the stop event reaches the checker and the network sinks (retry waits
+wake, a send in flight is abandoned). Claims it did not complete are released, for the next
+pass to send at once, and the process exits 0. A pass that still outlives
+``NOTIFIER_SHUTDOWN_TIMEOUT`` (a database that hangs) logs ``daemon.shutdown_timeout``, and
+the process exits 1.
 
 Under systemd (``Type=notify``) it says ``READY=1`` once the database answered (the first
 migration check) and the scheduler runs, feeds the watchdog from the scheduler's heartbeat job
@@ -268,7 +272,7 @@ class Daemon:
 
     def _shutdown(self) -> int:
         log.info("daemon.stopping", signal=self._stop_signal)
-        self._systemd.notify("STOPPING=1", "STATUS=Stopping: letting the running pass finish")
+        self._systemd.notify("STOPPING=1", "STATUS=Stopping: ending the running pass")
         self._scheduler.shutdown(wait=False)
         timeout = self._settings.shutdown_timeout.total_seconds()
         finished = self._pass_lock.acquire(timeout=timeout)

@@ -83,3 +83,19 @@ def format_duration(duration: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return sign + "".join(parts)
+
+
+def format_in_one_unit(duration: timedelta) -> str:
+    """Render *duration* in the largest single unit that divides it exactly (``8760h`` -> ``365d``).
+
+    How a person writes a duration (``90d``, ``36h``, ``90m``), where :func:`format_duration`
+    gives the shortest mixed form (``12w6d``); both parse back to *duration*.
+    """
+    micros = (duration.days * 86_400 + duration.seconds) * 1_000_000 + duration.microseconds
+    if micros == 0:
+        return "0s"
+    for unit in ("w", "d", "h", "m", "s", "ms"):
+        size = _UNIT_MICROSECONDS[unit]
+        if micros % size == 0:
+            return f"{micros // size}{unit}"
+    return f"{micros}us"

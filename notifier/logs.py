@@ -35,8 +35,8 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from notifier.durations import format_duration
 from notifier.messages import escape, one_line
 
-# Loggers that chatter at INFO about their own housekeeping. httpx logs every request with its
-# URL at INFO, and a heartbeat URL is a secret.
+# Loggers held above even DEBUG: apscheduler and alembic chatter about their housekeeping, and
+# httpx logs every request with its URL, and a heartbeat or webhook URL is a secret.
 _QUIET = {
     "apscheduler": logging.WARNING,
     "alembic": logging.WARNING,
@@ -45,6 +45,32 @@ _QUIET = {
     "httpcore": logging.WARNING,
 }
 _FIRST_KEYS = ("timestamp", "level", "event", "message")
+_OURS = "notifier"  # the stdlib loggers under this name are ours; so is every structlog event
+
+
+class _TheirInfoIsDebug(logging.Filter):
+    """Other libraries' INFO records are DEBUG here: our stream carries our events.
+
+    uvicorn's ``Started server process``, apprise's ``Notifying 1 service(s)``: their
+    housekeeping, not ours, shown only with ``NOTIFIER_LOG_LEVEL=DEBUG``. Their warnings and
+    errors pass as they are. Our structlog events, whatever their logger's name, and our own
+    stdlib loggers keep their level.
+    """
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self._show_debug = level <= logging.DEBUG
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not logging.DEBUG < record.levelno < logging.WARNING:
+            return True
+        if hasattr(record, "_logger"):  # from structlog (ProcessorFormatter.wrap_for_formatter)
+            return True
+        name = record.name
+        if name == _OURS or name.startswith(_OURS + "."):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return self._show_debug
 
 
 def rfc3339(moment: datetime) -> str:
@@ -283,10 +309,12 @@ def configure(
     for old in list(root.handlers):
         root.removeHandler(old)
         old.close()
+    root.setLevel(level)
+    theirs = _TheirInfoIsDebug(root.level)
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(theirs)
         root.addHandler(handler)
-    root.setLevel(level)
     # No renderer prints where a call came from, nor the thread or process: skip collecting
     # them for every record (the logging HOWTO's "Optimization" section). The warn line is
     # a record per notice, and the caller lookup walks the stack each time.

@@ -5,8 +5,9 @@ the ``NOTIFIER_`` name wins when both are set. Secrets may also come from ``NAME
 ``$CREDENTIALS_DIRECTORY/<name>`` (systemd's ``LoadCredential=``), where ``<name>`` is the
 variable without its ``NOTIFIER_`` prefix, in lower case (``token_pepper``).
 
-Every bad value is a :class:`ConfigError` naming the variable and the value; the CLI turns it
-into exit code 78 so that systemd's ``RestartPreventExitStatus=78`` stops a crash loop.
+Every bad value is a :class:`ConfigError` naming the variable and the value (a secret is named,
+never shown; a password inside a URL shows as ``***``); the CLI turns it into exit code 78 so
+that systemd's ``RestartPreventExitStatus=78`` stops a crash loop.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pydantic import (
     SecretStr,
     SkipValidation,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic.fields import FieldInfo
@@ -43,7 +45,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from notifier.db.database import prepare_threshold
-from notifier.durations import DurationError, format_duration, parse_duration
+from notifier.durations import DurationError, format_in_one_unit, parse_duration
+from notifier.limits import MAX_LIFETIME_TEXT, duration_in_range
 from notifier.policy import Threshold
 from notifier.sinks.config import SECRET_SINK_OPTIONS, SINK_OPTIONS, SinkConfig, check_sink
 from notifier.sinks.registry import SINK_KINDS, SinkNameError, parse_sink_name
@@ -55,6 +58,7 @@ from notifier.sources.config import (
     check_source,
     parse_source_name,
 )
+from notifier.weak_secrets import KEY_ADVICE, is_placeholder, key_weakness
 
 PREFIX = "NOTIFIER_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -87,9 +91,14 @@ class HttpAddress(NamedTuple):
 def _duration(value: object) -> object:
     if isinstance(value, str):
         try:
-            return parse_duration(value)
+            value = parse_duration(value)
         except DurationError as error:
             raise ValueError(str(error)) from None
+    if isinstance(value, timedelta) and not duration_in_range(value):
+        # Anything longer overflows the first time a pass adds it to now (year 9999).
+        raise ValueError(
+            "must not be negative" if value < timedelta(0) else f"longer than {MAX_LIFETIME_TEXT}"
+        )
     return value
 
 
@@ -156,30 +165,33 @@ def _source_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
 def _thresholds(value: object) -> object:
     if not isinstance(value, str):
         return value
-    thresholds: list[Threshold] = []
-    for part in (piece.strip() for piece in value.split(",")):
-        if not part:
-            continue
-        if part.endswith("%"):
-            try:
-                percent = float(part[:-1])
-            except ValueError:
-                raise ValueError(f"{part!r} is not a percentage") from None
-            if not 0 < percent < 100:  # noqa: PLR2004
-                raise ValueError(f"{part!r}: a percentage must be between 0 and 100")
-            thresholds.append(Threshold(label=part, fraction=percent / 100))
-            continue
-        try:
-            duration = parse_duration(part)
-        except DurationError as error:
-            raise ValueError(f"{part!r}: {error}") from None
-        if duration <= timedelta(0):
-            raise ValueError(f"{part!r} must be greater than zero")
-        thresholds.append(Threshold(label=part, duration=duration))
+    thresholds = [
+        _threshold(part) for part in (piece.strip() for piece in value.split(",")) if part
+    ]
     labels = [threshold.label for threshold in thresholds]
     if len(set(labels)) != len(labels):
         raise ValueError("a threshold is listed twice")
     return tuple(thresholds)
+
+
+def _threshold(part: str) -> Threshold:
+    if part.endswith("%"):
+        try:
+            percent = float(part[:-1])
+        except ValueError:
+            raise ValueError(f"{part!r} is not a percentage") from None
+        if not 0 < percent < 100:  # noqa: PLR2004
+            raise ValueError(f"{part!r}: a percentage must be between 0 and 100")
+        return Threshold(label=part, fraction=percent / 100)
+    try:
+        duration = parse_duration(part)
+    except DurationError as error:
+        raise ValueError(f"{part!r}: {error}") from None
+    if duration <= timedelta(0):
+        raise ValueError(f"{part!r} must be greater than zero")
+    if not duration_in_range(duration):
+        raise ValueError(f"{part!r}: longer than {MAX_LIFETIME_TEXT}")
+    return Threshold(label=part, duration=duration)
 
 
 def _http_address(value: object) -> object:
@@ -217,7 +229,13 @@ def _lower(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+# The databases notifier keeps its own state in, each with the one driver it ships.
+_STATE_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+_SUPPORTED_DATABASES = "supported: sqlite, postgresql"
+
+
 def _database_url(value: object) -> object:
+    # Messages never repeat the URL: _describe shows it once, with its password redacted.
     if value is None:
         return None
     if not isinstance(value, str):
@@ -229,16 +247,17 @@ def _database_url(value: object) -> object:
         url = make_url(text)
     except ArgumentError:
         raise ValueError(
-            "not a database URL (e.g. sqlite:////var/lib/notifier/notifier.db or "
-            "postgresql://user@host/db)"
+            f"not a database URL ({_SUPPORTED_DATABASES}; e.g. "
+            "sqlite:////var/lib/notifier/notifier.db or postgresql://user@host/db)"
+        ) from None
+    except ValueError:  # SQLAlchemy's int() of the port
+        raise ValueError(
+            f"not a database URL: the port after the host must be a number ({_SUPPORTED_DATABASES})"
         ) from None
     url = normalise_database_url(url)
-    try:
-        url.get_dialect()
-    except NoSuchModuleError:
-        raise ValueError(
-            f"unknown database driver {url.drivername!r} (use sqlite or postgresql)"
-        ) from None
+    _check_state_database(url)
+    if url.port is not None and not 0 < url.port < 65536:  # noqa: PLR2004 - the TCP port range
+        raise ValueError(f"port {url.port} is out of range (1-65535)")
     if url.get_backend_name() == "sqlite" and not url.database:
         raise ValueError("a SQLite URL needs a file path (in-memory databases are not shared)")
     if "prepare_threshold" in url.query:
@@ -246,6 +265,54 @@ def _database_url(value: object) -> object:
             raise ValueError("prepare_threshold is an option of PostgreSQL URLs (psycopg)")
         prepare_threshold(url.query["prepare_threshold"])  # raises ValueError naming it
     return url.render_as_string(hide_password=False)
+
+
+def _check_state_database(url: URL) -> None:
+    """Refuse a database or driver other than the two notifier keeps its own state in."""
+    try:
+        url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(
+            f"unknown database driver {url.drivername!r} ({_SUPPORTED_DATABASES})"
+        ) from None
+    backend = url.get_backend_name()
+    if backend not in _STATE_DRIVERS:
+        raise ValueError(
+            f"unsupported database {backend!r} for notifier's own state ({_SUPPORTED_DATABASES}); "
+            "to read tokens from such a database, use the sql source and its own URL "
+            "(NOTIFIER_SQL_URL)"
+        )
+    driver = url.get_driver_name()
+    if driver != _STATE_DRIVERS[backend]:
+        raise ValueError(
+            f"driver {driver!r} is not supported: write {backend}:// for the "
+            f"{_STATE_DRIVERS[backend]} driver notifier ships ({_SUPPORTED_DATABASES})"
+        )
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+# A password may sit in the URL's user part, or in a password= pair (a query, a libpq string).
+_PASSWORD_PAIR = re.compile(
+    r"(?P<key>(?:password|passwd|pwd)\s*=\s*)(?P<value>[^&;\s]*)", re.IGNORECASE
+)
+
+
+def redact_url(text: str) -> str:
+    """*text*, a database URL or what was meant as one, with every password in it as ``***``.
+
+    Works on text that does not parse, so that an error can show what was given: whatever
+    lies between the first ``:`` after the scheme and the last ``@`` is masked (an unencoded
+    ``@`` or ``/`` in a password stays hidden; at worst a little more than the password is),
+    and so are ``password=`` pairs.
+    """
+    scheme, separator, rest = text.partition("://")
+    if not separator or not _SCHEME.fullmatch(scheme):
+        scheme, separator, rest = "", "", text
+    colon = rest.find(":")
+    at = rest.rfind("@")
+    if 0 <= colon < at:
+        rest = f"{rest[: colon + 1]}***{rest[at:]}"
+    return _PASSWORD_PAIR.sub(r"\g<key>***", scheme + separator + rest)
 
 
 def normalise_database_url(url: URL) -> URL:
@@ -285,6 +352,17 @@ def _slice_name(value: str) -> str:
     return value
 
 
+# The keys notifier itself verifies with: held to the entropy floor of weak_secrets.py.
+_KEYS = ("token_pepper", "bootstrap_token")
+# What leaving each secret unset means, for the message that refuses an empty one.
+_UNSET_MEANS = {
+    "database_password": "when the URL carries the password or none is needed",
+    "token_pepper": "to hash tokens without a pepper (plain SHA-256)",
+    "heartbeat_url": "for no heartbeat ping",
+    "bootstrap_token": "once a real token exists",
+}
+
+
 def _setting(
     name: str,
     *aliases: str,
@@ -318,7 +396,8 @@ class Settings(BaseSettings):
             "SQLAlchemy URL of the database. Unset: a SQLite file at "
             "$STATE_DIRECTORY/notifier.db (systemd), else $XDG_STATE_HOME/notifier/notifier.db "
             "(~/.local/state/notifier/notifier.db), created on first use. "
-            "postgresql://user@host/db for several replicas."
+            "postgresql://user@host/db for several replicas. Only sqlite:// and postgresql:// "
+            "(psycopg 3) hold notifier's state; the sql source reads other databases."
         ),
         example="sqlite:////var/lib/notifier/notifier.db",
     )
@@ -369,7 +448,7 @@ class Settings(BaseSettings):
         description=(
             "Where notices go, comma-separated: "
             + ", ".join(f"{kind} ({summary})" for kind, summary in SINK_KINDS.items())
-            + "."
+            + ". Unset: log,ui plus every sink NOTIFIER_CONFIG_FILE defines."
         ),
     )
     thresholds: Annotated[tuple[Threshold, ...], NoDecode, BeforeValidator(_thresholds)] = _setting(
@@ -430,8 +509,8 @@ class Settings(BaseSettings):
         "NOTIFIER_CONFIG_FILE",
         default=None,
         description=(
-            'A TOML file describing several sources ([sources."sql:billing"] tables); '
-            "environment variables override its options."
+            'A TOML file describing sources and sinks ([sources."sql:billing"], '
+            '[sinks."webhook:ops"] tables); environment variables override its options.'
         ),
         example="/etc/notifier/notifier.toml",
     )
@@ -456,11 +535,14 @@ class Settings(BaseSettings):
         ),
         example="/var/log/notifier/notifier.log",
     )
-    http_address: Annotated[HttpAddress | None, BeforeValidator(_http_address)] = _setting(
-        "NOTIFIER_HTTP_ADDRESS",
-        default="127.0.0.1:8080",
-        description="HOST:PORT of the HTTP listener (/healthz, /readyz, /metrics, the API and "
-        "the web page); port 0 picks a free port and logs it; off disables it.",
+    # NoDecode: a NamedTuple would otherwise be read as JSON (["x", 1] passed as an address).
+    http_address: Annotated[HttpAddress | None, NoDecode, BeforeValidator(_http_address)] = (
+        _setting(
+            "NOTIFIER_HTTP_ADDRESS",
+            default="127.0.0.1:8080",
+            description="HOST:PORT of the HTTP listener (/healthz, /readyz, /metrics, the API and "
+            "the web page); port 0 picks a free port and logs it; off disables it.",
+        )
     )
     token_prefix: Annotated[str, AfterValidator(_token_prefix)] = _setting(
         "NOTIFIER_TOKEN_PREFIX",
@@ -478,8 +560,20 @@ class Settings(BaseSettings):
         secret=True,
         description=(
             "Optional key for HMAC-SHA-256 token hashes (plain SHA-256 without it). Changing it "
-            "invalidates every stored token."
+            "invalidates every stored token. Random, 16 bytes or more (openssl rand -hex 32): "
+            "a placeholder, or a key too easy to guess (repeats, few different characters), is "
+            "refused."
         ),
+    )
+    token_max_lifetime: PositiveDuration | None = _setting(
+        "NOTIFIER_TOKEN_MAX_LIFETIME",
+        default=None,
+        description=(
+            "The longest lifetime a new or rotated token may have, from the CLI, an import or "
+            "the API. Unset: 100 years, the limit for every token. Through the API a token "
+            "can never create or rotate one that expires after itself."
+        ),
+        example="2160h",
     )
     claim_lease: SecondOrMore = _setting(
         "NOTIFIER_CLAIM_LEASE",
@@ -546,14 +640,48 @@ class Settings(BaseSettings):
             "UPDATE at most this often (and at shutdown), not once per request."
         ),
     )
+    api_auth_failure_limit: int = _setting(
+        "NOTIFIER_API_AUTH_FAILURE_LIMIT",
+        default=20,
+        description=(
+            "Failed authentications per client address per minute before the API answers 429 "
+            "with Retry-After to that address; tokens presented from other addresses are not "
+            "affected. 0: no throttle."
+        ),
+    )
+    api_max_streams_per_token: int = _setting(
+        "NOTIFIER_API_MAX_STREAMS_PER_TOKEN",
+        default=5,
+        description=(
+            "Live notification streams one token may hold open at once (each process); one "
+            "more is answered 429."
+        ),
+    )
+    http_header_timeout: PositiveDuration = _setting(
+        "NOTIFIER_HTTP_HEADER_TIMEOUT",
+        default="10s",
+        description=(
+            "How long a client may take to send a request's headers, and how long an idle "
+            "keep-alive connection stays open, before the listener closes it."
+        ),
+    )
+    http_max_connections: int = _setting(
+        "NOTIFIER_HTTP_MAX_CONNECTIONS",
+        default=1000,
+        description=(
+            "Connections the HTTP listener serves at once; further requests are answered 503 "
+            "until some close."
+        ),
+    )
     bootstrap_token: SecretStr | None = _setting(
         "NOTIFIER_BOOTSTRAP_TOKEN",
         default=None,
         secret=True,
         description=(
-            "Bootstrap only: a key (32 or more characters) the HTTP API accepts with every "
-            "scope, so a fresh install can create its first token. Each use is logged. Remove "
-            "it once a real token exists."
+            "Bootstrap only: a random key (32 or more characters; openssl rand -hex 32) the "
+            "HTTP API accepts with every scope, so a fresh install can create its first token; "
+            "a placeholder or a key easy to guess is refused. Each use is logged. Remove it "
+            "once a real token exists."
         ),
     )
 
@@ -590,6 +718,22 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL with a host")
         return SecretStr(value.get_secret_value().strip())
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _secret_is_given(cls, value: object, info: ValidationInfo) -> object:
+        # An empty NAME= would otherwise turn the secret off (no pepper) while `config show`
+        # prints ******** as if one were set; an empty NAME_FILE is refused the same way.
+        meta = _meta(cls.model_fields[info.field_name]) if info.field_name else {}
+        if not meta.get("secret") or not isinstance(value, str | SecretStr):
+            return value
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not text.strip():
+            raise ValueError(f"empty; leave it unset {_UNSET_MEANS.get(info.field_name or '', '')}")
+        if is_placeholder(text):
+            advice = KEY_ADVICE if info.field_name in _KEYS else "put the real value in its place"
+            raise ValueError(f"the placeholder from the project's examples; {advice}")
+        return value
+
     @field_validator("bootstrap_token")
     @classmethod
     def _bootstrap_token_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
@@ -600,6 +744,17 @@ class Settings(BaseSettings):
         if len(text) < 32 or any(char.isspace() for char in text):  # noqa: PLR2004
             raise ValueError("expected 32 or more characters without spaces")
         return SecretStr(text)
+
+    @field_validator(*_KEYS)
+    @classmethod
+    def _key_is_hard_to_guess(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value, nor says how close it came.
+        if value is None:
+            return None
+        weakness = key_weakness(value.get_secret_value())
+        if weakness is not None:
+            raise ValueError(weakness)
+        return value
 
     @field_validator("api_rate_limit")
     @classmethod
@@ -615,11 +770,45 @@ class Settings(BaseSettings):
             raise ValueError("empty; leave it unset to allow every address")
         return value
 
+    @field_validator("api_auth_failure_limit")
+    @classmethod
+    def _api_auth_failure_limit_range(cls, value: int) -> int:
+        if not 0 <= value <= 1_000_000:  # noqa: PLR2004
+            raise ValueError("must be between 0 (no throttle) and 1000000")
+        return value
+
+    @field_validator("api_max_streams_per_token")
+    @classmethod
+    def _api_max_streams_range(cls, value: int) -> int:
+        if not 1 <= value <= 1000:  # noqa: PLR2004
+            raise ValueError("must be between 1 and 1000")
+        return value
+
+    @field_validator("http_max_connections")
+    @classmethod
+    def _http_max_connections_range(cls, value: int) -> int:
+        if not 1 <= value <= 100_000:  # noqa: PLR2004
+            raise ValueError("must be between 1 and 100000")
+        return value
+
     @field_validator("retry_attempts")
     @classmethod
     def _retry_attempts_range(cls, value: int) -> int:
         if not 1 <= value <= 100:  # noqa: PLR2004
             raise ValueError("must be between 1 and 100")
+        return value
+
+    @field_validator("token_max_lifetime")
+    @classmethod
+    def _max_lifetime_covers_default_ttl(
+        cls, value: timedelta | None, info: ValidationInfo
+    ) -> timedelta | None:
+        default_ttl = info.data.get("token_default_ttl")
+        if value is not None and isinstance(default_ttl, timedelta) and default_ttl > value:
+            raise ValueError(
+                f"shorter than NOTIFIER_TOKEN_DEFAULT_TTL ({format_in_one_unit(default_ttl)}), "
+                "the lifetime of a token created without one; lower that as well"
+            )
         return value
 
     @field_validator("batch_size")
@@ -652,6 +841,10 @@ class Settings(BaseSettings):
         base = self.xdg_state_home or Path.home() / ".local" / "state"
         return base / "notifier" / "notifier.db"
 
+    def shown_database_url(self) -> str:
+        """The effective database URL with every password in it redacted, for logs and output."""
+        return redact_url(self.effective_database_url().render_as_string(hide_password=True))
+
     def effective_database_url(self) -> URL:
         """The database URL with the default applied and the password secret filled in."""
         if self.database_url is None:
@@ -679,7 +872,7 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
                 continue
             origin = secret_origin(meta["env"])
             if origin is not None and origin.path is not None:
-                values[meta["env"]] = _read_secret_file(origin)
+                values[meta["env"]] = _read_secret_file(origin, meta["env"])
         return values
 
 
@@ -726,18 +919,26 @@ def secret_origin(env: str) -> Origin | None:
     return None
 
 
-def _read_secret_file(origin: Origin) -> str:
+def secret_where(env: str, origin: Origin) -> str:
+    """Name where the secret *env* was read, for a message: never its value."""
+    if origin.path is None:
+        return origin.variable or env
+    if origin.variable == "$CREDENTIALS_DIRECTORY":
+        return f"{env} ($CREDENTIALS_DIRECTORY/{origin.path.name})"
+    return f"{origin.variable}={str(origin.path)!r}"
+
+
+def _read_secret_file(origin: Origin, env: str) -> str:
     assert origin.path is not None  # noqa: S101 - callers pass file origins only
+    where = secret_where(env, origin)
     try:
         text = origin.path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise ConfigError(
-            [f"{origin.variable}={str(origin.path)!r}: cannot read the secret: {reason}"]
-        ) from None
+        raise ConfigError([f"{where}: cannot read the secret: {reason}"]) from None
     secret = text.removesuffix("\n").removesuffix("\r")
-    if not secret:
-        raise ConfigError([f"{origin.variable}={str(origin.path)!r}: the file is empty"])
+    if not secret.strip():
+        raise ConfigError([f"{where}: the file is empty"])
     return secret
 
 
@@ -783,8 +984,8 @@ def load_settings() -> Settings:
         )
     if settings.retry_deadline >= settings.claim_lease:
         problems.append(
-            f"NOTIFIER_RETRY_DEADLINE={format_duration(settings.retry_deadline)!r}: must be "
-            f"shorter than NOTIFIER_CLAIM_LEASE ({format_duration(settings.claim_lease)}), or "
+            f"NOTIFIER_RETRY_DEADLINE={shown_duration(settings, 'retry_deadline')!r}: must be "
+            f"shorter than NOTIFIER_CLAIM_LEASE ({shown_duration(settings, 'claim_lease')}), or "
             "another replica could take over a delivery still being retried"
         )
     if problems:
@@ -918,12 +1119,23 @@ def _instance_options(
             found = secret_origin(variable)
             if found is not None:
                 options[option] = (
-                    os.environ[variable] if found.path is None else _read_secret_file(found)
+                    os.environ[variable]
+                    if found.path is None
+                    else _read_secret_file(found, variable)
                 )
-                origin[option] = found.variable or variable
+                origin[option] = secret_where(variable, found)
         elif variable in os.environ:
             options[option] = os.environ[variable]
             origin[option] = f"{variable}={os.environ[variable]!r}"
+    for option in section.secrets & set(options):
+        # Every secret, whatever its kind: never empty, never one of our placeholders.
+        value = options[option]
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError([f"{origin[option]}: empty; leave it unset instead"])
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(item, str) and is_placeholder(item) for item in values):
+            message = "the placeholder from the project's examples; put the real value in its place"
+            raise ConfigError([f"{origin[option]}: {message}"])
     return options, origin
 
 
@@ -952,15 +1164,23 @@ def _describe(error: ValidationError) -> list[str]:
         if field_name is None:
             lines.append(f"invalid configuration: {message}")
             continue
+        meta = _meta(Settings.model_fields[field_name])
         origin = _value_origin(Settings.model_fields[field_name])
-        variable = origin.variable or _meta(Settings.model_fields[field_name]).get("env")
+        variable = origin.variable or meta.get("env")
         if origin.raw is not None:
-            lines.append(f"{variable}={origin.raw!r}: {message}")
+            raw = redact_url(origin.raw) if field_name in _MAY_HOLD_PASSWORDS else origin.raw
+            lines.append(f"{variable}={raw!r}: {message}")
         elif origin.variable is None:
             lines.append(f"{variable} (default): {message}")
+        elif meta.get("secret"):
+            lines.append(f"{secret_where(meta['env'], origin)}: {message}")
         else:
             lines.append(f"{variable}: {message}")
     return lines
+
+
+# Settings that are not secrets but may carry one (a URL's password): shown redacted.
+_MAY_HOLD_PASSWORDS = frozenset({"database_url"})
 
 
 def presented_token() -> str | None:
@@ -1007,18 +1227,58 @@ def show(settings: Settings) -> list[ShownSetting]:
         if not meta:
             continue
         value = getattr(settings, name)
+        source = where[name].describe()
         if name == "database_url":
-            url = settings.effective_database_url()
-            rendered = url.render_as_string(hide_password=True)
-            source = where[name].describe()
+            rendered = settings.shown_database_url()
             if settings.database_url is None:
                 source = "default"
+        elif name == "token_sources" and settings.source_configs:
+            rendered, source = _shown_list(
+                [config.name for config in settings.source_configs], ("store",), where[name]
+            )
+        elif name == "sinks" and settings.sink_configs:
+            rendered, source = _shown_list(
+                [config.name for config in settings.sink_configs], settings.sinks, where[name]
+            )
+        elif isinstance(value, timedelta):
+            rendered = shown_duration(settings, name)
         else:
             rendered = _render(value)
-            source = where[name].describe()
         shown.append(ShownSetting(meta["env"], rendered, source, bool(meta["secret"])))
     shown.extend(_show_instances(settings))
     return shown
+
+
+def shown_duration(settings: Settings, name: str) -> str:
+    """The duration setting *name* as the operator wrote it: ``8760h`` stays ``8760h``.
+
+    The text as given when it came from a variable, else the default as the model writes it;
+    only a value from neither (set in code) is rendered, in the largest unit that divides it.
+    """
+    field = Settings.model_fields[name]
+    value = getattr(settings, name)
+    origin = _value_origin(field)
+    written = origin.raw if origin.raw is not None else None
+    if origin.variable is None and isinstance(field.default, str):
+        written = field.default
+    if written is not None and _parses_to(written, value):
+        return written.strip()
+    return format_in_one_unit(value) if isinstance(value, timedelta) else _render(value)
+
+
+def _parses_to(text: str, value: object) -> bool:
+    try:
+        return parse_duration(text) == value
+    except DurationError:
+        return False
+
+
+def _shown_list(names: list[str], defaults: tuple[str, ...], origin: Origin) -> tuple[str, str]:
+    """An instance list as it takes effect, and where it came from (the file may add to it)."""
+    source = origin.describe()
+    if origin.variable is None and any(name not in defaults for name in names):
+        source = "default + NOTIFIER_CONFIG_FILE"
+    return ",".join(names), source
 
 
 def _show_instances(settings: Settings) -> list[ShownSetting]:
@@ -1058,7 +1318,7 @@ def _render(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, timedelta):
-        return format_duration(value)
+        return format_in_one_unit(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple) and not isinstance(value, HttpAddress):

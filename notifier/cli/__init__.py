@@ -3,7 +3,8 @@
 Exit codes: 0 ok; 1 the operation failed; 2 usage; 65 bad input data (import); 66 an input
 file is unreadable; 69 the database (or the HTTP port) is unavailable; 75 the pass ran but
 some deliveries failed (or a source could not be read) and will be retried; 78 the
-configuration is invalid.
+configuration is invalid; 130 and 143 interrupted by SIGINT and SIGTERM (one line, no
+traceback).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +21,7 @@ import structlog
 import notifier
 from notifier import exitcodes
 from notifier.cli.channels import add_commands as add_channel_commands
+from notifier.cli.interrupts import Interrupted, installed
 from notifier.cli.output import Handler, opened, print_json, print_table, table_time
 from notifier.cli.tokens import add_commands as add_token_commands
 from notifier.cli.web import add_commands as add_web_commands
@@ -153,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the daemon: a pass at start, then every interval")
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=cmd_run, own_sigterm=True)
 
     check = commands.add_parser("check", help="run one pass and exit (0, 75, 1 or 69)")
     check.add_argument(
@@ -199,6 +202,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # `run` and `serve` stop on SIGTERM themselves (exit 0); until they are up, SIGTERM keeps
+    # its default, a death systemd counts as clean. Every other command stops with 143.
+    signals = (signal.SIGINT,) if getattr(args, "own_sigterm", False) else _STOP_SIGNALS
+    with installed(signals):
+        try:
+            return _main(parser, args)
+        except Interrupted as interrupted:
+            sys.stderr.write("notifier: interrupted\n")
+            return interrupted.exit_code
+        except KeyboardInterrupt:  # SIGINT where Python's own handler was still in place
+            sys.stderr.write("notifier: interrupted\n")
+            return Interrupted(signal.SIGINT).exit_code
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
@@ -247,7 +268,7 @@ def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> int:
         log.error(
             "db.unavailable",
             reason=str(error),
-            database=settings.effective_database_url().render_as_string(hide_password=True),
+            database=settings.shown_database_url(),
         )
         return exitcodes.UNAVAILABLE
     return code

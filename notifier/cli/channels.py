@@ -16,9 +16,12 @@ from notifier.cli.output import (
     print_json,
     print_table,
     table_time,
+    usage_error,
 )
+from notifier.limits import MAX_LIFETIME_TEXT, time_in_range
 from notifier.messages import escape
 from notifier.policy import Notice, NoticeKind, WatchedToken, days_left, notice_id
+from notifier.resources import DeliveryResource
 from notifier.settings import Settings
 from notifier.tokens.audit import os_actor
 
@@ -80,12 +83,25 @@ def cmd_sinks_test(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
     """Show the state per (token, sink): last sent, attempts, last error."""
     from notifier.deliveries import list_deliveries  # noqa: PLC0415
+    from notifier.snoozes import EPOCH  # noqa: PLC0415
 
     with opened(settings) as parts:
         deliveries = list_deliveries(parts.database, sink=args.sink, failed_only=args.failed)
+    configured = [config.name for config in settings.sink_configs]
+    # A sink no longer configured may still have state worth seeing; a typo has none.
+    if args.sink is not None and args.sink not in configured and not deliveries:
+        fail(f"no sink named {args.sink!r} (configured: {', '.join(configured)})")
+        return exitcodes.USAGE
     if args.json:
         print_json(deliveries)
         return exitcodes.OK
+
+    def next_due(delivery: DeliveryResource) -> str:
+        # EPOCH is the stored "due at once" (after an unsnooze, or a changed policy).
+        if delivery.next_due_at is not None and delivery.next_due_at <= EPOCH:
+            return "now"
+        return table_time(delivery.next_due_at)
+
     print_table(
         ["SOURCE", "TOKEN", "SINK", "LAST", "LAST SENT", "ATTEMPTS", "NEXT", "LAST ERROR"],
         [
@@ -96,7 +112,7 @@ def cmd_deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
                 d.last_kind or "-",
                 table_time(d.last_sent_at),
                 str(d.attempts),
-                table_time(d.next_due_at),
+                next_due(d),
                 escape(d.last_error or "-"),
             ]
             for d in deliveries
@@ -121,7 +137,7 @@ def cmd_notifications_ack(settings: Settings, args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def cmd_snooze(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_snooze(settings: Settings, args: argparse.Namespace) -> int:  # noqa: PLR0911 - a return per refusal
     """Silence a token's notices until a time, for a while, or until the next threshold."""
     from notifier.snoozes import snooze  # noqa: PLC0415
     from notifier.tokens.store import TokenNotFoundError  # noqa: PLC0415
@@ -163,6 +179,12 @@ def cmd_snooze(settings: Settings, args: argparse.Namespace) -> int:
         if args.sink is not None and args.sink not in configured:
             fail(f"no sink named {args.sink!r} (configured: {', '.join(configured)})")
             return exitcodes.USAGE
+        if args.until is not None and not time_in_range(args.until, now=now):
+            return usage_error(
+                args,
+                "--until",
+                f"{args.until.isoformat()} is not between 1970 and {MAX_LIFETIME_TEXT} from now",
+            )
         until = args.until or (now + args.duration if args.duration else None)
         result = snooze(
             parts.database,
@@ -229,7 +251,7 @@ def add_commands(commands: Any, tokens: Any, notifications: Any) -> None:
     end.add_argument(
         "--until-next-threshold", action="store_true", help="until it enters a tighter threshold"
     )
-    snooze.set_defaults(handler=cmd_snooze)
+    snooze.set_defaults(handler=cmd_snooze, parser=snooze)
 
     unsnooze = tokens.add_parser("unsnooze", help="lift a token's snoozes")
     unsnooze.add_argument("id", help="the token id")

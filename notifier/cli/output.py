@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from notifier import exitcodes
 from notifier.durations import DurationError, parse_duration
+from notifier.limits import MAX_LIFETIME_TEXT, duration_in_range
 from notifier.logs import rfc3339
 from notifier.settings import Settings
 
@@ -20,32 +22,41 @@ if TYPE_CHECKING:
     from notifier.compose import Components
 
 Handler = Callable[[Settings, argparse.Namespace], int]
+_LARGEST_INTEGER = 2**63 - 1  # SQLite's INTEGER and PostgreSQL's bigint
 
 
 def duration_argument(text: str) -> timedelta:
-    """A positive duration (``72h``, ``30d``) as given to --ttl and friends."""
-    try:
-        value = parse_duration(text)
-    except DurationError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    """A positive duration of at most 100 years (``72h``, ``30d``), for --ttl and friends."""
+    value = _duration(text)
     if value <= timedelta(0):
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
     return value
 
 
 def non_negative_duration_argument(text: str) -> timedelta:
-    """A duration that may be 0 (``--grace 0``)."""
-    try:
-        value = parse_duration(text)
-    except DurationError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    """A duration that may be 0 (``--grace 0``), and at most 100 years."""
+    value = _duration(text)
     if value < timedelta(0):
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
     return value
 
 
+def _duration(text: str) -> timedelta:
+    try:
+        value = parse_duration(text)
+    except DurationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not duration_in_range(value):
+        # Anything longer overflows the moment it is added to now (datetime ends at 9999).
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than {MAX_LIFETIME_TEXT}")
+    return value
+
+
 def aware_time_argument(text: str) -> datetime:
-    """An ISO 8601 time that says its zone."""
+    """An ISO 8601 time that says its zone.
+
+    How far away it may be depends on now, so the command checks that (``time_in_range``).
+    """
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -57,6 +68,30 @@ def aware_time_argument(text: str) -> datetime:
             f"{text!r} has no timezone; add Z or an offset such as +02:00"
         )
     return value
+
+
+def positive_int_argument(text: str) -> int:
+    """A whole number from 1 to the largest the database takes (``--limit``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= _LARGEST_INTEGER:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and {_LARGEST_INTEGER}")
+    return value
+
+
+def usage_error(args: argparse.Namespace, argument: str | None, message: str) -> int:
+    """Refuse an argument the way argparse does, in one line on stderr; return exit code 2.
+
+    For what only the command can check (against now, or the settings): the line reads as
+    argparse's own, ``notifier tokens create: error: argument --ttl: ...``.
+    """
+    parser: argparse.ArgumentParser | None = getattr(args, "parser", None)
+    prog = parser.prog if parser is not None else "notifier"
+    named = f"argument {argument}: " if argument else ""
+    sys.stderr.write(f"{prog}: error: {named}{message}\n")
+    return exitcodes.USAGE
 
 
 def print_json(value: BaseModel | Sequence[BaseModel] | Any) -> None:

@@ -11,26 +11,31 @@ import argparse
 import getpass
 import json
 import sys
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from notifier import exitcodes
+from notifier.cli.interrupts import Deferral, Interrupted
 from notifier.cli.output import (
     aware_time_argument,
     duration_argument,
     fail,
     non_negative_duration_argument,
     opened,
+    positive_int_argument,
     print_json,
     print_table,
     table_time,
+    usage_error,
 )
 from notifier.durations import format_duration
 from notifier.messages import escape
 from notifier.resources import CreatedToken, TokenResource
 from notifier.settings import Settings
 from notifier.tokens.audit import list_events, os_actor
-from notifier.tokens.fields import TokenInputError, parse_label
+from notifier.tokens.fields import TokenInputError, lifetime_text, parse_label
 from notifier.tokens.store import TokenNotFoundError, TokenStateError
 
 
@@ -77,8 +82,58 @@ def _show_token(token: TokenResource) -> None:
         sys.stdout.write(f"{label.ljust(width)}  {value}\n")
 
 
+# The option that sets each field, for a refusal that names it as argparse would.
+_OPTIONS = {
+    "name": "--name",
+    "role": "--role",
+    "permissions": "--permission",
+    "owner": "--owner",
+    "labels": "--label",
+    "description": "--description",
+}
+
+
+def _refused(args: argparse.Namespace, error: TokenInputError) -> int:
+    """Exit 2 naming the option behind the refused field."""
+    field = error.field.split(".", 1)[0]  # labels.<key>
+    if field == "expires_at":
+        option = _lifetime_option(args)
+        if option is not None:
+            return usage_error(args, option, error.reason)
+    elif field in _OPTIONS:
+        return usage_error(args, _OPTIONS[field], error.reason)
+    return usage_error(args, None, str(error))
+
+
+def _lifetime_option(args: argparse.Namespace) -> str | None:
+    if getattr(args, "no_expiry", False):
+        return "--no-expiry"
+    if args.expires_at is not None:
+        return "--expires-at"
+    if args.ttl is not None:
+        return "--ttl"
+    return None
+
+
+def _ttl_too_long(ttl: timedelta, settings: Settings) -> str | None:
+    """Why *ttl* is longer than NOTIFIER_TOKEN_MAX_LIFETIME allows, or None."""
+    limit = settings.token_max_lifetime
+    if limit is None or ttl <= limit:
+        return None
+    return (
+        f"{lifetime_text(ttl)} is longer than NOTIFIER_TOKEN_MAX_LIFETIME ({lifetime_text(limit)})"
+    )
+
+
 def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
     """Create a token and print its secret, once."""
+    if args.ttl is not None and (too_long := _ttl_too_long(args.ttl, settings)):
+        return usage_error(args, "--ttl", too_long)
+    if args.no_expiry and settings.token_max_lifetime is not None:
+        limit = lifetime_text(settings.token_max_lifetime)
+        return usage_error(
+            args, "--no-expiry", f"tokens live at most {limit} (NOTIFIER_TOKEN_MAX_LIFETIME)"
+        )
     with opened(settings) as parts:
         now = parts.clock.now()
         if args.no_expiry:
@@ -97,8 +152,7 @@ def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
                 actor=os_actor(),
             )
         except TokenInputError as error:
-            fail(str(error))
-            return exitcodes.USAGE
+            return _refused(args, error)
     _show_created(created, as_json=args.json, verb="Created")
     return exitcodes.OK
 
@@ -151,19 +205,39 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
     """Revoke a token by id."""
     with opened(settings) as parts:
         try:
-            token = parts.tokens.revoke(args.id, actor=os_actor())
+            revocation = parts.tokens.revoke_once(args.id, actor=os_actor())
         except TokenNotFoundError as error:
             fail(error.args[0])
             return exitcodes.FAILURE
+    token = revocation.token
     if args.json:
         print_json(token)
+    elif revocation.already_revoked:
+        sys.stdout.write(
+            f"Token {token.id} ({escape(token.name)}) was already revoked "
+            f"at {table_time(token.revoked_at)}.\n"
+        )
     else:
         sys.stdout.write(f"Revoked token {token.id} ({escape(token.name)}).\n")
     return exitcodes.OK
 
 
+def _rotation_refused(args: argparse.Namespace, error: TokenInputError) -> int:
+    if error.field == "grace":
+        return usage_error(args, "--grace", error.reason)
+    if error.field not in {"expires_at", "ttl"}:
+        fail(str(error))  # the old token's own fields no longer pass today's checks
+        return exitcodes.FAILURE
+    if _lifetime_option(args) is None:
+        # The new token would take the old one's lifetime, and that does not fit.
+        return usage_error(args, None, f"the new token needs --ttl or --expires-at: {error.reason}")
+    return _refused(args, error)
+
+
 def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
     """Issue a new secret for a token; revoke the old one now or after a grace period."""
+    if args.ttl is not None and (too_long := _ttl_too_long(args.ttl, settings)):
+        return usage_error(args, "--ttl", too_long)
     with opened(settings) as parts:
         try:
             created = parts.tokens.rotate(
@@ -176,9 +250,11 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
         except TokenNotFoundError as error:
             fail(error.args[0])
             return exitcodes.FAILURE
-        except (TokenStateError, TokenInputError) as error:
+        except TokenStateError as error:
             fail(str(error))
             return exitcodes.FAILURE
+        except TokenInputError as error:
+            return _rotation_refused(args, error)
     if not args.json:
         old_until = "now" if not args.grace else f"after {format_duration(args.grace)}"
         sys.stderr.write(f"notifier: token {args.id} is revoked {old_until}.\n")
@@ -243,40 +319,74 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     """Upsert tokens from a JSONL, CSV or api-keys.json file, all or nothing."""
-    from tqdm import tqdm  # noqa: PLC0415
+    from notifier.tokens.importer import detect_format  # noqa: PLC0415
 
-    from notifier.tokens.importer import ImportDataError, detect_format, read_records  # noqa: PLC0415
-
-    path = Path(args.file)
     try:
-        file_format = args.format or detect_format(path)
+        file_format = args.format or detect_format(Path(args.file))
     except ValueError as error:
         fail(str(error))
         return exitcodes.USAGE
+    progress = _ImportProgress()
     try:
-        text = sys.stdin.read() if args.file == "-" else path.read_text(encoding="utf-8")
+        return _import(settings, args, file_format, progress)
+    except Interrupted as interrupted:
+        # Signals are held back from just before the commit until *progress* says whether it
+        # happened, so this line is true whenever the signal came.
+        if progress.committed_rows is None:
+            fail("interrupted; nothing was imported")
+        else:
+            fail(f"interrupted after the commit; all {progress.committed_rows} rows were imported")
+        return interrupted.exit_code
+
+
+@dataclass
+class _ImportProgress:
+    """How far an import got, for the line an interruption prints."""
+
+    committed_rows: int | None = None  # set once the commit has returned
+
+
+def _import(
+    settings: Settings, args: argparse.Namespace, file_format: str, progress: _ImportProgress
+) -> int:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from notifier.tokens.importer import ImportDataError, read_records  # noqa: PLC0415
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         fail(f"cannot read {args.file}: {reason}")
         return exitcodes.NOINPUT
-    try:
-        records = read_records(text, file_format)
-    except ImportDataError as error:
-        for row_error in error.errors:
-            fail(f"{args.file}: {row_error}")
-        fail(f"nothing imported: {len(error.errors)} bad row(s)")
-        return exitcodes.DATAERR
-    with (
-        opened(settings) as parts,
-        tqdm(
+    with opened(settings) as parts:
+        try:
+            records = read_records(
+                text,
+                file_format,
+                now=parts.clock.now(),
+                max_lifetime=settings.token_max_lifetime,
+            )
+        except ImportDataError as error:
+            for row_error in error.errors:
+                fail(f"{args.file}: {row_error}")
+            fail(f"nothing imported: {len(error.errors)} bad row(s)")
+            return exitcodes.DATAERR
+        deferral = Deferral()
+        with tqdm(
             total=len(records),
             unit="token",
             file=sys.stderr,
             disable=not sys.stderr.isatty(),
             desc="importing",
-        ) as bar,
-    ):
-        report = parts.tokens.import_records(records, actor=os_actor(), progress=bar.update)
+        ) as bar:
+            try:
+                report = parts.tokens.import_records(
+                    records, actor=os_actor(), progress=bar.update, before_commit=deferral.start
+                )
+                progress.committed_rows = len(records)
+            finally:
+                deferral.end()  # raises Interrupted now if a signal came during the commit
     sys.stdout.write(
         f"Imported {len(records)} token(s): {report.created} created, {report.updated} updated, "
         f"{report.unchanged} unchanged.\n"
@@ -287,9 +397,13 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     """Write every token's metadata as JSONL, in the shape import reads."""
     del args
-    with opened(settings) as parts:
-        for record in parts.tokens.export():
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    try:
+        with opened(settings) as parts:
+            for record in parts.tokens.export():
+                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except Interrupted as interrupted:
+        fail("interrupted; the export is incomplete")
+        return interrupted.exit_code
     return exitcodes.OK
 
 
@@ -340,7 +454,7 @@ def add_commands(commands: Any) -> Any:
     audit_sub = audit.add_subparsers(title="commands", metavar="COMMAND", required=True)
     audit_list = audit_sub.add_parser("list", help="events, newest first")
     audit_list.add_argument("--token", metavar="ID", help="only this token's events")
-    audit_list.add_argument("--limit", type=int, help="at most this many events")
+    audit_list.add_argument("--limit", type=positive_int_argument, help="at most this many events")
     audit_list.add_argument("--json", action="store_true", help="print a JSON array")
     audit_list.set_defaults(handler=cmd_audit_list)
     return sub
@@ -366,7 +480,7 @@ def _add_create(sub: Any) -> None:
         "--no-expiry", action="store_true", help="never expires (only when asked for)"
     )
     create.add_argument("--json", action="store_true", help="print JSON with the secret")
-    create.set_defaults(handler=cmd_create)
+    create.set_defaults(handler=cmd_create, parser=create)
 
 
 def _add_reading(sub: Any) -> None:
@@ -414,7 +528,7 @@ def _add_changes(sub: Any) -> None:
     )
     _lifetime(rotate, default_help="default: the old token's lifetime")
     rotate.add_argument("--json", action="store_true", help="print JSON with the new secret")
-    rotate.set_defaults(handler=cmd_rotate)
+    rotate.set_defaults(handler=cmd_rotate, parser=rotate)
 
     remove = sub.add_parser("delete", help="remove a token's record (the audit trail keeps it)")
     remove.add_argument("id", help="the token id")

@@ -45,4 +45,4 @@ def add_commands(commands: Any) -> None:
         "serve",
         help="serve the HTTP API, the web page and the probes, without the scheduler",
     )
-    serve.set_defaults(handler=cmd_serve)
+    serve.set_defaults(handler=cmd_serve, own_sigterm=True)  # it stops on SIGTERM with 0

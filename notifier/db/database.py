@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,13 +55,8 @@ class Database:
         self.dialect = url.get_backend_name()
         connect_args: dict[str, Any] = {}
         if self.dialect == "sqlite":
-            if url.database:
-                try:
-                    Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                except OSError as error:
-                    raise DatabaseUnavailableError(
-                        f"cannot create the directory of {url.database}: {error.strerror}"
-                    ) from None
+            if url.database and url.database != ":memory:" and not url.query.get("uri"):
+                _create_private_file(Path(url.database).expanduser())
             connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
         elif self.dialect == "postgresql":
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
@@ -181,6 +177,31 @@ def _is_unavailable(error: OperationalError) -> bool:
 def _reason(error: DBAPIError) -> str:
     """The driver's message without the statement or parameters SQLAlchemy appends."""
     return str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file 0600, and the directories notifier makes for it 0700.
+
+    It holds token hashes and the audit trail, so nobody else on the host reads it, whatever
+    the umask. SQLite gives its -wal and -shm files the database file's permissions. A file or
+    directory that already exists keeps the permissions its owner chose.
+    """
+    missing = [parent for parent in reversed(path.parents) if not parent.exists()]
+    try:
+        for directory in missing:
+            directory.mkdir(mode=0o700, exist_ok=True)
+            directory.chmod(0o700)  # mkdir's mode is filtered by the umask; 0700 is the point
+    except OSError as error:
+        raise DatabaseUnavailableError(
+            f"cannot create the directory of {path}: {error.strerror}"
+        ) from None
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as error:
+        raise DatabaseUnavailableError(f"cannot create {path}: {error.strerror}") from None
+    os.close(descriptor)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -2,7 +2,9 @@
 
 A sink takes a batch and answers one :class:`Outcome` per notice, in order. It translates its
 own errors at its edge (``Outcome.failed("webhook answered 500", permanent=False)``); the check
-pass alone decides what a failure means for the delivery state.
+pass alone decides what a failure means for the delivery state. A notice a stop request
+(SIGTERM) kept from being sent is ``Outcome.interrupted()``: neither sent nor failed, and the
+pass gives its claim back.
 
 Each sink instance has a :class:`Route`: which owners, labels, sources and kinds it hears
 about. A notice its route leaves out is recorded as skipped, and the sink never sees it.
@@ -28,6 +30,7 @@ class Outcome:
     ok: bool
     error: str | None = None
     permanent: bool = False  # retrying the same notice cannot succeed (4xx, bad address)
+    stopped: bool = False  # a stop request came first: not sent, and its claim goes back
 
     @classmethod
     def sent(cls) -> Outcome:
@@ -39,8 +42,14 @@ class Outcome:
         """The sink could not deliver the notice, for *error*."""
         return cls(ok=False, error=error, permanent=permanent)
 
+    @classmethod
+    def interrupted(cls) -> Outcome:
+        """A stop request came before the notice was sent (or while it was in flight)."""
+        return _INTERRUPTED
+
 
 _SENT = Outcome(ok=True)
+_INTERRUPTED = Outcome(ok=False, error="interrupted: the daemon is stopping", stopped=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,16 @@
 """The apprise sink: Slack, Teams, Telegram, ntfy, Matrix and 100+ more, through Apprise.
 
-An optional extra (``pip install 'notifier[apprise]'``). Each notice is one message to every
-configured URL; the result is read per URL, and a notice counts as delivered when every URL
-took it. A retry resends to all of them, so give each channel its own instance
-(``apprise:slack``, ``apprise:ntfy``) when duplicates matter. Errors name the URL's scheme,
-never the URL, which carries the channel's token.
+An optional extra (``pip install apprise`` in notifier's environment, or
+``pip install '.[apprise]'`` from a clone). Each notice is one message to every configured
+URL; the result is read per URL, and a notice counts as delivered when every URL took it. A
+retry resends to all of them, so give each channel its own instance (``apprise:slack``,
+``apprise:ntfy``) when duplicates matter. Errors name the URL's scheme, never the URL, which
+carries the channel's token.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -34,6 +36,7 @@ class AppriseSink:
         route: Route,
         retry: Retry,
         slice_name: str,
+        stop: threading.Event | None = None,
     ) -> None:
         import apprise  # noqa: PLC0415 - an optional extra, checked at configuration
 
@@ -41,6 +44,7 @@ class AppriseSink:
         self.route = route
         self._retry = retry
         self._slice_name = slice_name
+        self._stop = stop
         self._title = inline(options.get("title"), DEFAULT_TITLE)
         self._body = load(options.get("template"), "apprise.txt.j2")
         self._targets: list[tuple[str, Any]] = []
@@ -51,8 +55,11 @@ class AppriseSink:
 
     def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
         """Send each notice to every URL."""
-        retrier = Retrier(self._retry)
-        return [retrier.run(partial(self._send, notice)) for notice in notices]
+        retrier = Retrier(self._retry, sink=self.name, stop=self._stop)
+        try:
+            return [retrier.run(partial(self._send, notice)) for notice in notices]
+        finally:
+            retrier.close()
 
     def _send(self, notice: Notice) -> None:
         context = token_context(notice, self._slice_name)
@@ -76,4 +83,5 @@ def build(name: str, context: SinkContext) -> AppriseSink:
         route=context.route,
         retry=context.retry,
         slice_name=context.slice_name,
+        stop=context.stop,
     )

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from notifier.durations import DurationError, parse_duration
+from notifier.limits import MAX_LIFETIME_TEXT, duration_in_range
 from notifier.policy import NoticeKind
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Route
 from notifier.sinks.registry import parse_sink_name
@@ -145,6 +146,8 @@ def _duration(option: str, value: object, default: str) -> timedelta:
         raise OptionError(option, str(error)) from None
     if duration <= timedelta(0):
         raise OptionError(option, "must be greater than zero")
+    if not duration_in_range(duration):
+        raise OptionError(option, f"longer than {MAX_LIFETIME_TEXT}")
     return duration
 
 
@@ -236,7 +239,8 @@ def _apprise(options: Mapping[str, Any]) -> dict[str, Any]:
         import apprise  # noqa: PLC0415 - an optional extra
     except ImportError:
         raise OptionError(
-            "urls", "the apprise extra is not installed: pip install 'notifier[apprise]'"
+            "urls",
+            "the apprise library is not installed: pip install apprise (in notifier's environment)",
         ) from None
     for url in urls:
         if apprise.Apprise.instantiate(url) is None:

@@ -6,7 +6,12 @@ are the configured ``to`` list, or else each token's owner when that is an email
 A digest lists the recipient's tokens by expiry, as plain text and HTML.
 
 SMTP 5xx answers (a refused recipient, a refused login) are permanent; 4xx answers and
-connection errors are transient and retried within the pass's deadline.
+connection errors are transient and retried within the pass's deadline. A stop request ends a
+delivery at once, even in the middle of an SMTP session.
+
+Every header value is made one line of plain text first: a token name from an external source
+may hold CR, LF, U+2028 or U+0085, which would otherwise end the header (the email library
+refuses them, and the whole digest with them).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
+import threading
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -30,6 +37,9 @@ from notifier.sinks.retrying import Permanent, Retrier, Transient
 from notifier.sinks.templates import DEFAULT_SUBJECT, inline, load, token_context
 
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+# Control characters (CR, LF, NEL, ...), format characters (U+202E, ...), line and paragraph
+# separators: none belongs in a header, and the line breaks among them would end it.
+_HEADER_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _NO_RECIPIENT = "no recipient: the token's owner is not an email address and no 'to' is set"
 
 
@@ -48,6 +58,7 @@ class EmailSink:
         retry: Retry,
         slice_name: str,
         timeout: timedelta,
+        stop: threading.Event | None = None,
     ) -> None:
         self.name = name
         self.route = route
@@ -55,6 +66,7 @@ class EmailSink:
         self._retry = retry
         self._slice_name = slice_name
         self._timeout = timeout.total_seconds()
+        self._stop = stop
         self._subject = inline(options.get("subject"), DEFAULT_SUBJECT)
         self._text = load(options.get("template"), "email.txt.j2")
         self._html = load(options.get("html_template"), "email.html.j2", html=True)
@@ -70,7 +82,7 @@ class EmailSink:
                 outcomes[index] = Outcome.failed(_NO_RECIPIENT, permanent=True)
             for address in addresses:
                 recipients.setdefault(address, []).append(index)
-        retrier = Retrier(self._retry)
+        retrier = Retrier(self._retry, sink=self.name, stop=self._stop)
         connection = _Connection(self._options, self._timeout)
         try:
             for address, indexes in recipients.items():
@@ -78,31 +90,60 @@ class EmailSink:
                     indexes,
                     key=lambda i: notices[i].expires_at or datetime.max.replace(tzinfo=UTC),
                 )
-                message = self._message(address, [notices[i] for i in chosen])
-                outcome = retrier.run(partial(connection.send, message))
+                try:
+                    message = self._message(address, [notices[i] for i in chosen])
+                except Permanent as error:  # this recipient's digest cannot be built
+                    outcome = Outcome.failed(str(error), permanent=True)
+                else:
+                    outcome = retrier.run(partial(connection.send, message))
                 for index in indexes:
                     previous = outcomes[index]
                     if previous is None or previous.ok:
                         outcomes[index] = outcome
         finally:
-            connection.close()
+            retrier.close(connection.close)
         return [outcome or Outcome.sent() for outcome in outcomes]
 
     def _message(self, recipient: str, notices: list[Notice]) -> EmailMessage:
         tokens = [token_context(notice, self._slice_name) for notice in notices]
         context = {"recipient": recipient, "tokens": tokens, "count": len(tokens)}
+        sender = self._options["from"]
+        headers = {
+            "Subject": _render(self._subject, context),
+            "From": sender,
+            "To": recipient,
+            "Date": formatdate(localtime=False),
+            "Message-ID": make_msgid(domain=sender.rsplit("@", 1)[-1]),
+        }
         message = EmailMessage()
-        message["Subject"] = _render(self._subject, context).strip().replace("\n", " ")
-        message["From"] = self._options["from"]
-        message["To"] = recipient
-        message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = make_msgid(domain=self._options["from"].rsplit("@", 1)[-1])
+        try:
+            for name, value in headers.items():
+                message[name] = header_text(value)
+        except Exception as error:  # noqa: BLE001 - the header parsers raise several kinds
+            raise Permanent(f"header refused: {type(error).__name__}: {error}") from None
         message.set_content(_render(self._text, context))
         message.add_alternative(_render(self._html, context), subtype="html")
         return message
 
     def close(self) -> None:
         """Nothing held between passes: each delivery opens its own SMTP session."""
+
+
+def header_text(value: str) -> str:
+    r"""*value* as one line fit for an email header.
+
+    Each run of control, format and line-breaking characters becomes one space, and the ends
+    are trimmed: ``"a\r\nBcc: x"`` is ``"a Bcc: x"``, all inside the one header.
+    """
+    if value.isprintable():
+        return value.strip()  # the common case, without a per-character walk
+    out: list[str] = []
+    for char in value:
+        if unicodedata.category(char) not in _HEADER_UNSAFE:
+            out.append(char)
+        elif out and out[-1] != " ":
+            out.append(" ")
+    return "".join(out).strip()
 
 
 def _render(template: Template, context: dict[str, Any]) -> str:
@@ -114,7 +155,8 @@ def _render(template: Template, context: dict[str, Any]) -> str:
 
 def _owner_address(notice: Notice) -> tuple[str, ...]:
     owner = (notice.owner or "").strip()
-    return (owner,) if _EMAIL.fullmatch(owner) else ()
+    # An owner with control or format characters is not an address to send to.
+    return (owner,) if owner.isprintable() and _EMAIL.fullmatch(owner) else ()
 
 
 class _Connection:
@@ -194,4 +236,5 @@ def build(name: str, context: SinkContext) -> EmailSink:
         retry=context.retry,
         slice_name=context.slice_name,
         timeout=options["timeout"],
+        stop=context.stop,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -75,6 +76,8 @@ class SinkContext:
     options: Mapping[str, Any] = field(default_factory=dict)
     retry: Retry = field(default_factory=Retry)
     window: timedelta = timedelta(hours=168)
+    # The daemon's stop request (SIGTERM): network sinks end their retries and sends on it.
+    stop: threading.Event | None = None
 
 
 def build_sink(name: str, context: SinkContext) -> Sink:

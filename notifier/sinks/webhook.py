@@ -7,12 +7,14 @@ the secret; receivers reject stale timestamps, which makes a replay useless.
 
 2xx is success. 408, 429, 5xx and network errors are transient and retried (honouring
 Retry-After); any other status is permanent. Errors never carry the URL, which may hold a
-token of its own.
+token of its own. A stop request ends a delivery at once, even with a POST in flight (see
+notifier/sinks/retrying.py).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
@@ -50,6 +52,7 @@ class WebhookSink:
         clock: Clock,
         window: timedelta,
         slice_name: str,
+        stop: threading.Event | None = None,
     ) -> None:
         self.name = name
         self.route = route
@@ -59,18 +62,33 @@ class WebhookSink:
         self._clock = clock
         self._window = window
         self._slice_name = slice_name
-        self._client = httpx.Client(
-            timeout=timeout.total_seconds(),
+        self._stop = stop
+        self._timeout = timeout.total_seconds()
+        self._client = self._open_client()
+
+    def _open_client(self) -> httpx.Client:
+        return httpx.Client(
+            timeout=self._timeout,
             follow_redirects=False,
             headers={"user-agent": f"notifier/{notifier.__version__}"},
         )
 
     def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
         """POST each notice; one outcome per notice, sharing one retry deadline."""
-        retrier = Retrier(self._retry)
-        return [retrier.run(partial(self._post, notice)) for notice in notices]
+        retrier = Retrier(self._retry, sink=self.name, stop=self._stop)
+        client = self._client
+        try:
+            return [retrier.run(partial(self._post, client, notice)) for notice in notices]
+        finally:
+            if retrier.abandoned:
+                # The abandoned POST keeps its client, closed once it ends; a fresh one serves
+                # whatever comes next.
+                self._client = self._open_client()
+                retrier.close(client.close)
+            else:
+                retrier.close()
 
-    def _post(self, notice: Notice) -> None:
+    def _post(self, client: httpx.Client, notice: Notice) -> None:
         sent_at = self._clock.now()
         body = json.dumps(
             payload(notice, sent_at=sent_at, window=self._window, slice_name=self._slice_name),
@@ -84,7 +102,7 @@ class WebhookSink:
         if self._signer is not None:
             headers["webhook-signature"] = self._signer.sign(notice.id, sent_at, body)
         try:
-            response = self._client.post(self._url, content=body.encode("utf-8"), headers=headers)
+            response = client.post(self._url, content=body.encode("utf-8"), headers=headers)
         except httpx.TimeoutException:
             raise Transient("webhook timed out") from None
         except httpx.TransportError as error:
@@ -132,4 +150,5 @@ def build(name: str, context: SinkContext) -> WebhookSink:
         clock=context.clock,
         window=context.window,
         slice_name=context.slice_name,
+        stop=context.stop,
     )

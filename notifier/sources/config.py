@@ -30,6 +30,7 @@ COLUMN_ROLES = ("id", "name", "expires_at", "revoked_at", "revoked", "owner", "c
 REQUIRED_COLUMNS = ("id", "name", "expires_at")
 _NAME = re.compile(r"([a-z]+)(?::([a-z0-9][a-z0-9_-]{0,31}))?")
 _IDENTIFIER_MAX = 128
+_PORT_END = 65536  # one past the largest TCP port
 
 
 class OptionError(ValueError):
@@ -131,10 +132,17 @@ def _timezone(value: object) -> ZoneInfo:
 def _url(value: object) -> URL:
     if not isinstance(value, str) or not value.strip():
         raise OptionError("url", "is required: the SQLAlchemy URL of the database to read")
+    # Messages never repeat the URL: it may carry a password.
     try:
         url = make_url(value.strip())
     except ArgumentError:
         raise OptionError("url", "not a database URL") from None
+    except ValueError:  # SQLAlchemy's int() of the port
+        raise OptionError(
+            "url", "not a database URL: the port after the host must be a number"
+        ) from None
+    if url.port is not None and not 0 < url.port < _PORT_END:
+        raise OptionError("url", f"port {url.port} is out of range (1-65535)")
     if url.drivername in {"postgres", "postgresql"}:
         url = url.set(drivername="postgresql+psycopg")
     elif url.drivername in {"mysql", "mariadb"}:
@@ -146,7 +154,11 @@ def _url(value: object) -> URL:
     try:
         dialect.import_dbapi()
     except ImportError as error:
-        extra = " (pip install 'notifier[mysql]')" if url.get_backend_name() == "mysql" else ""
+        extra = (
+            " (pip install pymysql, in notifier's environment)"
+            if url.get_backend_name() == "mysql"
+            else ""
+        )
         raise OptionError(
             "url", f"the driver for {url.drivername!r} is not installed: {error}{extra}"
         ) from None

@@ -9,7 +9,10 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from notifier.durations import format_duration
+from notifier.limits import EARLIEST_TIME, MAX_LIFETIME, MAX_LIFETIME_TEXT
 
 NAME_MAX = 200
 ROLE_MAX = 100
@@ -26,6 +29,16 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
 
 class TokenInputError(ValueError):
     """A token field was refused; the message names the field and says why."""
+
+    @property
+    def field(self) -> str:
+        """The refused field: the message up to its first ``:`` (``expires_at``)."""
+        return str(self).split(":", 1)[0]
+
+    @property
+    def reason(self) -> str:
+        """The message without the field's name in front."""
+        return str(self).split(": ", 1)[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +133,40 @@ def parse_label(text: str) -> tuple[str, str]:
     return checked_key, checked_value
 
 
-def check_fields(fields: TokenFields, *, now: datetime) -> TokenFields:
-    """Return *fields* normalised, or raise :class:`TokenInputError` naming the first bad one."""
+def lifetime_text(value: timedelta) -> str:
+    """A lifetime for a message: ``90d`` rather than ``12w6d``; Go's form below a day."""
+    if value.days and not value.seconds and not value.microseconds:
+        return f"{value.days}d"
+    return format_duration(value)
+
+
+def check_fields(
+    fields: TokenFields,
+    *,
+    now: datetime,
+    max_lifetime: timedelta | None = None,
+    not_after: datetime | None = None,
+) -> TokenFields:
+    """Return *fields* normalised, or raise :class:`TokenInputError` naming the first bad one.
+
+    The expiry must lie in the future and within :data:`~notifier.limits.MAX_LIFETIME` of
+    *now*, and within *max_lifetime* (``NOTIFIER_TOKEN_MAX_LIFETIME``) when one is set. A token
+    that creates or rotates another passes its own expiry as *not_after*: nothing it makes may
+    outlive it, and a caller that never expires puts no bound here.
+    """
     expires_at = fields.expires_at
     if expires_at is not None:
-        if expires_at.tzinfo is None:
-            raise TokenInputError("expires_at: needs a timezone (e.g. Z or +02:00)")
-        if expires_at <= now:
-            raise TokenInputError(f"expires_at: {expires_at.isoformat()} is not in the future")
+        check_expiry(expires_at, now=now, max_lifetime=max_lifetime, not_after=not_after)
+    elif max_lifetime is not None:
+        raise TokenInputError(
+            f"expires_at: is required; tokens live at most {lifetime_text(max_lifetime)} "
+            "(NOTIFIER_TOKEN_MAX_LIFETIME)"
+        )
+    elif not_after is not None:
+        raise TokenInputError(
+            f"expires_at: is required; a token cannot make one that outlives its own expiry "
+            f"({not_after.isoformat()})"
+        )
     return TokenFields(
         name=check_name(fields.name),
         expires_at=expires_at,
@@ -137,3 +176,37 @@ def check_fields(fields: TokenFields, *, now: datetime) -> TokenFields:
         labels=check_labels(fields.labels),
         description=check_text("description", fields.description, DESCRIPTION_MAX),
     )
+
+
+def check_expiry(
+    expires_at: datetime,
+    *,
+    now: datetime,
+    max_lifetime: timedelta | None = None,
+    not_after: datetime | None = None,
+) -> datetime:
+    """Refuse an expiry that is naive, past, beyond the limits, or after *not_after*.
+
+    Aware datetimes compare without converting, so a value near year 9999 with a negative
+    offset is refused here instead of overflowing later; the message therefore never converts
+    it either.
+    """
+    if expires_at.tzinfo is None:
+        raise TokenInputError("expires_at: needs a timezone (e.g. Z or +02:00)")
+    if expires_at < EARLIEST_TIME or expires_at <= now:
+        raise TokenInputError(f"expires_at: {expires_at.isoformat()} is not in the future")
+    if expires_at > now + MAX_LIFETIME:
+        raise TokenInputError(
+            f"expires_at: {expires_at.isoformat()} is more than {MAX_LIFETIME_TEXT} away"
+        )
+    if max_lifetime is not None and expires_at > now + max_lifetime:
+        raise TokenInputError(
+            f"expires_at: {expires_at.isoformat()} is more than {lifetime_text(max_lifetime)} "
+            "away (NOTIFIER_TOKEN_MAX_LIFETIME)"
+        )
+    if not_after is not None and expires_at > not_after:
+        raise TokenInputError(
+            f"expires_at: {expires_at.isoformat()} is after the expiry of the token making it "
+            f"({not_after.isoformat()}); a token cannot make one that outlives itself"
+        )
+    return expires_at

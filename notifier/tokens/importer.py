@@ -13,7 +13,10 @@ shapes are documented in docs/tokens.md:
   description, createdAt, expiresAt, revokedAt, lastUsedAt.
 
 ``expires_at`` must be present in every row (``null`` or ``never`` for a token that does not
-expire), so that a forgotten column cannot import tokens as immortal.
+expire), so that a forgotten column cannot import tokens as immortal. Times lie between 1970
+and 100 years from now (:mod:`notifier.limits`); an expiry may be past (the token is imported
+as expired), but no further away than ``NOTIFIER_TOKEN_MAX_LIFETIME`` when that is set, and a
+token that never expires is then refused.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from notifier.limits import EARLIEST_TIME, MAX_LIFETIME, MAX_LIFETIME_TEXT
 from notifier.tokens.fields import (
     DESCRIPTION_MAX,
     OWNER_MAX,
@@ -38,6 +42,7 @@ from notifier.tokens.fields import (
     check_name,
     check_permissions,
     check_text,
+    lifetime_text,
 )
 from notifier.tokens.store import RECORD_FIELDS, ImportRecord
 
@@ -98,8 +103,19 @@ def detect_format(path: Path) -> str:
     )
 
 
-def read_records(text: str, file_format: str) -> list[ImportRecord]:
-    """Parse and check every row of *text*; raise :class:`ImportDataError` listing bad ones."""
+def read_records(
+    text: str,
+    file_format: str,
+    *,
+    now: datetime | None = None,
+    max_lifetime: timedelta | None = None,
+) -> list[ImportRecord]:
+    """Parse and check every row of *text*; raise :class:`ImportDataError` listing bad ones.
+
+    Times are held to the limits around *now* (default: the wall clock), and expiries to
+    *max_lifetime* (``NOTIFIER_TOKEN_MAX_LIFETIME``) when one is given.
+    """
+    limits = _Limits(now or datetime.now(UTC), max_lifetime)
     readers: dict[str, Callable[[str], Iterator[tuple[int, Any]]]] = {
         "jsonl": _jsonl_rows,
         "csv": _csv_rows,
@@ -115,6 +131,7 @@ def read_records(text: str, file_format: str) -> list[ImportRecord]:
                 continue
             try:
                 values = _check_row(raw)
+                limits.check(values)
             except _FieldError as error:
                 errors.append(RowError(line, error.field, error.message))
                 continue
@@ -133,6 +150,45 @@ def read_records(text: str, file_format: str) -> list[ImportRecord]:
     if errors:
         raise ImportDataError(errors[:MAX_ERRORS])
     return records
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """The range a row's times must lie in: the same limits as the CLI's and the API's."""
+
+    now: datetime
+    max_lifetime: timedelta | None
+
+    def check(self, values: dict[str, Any]) -> None:
+        # Aware datetimes compare without converting to UTC, so a time whose offset takes it
+        # past year 9999 is refused here rather than overflowing when it is stored.
+        latest = self.now + MAX_LIFETIME
+        for key in _TIMES:
+            moment = values.get(key)
+            if moment is None:
+                continue
+            if moment < EARLIEST_TIME:
+                raise _FieldError(key, f"{moment.isoformat()} is before 1970")
+            if moment > latest:
+                raise _FieldError(
+                    key, f"{moment.isoformat()} is more than {MAX_LIFETIME_TEXT} from now"
+                )
+        if self.max_lifetime is None:
+            return
+        expires_at = values["expires_at"]
+        allowed = lifetime_text(self.max_lifetime)
+        if expires_at is None:
+            raise _FieldError(
+                "expires_at",
+                f"a token that never expires is refused; tokens live at most {allowed} "
+                "(NOTIFIER_TOKEN_MAX_LIFETIME)",
+            )
+        if expires_at > self.now + self.max_lifetime:
+            raise _FieldError(
+                "expires_at",
+                f"{expires_at.isoformat()} is more than {allowed} from now "
+                "(NOTIFIER_TOKEN_MAX_LIFETIME)",
+            )
 
 
 class _FieldError(Exception):

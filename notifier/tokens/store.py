@@ -8,7 +8,7 @@ same transaction.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from notifier.clock import Clock
 from notifier.db.database import BulkStatement, Database
 from notifier.db.models import DeliveryStateRow, Notification, Token
 from notifier.ids import short_id
+from notifier.limits import MAX_LIFETIME, MAX_LIFETIME_TEXT
 from notifier.logs import rfc3339
 from notifier.policy import Policy, WatchedToken, days_left
 from notifier.resources import CreatedToken, TokenResource, TokenStatus, VerifiedToken
@@ -98,6 +99,14 @@ class ImportRecord:
     values: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """What :meth:`TokenStore.revoke_once` did."""
+
+    token: TokenResource
+    already_revoked: bool  # True: it was revoked before (token.revoked_at says when)
+
+
 @dataclass
 class ImportReport:
     """What an import did."""
@@ -119,12 +128,14 @@ class TokenStore:
         *,
         prefix: str,
         pepper: str | None,
+        max_lifetime: timedelta | None = None,
     ) -> None:
         self._database = database
         self._clock = clock
         self._policy = policy
         self._prefix = prefix
         self._pepper = pepper
+        self._max_lifetime = max_lifetime  # NOTIFIER_TOKEN_MAX_LIFETIME; None: only the century
 
     # --- create and read --------------------------------------------------------------------
 
@@ -139,8 +150,13 @@ class TokenStore:
         labels: dict[str, str] | None = None,
         description: str | None = None,
         actor: str = "system",
+        not_after: datetime | None = None,
     ) -> CreatedToken:
-        """Store a new token and return it with its secret, which is never shown again."""
+        """Store a new token and return it with its secret, which is never shown again.
+
+        *not_after* is the expiry of the token that asks (HTTP API): the new one may not
+        outlive it. The operator (CLI, bootstrap key) passes None.
+        """
         now = self._clock.now()
         fields = check_fields(
             TokenFields(
@@ -153,6 +169,8 @@ class TokenStore:
                 description=description,
             ),
             now=now,
+            max_lifetime=self._max_lifetime,
+            not_after=not_after,
         )
         with self._database.write() as connection:
             token_id, secret = self._insert(connection, fields, now, rotated_from=None)
@@ -250,10 +268,18 @@ class TokenStore:
 
     def revoke(self, token_id: str, *, actor: str = "system") -> TokenResource:
         """Revoke a token now; revoking a revoked token changes nothing."""
+        return self.revoke_once(token_id, actor=actor).token
+
+    def revoke_once(self, token_id: str, *, actor: str = "system") -> Revocation:
+        """Revoke a token now, unless it already was: say which, with the token as it is now.
+
+        A token in a rotation's grace period (revoked at a future time) is revoked now.
+        """
         now = self._clock.now()
         with self._database.write() as connection:
             row = self._row(connection, token_id)
-            if row["revoked_at"] is None or row["revoked_at"] > now:
+            already = row["revoked_at"] is not None and row["revoked_at"] <= now
+            if not already:
                 connection.execute(
                     update(_tokens).where(_tokens.c.id == token_id).values(revoked_at=now)
                 )
@@ -270,7 +296,7 @@ class TokenStore:
                     ],
                 )
                 log.info("token.revoked", token_id=token_id)
-        return self.get(token_id)
+        return Revocation(token=self.get(token_id), already_revoked=already)
 
     def rotate(
         self,
@@ -280,12 +306,14 @@ class TokenStore:
         expires_at: datetime | None = None,
         ttl: timedelta | None = None,
         actor: str = "system",
+        not_after: datetime | None = None,
     ) -> CreatedToken:
         """Issue a new secret with the same name, role, scopes, owner and labels.
 
         The old token is revoked now, or when *grace* has passed; meanwhile it still
         authenticates but gets no expiry notices. The new token expires at *expires_at*, or
         after *ttl*, or else after the old token's own lifetime (never, if it never expired).
+        *not_after*, as for :meth:`create`, bounds the new expiry by the asking token's own.
         """
         now = self._clock.now()
         if grace < timedelta(0):
@@ -299,9 +327,17 @@ class TokenStore:
                     f"token {token_id!r} was already rotated into {old['superseded_by']!r}"
                 )
             if expires_at is None and ttl is not None:
+                if not timedelta(0) < ttl <= MAX_LIFETIME:
+                    raise TokenInputError(f"ttl: must be positive and at most {MAX_LIFETIME_TEXT}")
                 expires_at = now + ttl
             elif expires_at is None and old["expires_at"] is not None:
-                expires_at = now + (old["expires_at"] - old["created_at"])
+                lifetime = old["expires_at"] - old["created_at"]
+                if lifetime > MAX_LIFETIME:
+                    raise TokenInputError(
+                        f"expires_at: the token's own lifetime is more than {MAX_LIFETIME_TEXT}, "
+                        "too long to carry over to the new one"
+                    )
+                expires_at = now + lifetime
             fields = check_fields(
                 TokenFields(
                     name=old["name"],
@@ -313,6 +349,8 @@ class TokenStore:
                     description=old["description"],
                 ),
                 now=now,
+                max_lifetime=self._max_lifetime,
+                not_after=not_after,
             )
             new_id, secret = self._insert(connection, fields, now, rotated_from=token_id)
             connection.execute(
@@ -447,13 +485,16 @@ class TokenStore:
         records: Sequence[ImportRecord],
         *,
         actor: str = "system",
-        progress: Any = None,
+        progress: Callable[[int], object] | None = None,
+        before_commit: Callable[[], object] | None = None,
     ) -> ImportReport:
         """Upsert *records* by id in one transaction: all of them, or nothing.
 
         Fields a record does not carry keep their stored value (or the default for a new
         token). A record equal to what is stored changes nothing, so importing twice is
-        the same as importing once.
+        the same as importing once. *progress* hears how many records each chunk wrote;
+        *before_commit* is called once every row is written, just before the commit (the
+        CLI holds signals back from there, to say truthfully whether the import happened).
         """
         now = self._clock.now()
         report = ImportReport()
@@ -474,6 +515,8 @@ class TokenStore:
                 self._import_chunk(connection, chunk, now, actor, report, writes)
                 if progress is not None:
                     progress(len(chunk))
+            if before_commit is not None:
+                before_commit()
         log.info(
             "token.imported",
             created=report.created,

@@ -18,7 +18,9 @@ from tests.channels.conftest import Mailbox, free_port
 
 from .conftest import cli
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SECRET = (
+    "whsec_/j2IKtFtDDJen7Aa/qs3ENS+18+bRW3M"  # not the docs' example secret, which start-up refuses
+)
 WARN = re.compile(r"Warn: API Token (?P<name>.+) \(ID (?P<id>[^)]+)\) will expire")
 
 
@@ -170,6 +172,56 @@ class TestAckAndSnooze:
         assert WARN.search(cli("check", env=every_pass).stderr) is not None
         actions = [e["action"] for e in json.loads(cli("audit", "list", "--json", env=env).stdout)]
         assert actions[:2] == ["unsnooze", "snooze"]
+
+    def test_deliveries_list_says_now_after_an_unsnooze(self, env: dict[str, str]) -> None:
+        """An unsnoozed pair is due at once: NEXT reads "now", not the 1970 that marks it."""
+        token = json.loads(
+            cli("tokens", "create", "--name", "ci", "--ttl", "2d", "--json", env=env).stdout
+        )
+        assert cli("check", env=env).returncode == 0
+        assert cli("tokens", "snooze", token["id"], "--for", "3d", env=env).returncode == 0
+        assert cli("check", env=env).returncode == 0
+        assert cli("tokens", "unsnooze", token["id"], env=env).returncode == 0
+        table = cli("deliveries", "list", env=env).stdout.splitlines()
+        assert table[0].split()[7] == "NEXT"  # "LAST SENT" is two words
+        cells = [line.split() for line in table[1:]]
+        assert {row[2]: row[6] for row in cells} == {"log": "now", "ui": "now"}
+        assert "1970" not in "\n".join(table)
+        (first, *_) = json.loads(cli("deliveries", "list", "--json", env=env).stdout)
+        assert first["next_due_at"] == "1970-01-01T00:00:00Z"  # the JSON keeps the stored value
+
+    def test_deliveries_list_of_an_unknown_sink(self, env: dict[str, str]) -> None:
+        """--sink naming no configured sink (and no stored state) is exit 2, naming the sinks."""
+        result = cli("deliveries", "list", "--sink", "nosuch", env=env)
+        assert result.returncode == 2
+        assert result.stderr == "notifier: no sink named 'nosuch' (configured: log, ui)\n"
+        assert cli("deliveries", "list", "--sink", "log", env=env).returncode == 0
+
+    def test_deliveries_list_of_a_sink_no_longer_configured(self, env: dict[str, str]) -> None:
+        """A sink removed from the configuration still shows the state it left behind."""
+        cli("tokens", "create", "--name", "ci", "--ttl", "2d", env=env)
+        assert cli("check", env=env).returncode == 0
+        only_log = {**env, "NOTIFIER_SINKS": "log"}
+        result = cli("deliveries", "list", "--sink", "ui", "--json", env=only_log)
+        assert result.returncode == 0, result.stderr
+        assert [row["sink"] for row in json.loads(result.stdout)] == ["ui"]
+
+    def test_snooze_beyond_the_limits(self, env: dict[str, str]) -> None:
+        """--for past 100 years, or --until past year 9999, is a usage error naming it."""
+        token = json.loads(
+            cli("tokens", "create", "--name", "ci", "--ttl", "2d", "--json", env=env).stdout
+        )
+        far = cli("tokens", "snooze", token["id"], "--for", "100000000d", env=env)
+        assert far.returncode == 2
+        assert far.stderr.splitlines()[-1] == (
+            "notifier tokens snooze: error: argument --for: '100000000d' is longer than 100 years"
+        )
+        late = cli("tokens", "snooze", token["id"], "--until", "9999-12-31T23:59:59-23:59", env=env)
+        assert late.returncode == 2
+        assert late.stderr == (
+            "notifier tokens snooze: error: argument --until: 9999-12-31T23:59:59-23:59 is not "
+            "between 1970 and 100 years from now\n"
+        )
 
     def test_snooze_until_next_threshold_needs_a_threshold(self, env: dict[str, str]) -> None:
         """--until-next-threshold needs thresholds, and a token inside one."""

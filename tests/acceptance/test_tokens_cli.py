@@ -11,6 +11,14 @@ import pytest
 
 from .conftest import cli
 
+# What an older release's import could store: an expiry at the very end of year 9999, which
+# today's limits refuse but which must still list, show, export and rotate (with --ttl).
+LEGACY_ROW = (
+    "INSERT INTO tokens (id, name, permissions, labels, created_at, expires_at) VALUES "
+    "('legacy', 'legacy', '[]', '{}', '2020-01-01 00:00:00.000000', "
+    "'9999-12-31 23:59:59.999999')"
+)
+
 WARN = re.compile(r"Warn: API Token (?P<name>.+) \(ID (?P<id>[^)]+)\) will expire in less than")
 
 
@@ -138,6 +146,255 @@ class TestLifecycle:
         table = cli("audit", "list", "--token", str(token["id"]), env=env).stdout
         assert "delete" in table
         assert "tmp" in table
+
+
+def database_file(env: dict[str, str]) -> Path:
+    return Path(env["XDG_STATE_HOME"]) / "notifier" / "notifier.db"
+
+
+def usage_line(stderr: str) -> str:
+    """The one line argparse (or the command, in its style) ends a usage error with."""
+    assert "Traceback" not in stderr
+    return stderr.splitlines()[-1]
+
+
+class TestLimits:
+    @pytest.mark.parametrize(
+        ("command", "args", "line"),
+        [
+            (
+                "create",
+                ["--ttl", "100000000d"],
+                (
+                    "notifier tokens create: error: argument --ttl: '100000000d' is longer than "
+                    "100 years"
+                ),
+            ),
+            (
+                "create",
+                ["--ttl", "36526d"],
+                "notifier tokens create: error: argument --ttl: '36526d' is longer than 100 years",
+            ),
+            (
+                "create",
+                ["--expires-at", "9999-12-31T23:59:59-23:59"],
+                (
+                    "notifier tokens create: error: argument --expires-at: "
+                    "9999-12-31T23:59:59-23:59 is more than 100 years away"
+                ),
+            ),
+            (
+                "list",
+                ["--expiring-within", "100000000d"],
+                (
+                    "notifier tokens list: error: argument --expiring-within: '100000000d' is "
+                    "longer than 100 years"
+                ),
+            ),
+        ],
+    )
+    def test_out_of_range_arguments_are_usage_errors(
+        self, env: dict[str, str], command: str, args: list[str], line: str
+    ) -> None:
+        """A lifetime past 100 years, or a time past year 9999, is refused by name: exit 2."""
+        name = ["--name", "x"] if command == "create" else []
+        result = cli("tokens", command, *name, *args, env=env)
+        assert (result.returncode, usage_line(result.stderr)) == (2, line)
+        assert json.loads(cli("tokens", "list", "--all", "--json", env=env).stdout) == []
+
+    def test_other_fields_name_their_option(self, env: dict[str, str]) -> None:
+        """A refused field is named by the option that set it, argparse's way."""
+        result = cli("tokens", "create", "--name", "x", "--owner", "a\tb", "--ttl", "1d", env=env)
+        assert result.returncode == 2
+        assert usage_line(result.stderr) == (
+            "notifier tokens create: error: argument --owner: must not contain control or "
+            "format characters"
+        )
+
+    def test_a_legacy_year_9999_token(self, env: dict[str, str]) -> None:
+        """A stored year-9999 token lists, shows and exports; rotating it needs --ttl."""
+        assert cli("db", "upgrade", env=env).returncode == 0
+        with sqlite3.connect(database_file(env)) as connection:
+            connection.execute(LEGACY_ROW)
+        listed = cli("tokens", "list", env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert "9999-12-31T23:59:59Z" in listed.stdout
+        shown = cli("tokens", "get", "legacy", "--json", env=env)
+        assert json.loads(shown.stdout)["expires_at"] == "9999-12-31T23:59:59.999999Z"
+        assert (
+            '"expires_at": "9999-12-31T23:59:59.999999Z"' in cli("tokens", "export", env=env).stdout
+        )
+        within = cli("tokens", "list", "--expiring-within", "36525d", "--json", env=env)
+        assert (within.returncode, json.loads(within.stdout)) == (0, [])
+        assert cli("check", env=env).returncode == 0
+
+        carried = cli("tokens", "rotate", "legacy", env=env)
+        assert carried.returncode == 2
+        assert usage_line(carried.stderr) == (
+            "notifier tokens rotate: error: the new token needs --ttl or --expires-at: the "
+            "token's own lifetime is more than 100 years, too long to carry over to the new one"
+        )
+        graced = cli("tokens", "rotate", "legacy", "--ttl", "30d", "--grace", "100000000d", env=env)
+        assert graced.returncode == 2
+        assert usage_line(graced.stderr) == (
+            "notifier tokens rotate: error: argument --grace: '100000000d' is longer than 100 years"
+        )
+        far = cli(
+            "tokens", "rotate", "legacy", "--expires-at", "9999-12-31T23:59:59-23:59", env=env
+        )
+        assert far.returncode == 2
+        assert "argument --expires-at: 9999-12-31T23:59:59-23:59 is more than 100 years away" in (
+            usage_line(far.stderr)
+        )
+        rotated = cli("tokens", "rotate", "legacy", "--ttl", "30d", "--json", env=env)
+        assert rotated.returncode == 0, rotated.stderr
+        assert json.loads(rotated.stdout)["rotated_from"] == "legacy"
+
+    def test_import_refuses_times_out_of_range(self, env: dict[str, str], tmp_path: Path) -> None:
+        """Import rows past the limits are named by line and field, exit 65, nothing written."""
+        path = tmp_path / "far.jsonl"
+        path.write_text(
+            '{"id": "ok", "name": "fine", "expires_at": "2030-01-01T00:00:00Z"}\n'
+            '{"id": "a", "name": "a", "expires_at": "9999-12-31T23:59:59-23:59"}\n'
+            '{"id": "b", "name": "b", "expires_at": "9999-12-31T23:59:59Z"}\n'
+            '{"id": "c", "name": "c", "expires_at": null, '
+            '"created_at": "0001-01-01T00:00:00+23:59"}\n'
+            '{"id": "d", "name": "d", "expires_at": null, '
+            '"revoked_at": "9999-12-31T23:59:59-23:59"}\n'
+        )
+        result = cli("tokens", "import", str(path), env=env)
+        assert result.returncode == 65
+        assert "Traceback" not in result.stderr
+        assert result.stderr.splitlines() == [
+            (
+                f"notifier: {path}: line 2, field expires_at: 9999-12-31T23:59:59-23:59 is more "
+                "than 100 years from now"
+            ),
+            (
+                f"notifier: {path}: line 3, field expires_at: 9999-12-31T23:59:59+00:00 is more "
+                "than 100 years from now"
+            ),
+            f"notifier: {path}: line 4, field created_at: 0001-01-01T00:00:00+23:59 is before 1970",
+            (
+                f"notifier: {path}: line 5, field revoked_at: 9999-12-31T23:59:59-23:59 is more "
+                "than 100 years from now"
+            ),
+            "notifier: nothing imported: 4 bad row(s)",
+        ]
+        assert json.loads(cli("tokens", "list", "--all", "--json", env=env).stdout) == []
+
+
+class TestMaxLifetime:
+    """NOTIFIER_TOKEN_MAX_LIFETIME bounds the CLI's creates, rotates and imports too."""
+
+    @pytest.fixture
+    def bounded(self, env: dict[str, str]) -> dict[str, str]:
+        return {
+            **env,
+            "NOTIFIER_TOKEN_MAX_LIFETIME": "90d",
+            "NOTIFIER_TOKEN_DEFAULT_TTL": "30d",
+        }
+
+    @pytest.mark.parametrize(
+        ("args", "line"),
+        [
+            (
+                ["--ttl", "91d"],
+                "argument --ttl: 91d is longer than NOTIFIER_TOKEN_MAX_LIFETIME (90d)",
+            ),
+            (
+                ["--expires-at", "2099-01-01T00:00:00Z"],
+                (
+                    "argument --expires-at: 2099-01-01T00:00:00+00:00 is more than 90d away "
+                    "(NOTIFIER_TOKEN_MAX_LIFETIME)"
+                ),
+            ),
+            (
+                ["--no-expiry"],
+                "argument --no-expiry: tokens live at most 90d (NOTIFIER_TOKEN_MAX_LIFETIME)",
+            ),
+        ],
+    )
+    def test_create(self, bounded: dict[str, str], args: list[str], line: str) -> None:
+        """A create beyond the limit is a usage error naming the option."""
+        result = cli("tokens", "create", "--name", "x", *args, env=bounded)
+        assert result.returncode == 2
+        assert usage_line(result.stderr) == f"notifier tokens create: error: {line}"
+        assert cli("tokens", "create", "--name", "x", "--ttl", "90d", env=bounded).returncode == 0
+
+    def test_the_default_ttl_beyond_the_limit(self, env: dict[str, str]) -> None:
+        """The one-year default cannot serve under a 90-day limit: configuration error, 78."""
+        result = cli(
+            "tokens", "create", "--name", "x", env={**env, "NOTIFIER_TOKEN_MAX_LIFETIME": "90d"}
+        )
+        assert result.returncode == 78
+        assert usage_line(result.stderr) == (
+            "notifier: configuration error: NOTIFIER_TOKEN_MAX_LIFETIME='90d': shorter than "
+            "NOTIFIER_TOKEN_DEFAULT_TTL (365d), the lifetime of a token created without one; "
+            "lower that as well"
+        )
+
+    def test_rotate(self, env: dict[str, str], bounded: dict[str, str]) -> None:
+        """A rotation may not carry over, nor ask for, a lifetime beyond the limit."""
+        token = create(env, "--name", "ci", "--ttl", "200d")
+        asked = cli("tokens", "rotate", str(token["id"]), "--ttl", "91d", env=bounded)
+        assert asked.returncode == 2
+        assert usage_line(asked.stderr) == (
+            "notifier tokens rotate: error: argument --ttl: 91d is longer than "
+            "NOTIFIER_TOKEN_MAX_LIFETIME (90d)"
+        )
+        carried = cli("tokens", "rotate", str(token["id"]), env=bounded)
+        assert carried.returncode == 2
+        assert usage_line(carried.stderr).startswith(
+            "notifier tokens rotate: error: the new token needs --ttl or --expires-at: "
+        )
+        assert usage_line(carried.stderr).endswith(
+            "is more than 90d away (NOTIFIER_TOKEN_MAX_LIFETIME)"
+        )
+        ok = cli("tokens", "rotate", str(token["id"]), "--ttl", "30d", env=bounded)
+        assert ok.returncode == 0, ok.stderr
+
+    def test_import(self, bounded: dict[str, str], tmp_path: Path) -> None:
+        """Imported expiries beyond the limit, and tokens that never expire, are bad rows."""
+        path = tmp_path / "t.csv"
+        path.write_text(
+            "id,name,expires_at\nok,ok,2000-01-01T00:00:00Z\nfar,far,2099-01-01T00:00:00Z\n"
+            "never,never,never\n"
+        )
+        result = cli("tokens", "import", str(path), env=bounded)
+        assert result.returncode == 65
+        assert result.stderr.splitlines() == [
+            (
+                f"notifier: {path}: line 3, field expires_at: 2099-01-01T00:00:00+00:00 is more "
+                "than 90d from now (NOTIFIER_TOKEN_MAX_LIFETIME)"
+            ),
+            (
+                f"notifier: {path}: line 4, field expires_at: a token that never expires is "
+                "refused; tokens live at most 90d (NOTIFIER_TOKEN_MAX_LIFETIME)"
+            ),
+            "notifier: nothing imported: 2 bad row(s)",
+        ]
+
+
+class TestRevokeTwice:
+    def test_second_revoke_says_when(self, env: dict[str, str]) -> None:
+        """Revoking a revoked token says it already was, and since when; exit 0, no new event."""
+        token = create(env, "--name", "ci", "--ttl", "1d")
+        first = cli("tokens", "revoke", str(token["id"]), env=env)
+        assert first.stdout == f"Revoked token {token['id']} (ci).\n"
+        revoked_at = json.loads(cli("tokens", "get", str(token["id"]), "--json", env=env).stdout)[
+            "revoked_at"
+        ]
+        second = cli("tokens", "revoke", str(token["id"]), env=env)
+        assert second.returncode == 0
+        assert second.stdout == (
+            f"Token {token['id']} (ci) was already revoked at {revoked_at[:19]}Z.\n"
+        )
+        as_json = cli("tokens", "revoke", str(token["id"]), "--json", env=env)
+        assert as_json.returncode == 0
+        assert json.loads(as_json.stdout)["revoked_at"] == revoked_at
+        actions = [e["action"] for e in json.loads(cli("audit", "list", "--json", env=env).stdout)]
+        assert actions == ["revoke", "create"]
 
 
 class TestImportExport:

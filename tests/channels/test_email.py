@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import ssl
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import trustme
@@ -25,7 +30,9 @@ from notifier.db.models import DeliveryStateRow
 from notifier.policy import Policy
 from notifier.sinks import EVERYTHING
 from notifier.sinks.config import check_sink
-from notifier.sinks.email import EmailSink
+from notifier.sinks.email import EmailSink, header_text
+from notifier.sources.config import FileSourceConfig
+from notifier.sources.file import FileSource
 from notifier.tokens.store import TokenStore
 
 from .conftest import FAST, Mailbox, free_port
@@ -300,3 +307,120 @@ class TestTemplates:
                 {"host": "h", "from": "a@example.com", "template": str(template)},
             )
         assert caught.value.option == "template"
+
+
+class TestHeaders:
+    def test_line_breaks_in_names_from_a_source_stay_inside_the_subject(
+        self,
+        smtp_server: tuple[Mailbox, int],
+        database: Database,
+        clock: FixedClock,
+        tmp_path: Path,
+    ) -> None:
+        """CR, LF, U+2028 and U+0085 in an external token's name: the digest goes, one subject."""
+        mailbox, port = smtp_server
+        expiry = (clock.now() + DAY).strftime("%Y-%m-%dT%H:%M:%SZ")
+        names = ["ci\r\nBcc: evil@example.com", "line\u2028sep", "next\x85line", "tab\tbed"]
+        path = tmp_path / "tokens.json"
+        path.write_text(
+            json.dumps(
+                [
+                    {"id": f"ext{i}", "name": name, "expires_at": expiry, "owner": "a@example.com"}
+                    for i, name in enumerate(names)
+                ]
+            )
+        )
+        source = FileSource(FileSourceConfig("file", path, ZoneInfo("UTC")), database)
+        sink = email_sink(port, subject="Expiring:{% for t in tokens %} [{{ t.name }}]{% endfor %}")
+        report = Checker(
+            database=database,
+            sources=[source],
+            sinks=[sink],
+            policy=POLICY,
+            clock=clock,
+            lease=timedelta(minutes=5),
+        ).run()
+        assert report.sent == {"email": 4}
+        ((recipients, message),) = mailbox.messages
+        assert recipients == ["a@example.com"]
+        assert message["Bcc"] is None
+        assert message["Subject"] == (
+            "Expiring: [ci Bcc: evil@example.com] [line sep] [next line] [tab bed]"
+        )
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("plain subject", "plain subject"),  # unchanged
+            ("a\r\nBcc: x@example.com", "a Bcc: x@example.com"),  # CRLF: one space
+            ("a\u2028b\u2029c", "a b c"),  # line and paragraph separators
+            ("a\x85b\x0bc\x0cd", "a b c d"),  # NEL, vertical tab, form feed
+            ("rtl\u202eevil", "rtl evil"),  # a format character
+            ("\n trailing \r", "trailing"),  # the ends are trimmed
+        ],
+    )
+    def test_header_text_is_one_line(self, value: str, expected: str) -> None:
+        """Every header value the sink sets is one line with no control characters."""
+        assert header_text(value) == expected
+
+
+class TestStop:
+    def test_a_stop_in_the_smtp_session_releases_the_digest(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """SIGTERM while the SMTP server holds the message: the pass ends now, claims released."""
+        stop, answer = threading.Event(), threading.Event()
+
+        class Stalling(Mailbox):
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                if not self.messages and not stop.is_set():
+                    stop.set()  # the signal arrives while the message is in flight
+                    await asyncio.get_running_loop().run_in_executor(None, answer.wait, 30)
+                return await super().handle_DATA(server, session, envelope)
+
+        mailbox = Stalling()
+        port = free_port()
+        controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            store = TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None)
+            for name in ("a", "b"):
+                store.create(name=name, expires_at=clock.now() + DAY, owner="a@example.com")
+            config = check_sink(
+                "email",
+                {
+                    "host": "127.0.0.1",
+                    "port": str(port),
+                    "security": "none",
+                    "from": "n@example.com",
+                },
+            )
+            sink = EmailSink(
+                "email",
+                options=dict(config.options),
+                route=EVERYTHING,
+                retry=FAST,
+                slice_name="day",
+                timeout=timedelta(seconds=30),
+                stop=stop,
+            )
+            started = time.monotonic()
+            report = Checker(
+                database=database,
+                sinks=[sink],
+                policy=POLICY,
+                clock=clock,
+                lease=timedelta(minutes=5),
+                stop=stop,
+            ).run()
+            elapsed = time.monotonic() - started
+            answer.set()
+            assert elapsed < 5, f"the pass took {elapsed:.1f}s"
+            assert (report.released, report.sent, report.failed) == (2, Counter(), Counter())
+            with database.read() as connection:
+                leases = connection.execute(select(DeliveryStateRow.__table__.c.lease_owner))
+                assert [owner for (owner,) in leases] == [None, None]
+            after = run(database, clock, email_sink(port))
+        finally:
+            controller.stop()
+        assert after.sent == {"email": 2}

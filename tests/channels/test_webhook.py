@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -26,12 +28,13 @@ from notifier.db.models import DeliveryStateRow
 from notifier.policy import Policy
 from notifier.sinks import EVERYTHING, Route
 from notifier.sinks.log import LogSink
+from notifier.sinks.registry import Retry
 from notifier.sinks.webhook import WebhookSink
 from notifier.tokens.store import TokenStore
 
 from .conftest import FAST
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SECRET = "whsec_Mi8JO7oq/kVHutsJmJIFB9PN4mfLBS9csiUzYNB3ODo="
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json").read_text()
 )
@@ -314,3 +317,147 @@ class TestRouting:
         clock.advance(HOUR * 3)
         run.run()
         assert [p["kind"] for p in receiver.delivered()] == ["expired"]
+
+
+class TestStop:
+    """A stop request (the daemon's SIGTERM) ends a delivery at once and gives the claim back."""
+
+    @staticmethod
+    def stoppable(server: HTTPServer, clock: FixedClock, stop: threading.Event) -> WebhookSink:
+        return WebhookSink(
+            "webhook",
+            url=server.url_for("/hook"),
+            secret=SECRET,
+            timeout=timedelta(seconds=30),
+            route=EVERYTHING,
+            retry=Retry(deadline=timedelta(minutes=2), attempts=5),
+            clock=clock,
+            window=POLICY.detection_window,
+            slice_name="day",
+            stop=stop,
+        )
+
+    @staticmethod
+    def row(database: Database) -> Any:
+        with database.read() as connection:
+            return connection.execute(select(DeliveryStateRow.__table__)).one()
+
+    def test_a_post_in_flight_is_abandoned_and_released(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """SIGTERM while the receiver hangs: the pass ends now, unsent, its claim released."""
+        stop, answer = threading.Event(), threading.Event()
+        ids: list[str] = []
+
+        def hang(request: Request) -> Response:
+            ids.append(request.headers["webhook-id"])
+            if len(ids) == 1:
+                stop.set()  # the signal arrives while this request is in flight
+                answer.wait(timeout=30)
+            return Response("", status=200)
+
+        httpserver.expect_request("/hook").respond_with_handler(hang)
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        hook = self.stoppable(httpserver, clock, stop)
+        started = time.monotonic()
+        with capture_logs() as events:
+            report = Checker(
+                database=database,
+                sinks=[hook],
+                policy=POLICY,
+                clock=clock,
+                lease=timedelta(minutes=5),
+                stop=stop,
+            ).run()
+        elapsed = time.monotonic() - started
+        answer.set()
+        hook.close()
+        assert elapsed < 5, f"the pass took {elapsed:.1f}s"
+        assert (report.released, report.interrupted, report.sent, report.failed) == (
+            1,
+            True,
+            Counter(),
+            Counter(),
+        )
+        row = self.row(database)
+        assert (row.lease_owner, row.attempts, row.last_error, row.notices_sent) == (
+            None,
+            0,
+            None,
+            0,
+        )
+        (interrupted,) = [e for e in events if e["event"] == "sink.interrupted"]
+        assert interrupted["abandoned_send"] is True
+        assert not [e for e in events if e["event"] == "sink.failed"]
+        after = checker(database, clock, [sink(httpserver, clock)]).run()
+        assert (after.sent, after.claimed_elsewhere) == ({"webhook": 1}, 0)
+        assert ids[0] == ids[-1]  # the same notice id: a receiver deduplicates the retry
+
+    def test_a_retry_wait_wakes_on_the_stop(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """SIGTERM while the sink waits out a Retry-After: it stops waiting, and releases."""
+        stop = threading.Event()
+        statuses: list[int] = []
+
+        def busy(request: Request) -> Response:
+            del request
+            statuses.append(503)
+            # The signal arrives once the sink has had its answer and waits to retry.
+            threading.Timer(0.2, stop.set).start()
+            return Response("", status=503, headers={"Retry-After": "60"})
+
+        httpserver.expect_request("/hook").respond_with_handler(busy)
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        hook = self.stoppable(httpserver, clock, stop)
+        started = time.monotonic()
+        with capture_logs() as events:
+            report = Checker(
+                database=database,
+                sinks=[hook],
+                policy=POLICY,
+                clock=clock,
+                lease=timedelta(minutes=5),
+                stop=stop,
+            ).run()
+        elapsed = time.monotonic() - started
+        hook.close()
+        assert elapsed < 5, f"the pass took {elapsed:.1f}s"
+        assert (report.released, report.failed, statuses) == (1, Counter(), [503])
+        assert self.row(database).lease_owner is None
+        names = [e["event"] for e in events if e["event"].startswith("sink.")]
+        assert names == ["sink.retry", "sink.interrupted"]
+        assert [e["abandoned_send"] for e in events if e["event"] == "sink.interrupted"] == [False]
+
+
+class TestRetryLog:
+    def test_each_retry_is_our_event_without_the_url(
+        self, httpserver: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """A retry logs sink.retry with sink, attempt, wait and the error; never the URL."""
+        receiver = Receiver(statuses=[500, 503])
+        httpserver.expect_request("/hook").respond_with_handler(receiver)
+        tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
+        hook = WebhookSink(
+            "webhook:ops",
+            url=httpserver.url_for("/hook?token=s3cret").replace("//", "//user:s3cret@", 1),
+            secret=None,
+            timeout=timedelta(seconds=5),
+            route=EVERYTHING,
+            retry=FAST,
+            clock=clock,
+            window=DAY,
+            slice_name="day",
+        )
+        with capture_logs() as events:
+            report = checker(database, clock, [hook]).run()
+        hook.close()
+        assert report.sent == {"webhook:ops": 1}
+        retries = [e for e in events if e["event"] == "sink.retry"]
+        assert [(e["sink"], e["attempt"], e["error"]) for e in retries] == [
+            ("webhook:ops", 1, "webhook answered 500"),
+            ("webhook:ops", 2, "webhook answered 503"),
+        ]
+        assert all(0 < e["wait_s"] <= FAST.wait_max.total_seconds() for e in retries)
+        assert not [e for e in events if e["event"].startswith("stamina")]
+        assert "s3cret" not in repr(events)

@@ -12,6 +12,7 @@ from notifier.db import migrate
 from notifier.db.database import Database, DatabaseUnavailableError, db_now
 from notifier.db.models import Base, Token
 from notifier.policy import Policy
+from notifier.tokens.audit import list_events
 from notifier.tokens.fields import TokenInputError
 from notifier.tokens.secrets import hash_secret
 from notifier.tokens.store import TokenNotFoundError, TokenStore
@@ -105,6 +106,30 @@ class TestTokens:
         clock.advance(timedelta(hours=1))
         assert tokens.revoke(created.id).revoked_at == revoked.revoked_at  # idempotent
 
+    def test_revoke_once_says_whether_it_already_was(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """A second revocation changes nothing, writes no event, and says it already was."""
+        tokens = store(database, clock)
+        created = tokens.create(name="t", expires_at=clock.now() + timedelta(days=2))
+        first = tokens.revoke_once(created.id, actor="user:a")
+        assert (first.already_revoked, first.token.revoked_at) == (False, clock.now())
+        revoked_at = clock.now()
+        clock.advance(timedelta(hours=1))
+        second = tokens.revoke_once(created.id, actor="user:a")
+        assert (second.already_revoked, second.token.revoked_at) == (True, revoked_at)
+        assert [e.action for e in list_events(database)] == ["revoke", "create"]
+
+    def test_revoke_once_in_a_grace_period_revokes_now(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """A rotated token still in its grace period is revoked now, not 'already revoked'."""
+        tokens = store(database, clock)
+        old = tokens.create(name="t", expires_at=clock.now() + timedelta(days=2))
+        tokens.rotate(old.id, grace=timedelta(hours=1))
+        revocation = tokens.revoke_once(old.id)
+        assert (revocation.already_revoked, revocation.token.revoked_at) == (False, clock.now())
+
     def test_unknown_id(self, database: Database, clock: FixedClock) -> None:
         """An unknown id is a clear error."""
         with pytest.raises(TokenNotFoundError, match="no token with id 'nope'"):
@@ -145,6 +170,11 @@ class TestUnavailable:
         """A SQLite path that cannot be opened is unavailable too."""
         from sqlalchemy.engine import URL  # noqa: PLC0415
 
-        database = Database(URL.create("sqlite+pysqlite", database="/proc/1/notifier.db"))
-        with pytest.raises(DatabaseUnavailableError), database.read() as connection:
-            connection.execute(text("SELECT 1"))
+        def open_and_query() -> None:
+            database = Database(URL.create("sqlite+pysqlite", database="/proc/1/notifier.db"))
+            with database.read() as connection:
+                connection.execute(text("SELECT 1"))
+
+        # Creating the file may already fail (it is made 0600 up front), or the first use does.
+        with pytest.raises(DatabaseUnavailableError):
+            open_and_query()

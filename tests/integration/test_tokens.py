@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -226,6 +226,64 @@ class TestRotate:
             tokens.rotate(rotated.id)
         with pytest.raises(TokenNotFoundError):
             tokens.rotate("nope")
+
+
+class TestLimits:
+    """One century for every token; NOTIFIER_TOKEN_MAX_LIFETIME below it, for create and rotate."""
+
+    def test_a_stored_year_9999_token(self, database: Database, clock: FixedClock) -> None:
+        """A token an older import left at year 9999 reads fine; rotating it needs a ttl."""
+        with database.write() as connection:
+            connection.execute(
+                Token.__table__.insert().values(
+                    id="legacy",
+                    name="legacy",
+                    permissions=[],
+                    labels={},
+                    created_at=clock.now() - DAY,
+                    expires_at=datetime.max.replace(tzinfo=UTC),
+                )
+            )
+        tokens = store(database, clock)
+        assert tokens.get("legacy").status == "active"
+        assert [t.id for t in tokens.list(expiring_within=timedelta(days=36525))] == []
+        with pytest.raises(TokenInputError, match="expires_at: the token's own lifetime is more"):
+            tokens.rotate("legacy")
+        assert tokens.get("legacy").superseded_by is None  # the refusal wrote nothing
+        assert tokens.rotate("legacy", ttl=DAY * 30).expires_at == clock.now() + DAY * 30
+
+    @pytest.mark.parametrize(
+        ("ttl", "message"),
+        [
+            (timedelta(days=36526), "ttl: must be positive and at most 100 years"),
+            (timedelta(days=10**8 // 2), "ttl: must be positive and at most 100 years"),
+        ],
+    )
+    def test_rotate_ttl_beyond_a_century(
+        self, database: Database, clock: FixedClock, ttl: timedelta, message: str
+    ) -> None:
+        """A ttl past a century is refused by name rather than overflowing."""
+        tokens = store(database, clock)
+        token = tokens.create(name="t", expires_at=clock.now() + DAY)
+        with pytest.raises(TokenInputError, match=message):
+            tokens.rotate(token.id, ttl=ttl)
+
+    def test_max_lifetime_for_create_and_rotate(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """Below the century, the configured limit holds for creates and rotations."""
+        unbounded = store(database, clock)
+        long_lived = unbounded.create(name="old", expires_at=clock.now() + DAY * 200)
+        tokens = TokenStore(
+            database, clock, POLICY, prefix="ntf_", pepper=None, max_lifetime=DAY * 90
+        )
+        with pytest.raises(TokenInputError, match=r"more than 90d away \(NOTIFIER_TOKEN_MAX"):
+            tokens.create(name="x", expires_at=clock.now() + DAY * 91)
+        with pytest.raises(TokenInputError, match="expires_at: is required"):
+            tokens.create(name="x", expires_at=None)
+        with pytest.raises(TokenInputError, match="more than 90d away"):
+            tokens.rotate(long_lived.id)  # its own 200 days would be carried over
+        assert tokens.rotate(long_lived.id, ttl=DAY * 90).expires_at == clock.now() + DAY * 90
 
 
 class TestDelete:

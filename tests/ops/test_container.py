@@ -169,7 +169,7 @@ class TestDockerfile:
             check=False,
         )
         assert result.returncode == 0, result.stderr
-        (wheel,) = (tmp_path / "dist").glob("notifier-*.whl")
+        (wheel,) = (tmp_path / "dist").glob("credential_expiry_notifier-*.whl")
         names = zipfile.ZipFile(wheel).namelist()
         assert "notifier/db/migrations/versions/0001_initial.py" in names
         assert "notifier/py.typed" in names

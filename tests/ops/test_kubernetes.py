@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from notifier.settings import load_settings
+from notifier.settings import ConfigError, load_settings
 
 from .conftest import DEPLOY, REPO, credential_name, example_variables, tool
 
@@ -138,17 +139,42 @@ class TestConfigurationInStep:
         secrets = {credential_name(v) for v, secret in example_variables().items() if secret}
         assert set(load("secret.template.yaml")["stringData"]) == secrets
 
-    def test_configmap_and_secret_make_a_valid_configuration(
+    def test_the_secret_templates_placeholders_are_refused(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        """The ConfigMap's values, with the template's secrets as files, pass the settings check."""
-        for name, value in load("secret.template.yaml")["stringData"].items():
+        """Applied unfilled, the Secret template stops start-up, naming each placeholder."""
+        template = load("secret.template.yaml")["stringData"]
+        for name, value in template.items():
+            (tmp_path / name).write_text(value, encoding="utf-8")
+        for name, value in load("configmap.yaml")["data"].items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+        with pytest.raises(ConfigError) as raised:
+            load_settings()
+        message = "\n".join(raised.value.lines)
+        for name in template:
+            assert f"NOTIFIER_{name.upper()}" in message
+        for value in template.values():
+            assert value not in message  # a refusal never repeats the secret
+
+    def test_configmap_and_filled_secret_make_a_valid_configuration(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """The ConfigMap's values, with the Secret's keys filled in as files, pass the check."""
+        filled = {
+            "database_password": secrets.token_urlsafe(24),
+            "token_pepper": secrets.token_hex(32),
+            "heartbeat_url": f"https://hc-ping.example/{secrets.token_hex(8)}",
+            "bootstrap_token": secrets.token_hex(32),
+        }
+        assert set(filled) == set(load("secret.template.yaml")["stringData"])
+        for name, value in filled.items():
             (tmp_path / name).write_text(value, encoding="utf-8")
         for name, value in load("configmap.yaml")["data"].items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
         settings = load_settings()
-        assert settings.effective_database_url().password == "replace-me"
+        assert settings.effective_database_url().password == filled["database_password"]
         assert settings.heartbeat_url is not None
 
     def test_the_example_file_is_the_one_checked(self) -> None:

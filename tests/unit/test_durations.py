@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from notifier.durations import DurationError, format_duration, parse_duration
+from notifier.durations import DurationError, format_duration, format_in_one_unit, parse_duration
 
 
 class TestParseDuration:
@@ -54,4 +54,25 @@ class TestFormatDuration:
     def test_shortest_form(self, duration: timedelta, text: str) -> None:
         """A duration renders in the shortest form that parses back to it."""
         assert format_duration(duration) == text
+        assert parse_duration(text) == duration
+
+
+class TestFormatInOneUnit:
+    @pytest.mark.parametrize(
+        ("duration", "text"),
+        [
+            (timedelta(hours=8760), "365d"),  # not 52w1d
+            (timedelta(days=90), "90d"),  # not 12w6d
+            (timedelta(days=14), "2w"),
+            (timedelta(hours=36), "36h"),
+            (timedelta(hours=1, minutes=30), "90m"),
+            (timedelta(milliseconds=1500), "1500ms"),
+            (timedelta(microseconds=250), "250us"),
+            (timedelta(0), "0s"),
+            (timedelta(minutes=-5), "-5m"),
+        ],
+    )
+    def test_largest_unit_that_divides(self, duration: timedelta, text: str) -> None:
+        """A duration renders as a person writes it: one unit, the largest that divides it."""
+        assert format_in_one_unit(duration) == text
         assert parse_duration(text) == duration

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -161,3 +162,60 @@ class TestBadRows:
         """All bad rows are reported at once, not just the first."""
         rows = [json.dumps({"id": f"k{i}", "name": "x"}) for i in range(3)]
         assert [e.line for e in errors("\n".join(rows), "jsonl")] == [1, 2, 3]
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def limit_errors(
+    row: Mapping[str, object], max_lifetime: timedelta | None = None
+) -> list[RowError]:
+    with pytest.raises(ImportDataError) as caught:
+        read_records(json.dumps(row), "jsonl", now=NOW, max_lifetime=max_lifetime)
+    return caught.value.errors
+
+
+class TestLimits:
+    @pytest.mark.parametrize(
+        ("field", "value", "message"),
+        [
+            # the year-9999 expiry whose UTC conversion overflows
+            ("expires_at", "9999-12-31T23:59:59-23:59", "is more than 100 years from now"),
+            ("expires_at", "2126-01-03T00:00:00Z", "is more than 100 years from now"),
+            ("expires_at", "1969-12-31T23:59:59Z", "is before 1970"),
+            ("created_at", "0001-01-01T00:00:00+23:59", "is before 1970"),
+            ("revoked_at", "9999-12-31T23:59:59Z", "is more than 100 years from now"),
+            ("last_used_at", "9999-12-31T23:59:59-23:59", "is more than 100 years from now"),
+        ],
+    )
+    def test_times_beyond_the_limits(self, field: str, value: str, message: str) -> None:
+        """Times before 1970 or past a century from now are bad rows, named by field."""
+        row = {"id": "a", "name": "x", "expires_at": None, field: value}
+        (error,) = limit_errors(row)
+        assert (error.line, error.field) == (1, field)
+        assert error.message == f"{datetime.fromisoformat(value).isoformat()} {message}"
+
+    def test_a_past_expiry_and_a_century_are_fine(self) -> None:
+        """An expired token imports as expired; exactly 100 years ahead is still allowed."""
+        text = "\n".join(
+            json.dumps({"id": token_id, "name": "x", "expires_at": expires_at})
+            for token_id, expires_at in [
+                ("old", "2001-01-01T00:00:00Z"),
+                ("far", "2125-12-31T00:00:00Z"),
+            ]
+        )
+        assert [r.values["id"] for r in read_records(text, "jsonl", now=NOW)] == ["old", "far"]
+
+    def test_max_lifetime(self) -> None:
+        """With NOTIFIER_TOKEN_MAX_LIFETIME, later expiries and no expiry at all are refused."""
+        limit = timedelta(days=90)
+        (far,) = limit_errors({"id": "a", "name": "x", "expires_at": "2026-04-02T00:00:00Z"}, limit)
+        assert (far.field, far.message) == (
+            "expires_at",
+            "2026-04-02T00:00:00+00:00 is more than 90d from now (NOTIFIER_TOKEN_MAX_LIFETIME)",
+        )
+        (never,) = limit_errors({"id": "a", "name": "x", "expires_at": None}, limit)
+        assert never.field == "expires_at"
+        assert never.message.startswith("a token that never expires is refused")
+        fits = {"id": "a", "name": "x", "expires_at": "2026-04-01T00:00:00Z"}
+        assert len(read_records(json.dumps(fits), "jsonl", now=NOW, max_lifetime=limit)) == 1

@@ -71,6 +71,29 @@ class TestText:
         assert "\n" not in line
         assert "WARNING two\\nlines logger=uvicorn.error" in line
 
+    def test_third_party_info_is_debug(self, stream: io.StringIO) -> None:
+        """Other libraries' INFO lines stay out of our stream; their warnings, and ours, stay in."""
+        logs.configure(log_format="text", level="INFO", stream=stream)
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+        logging.getLogger("apprise").info("Notifying 1 service(s) asynchronously.")
+        logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+        logging.getLogger("notifier.web").info("ours, through stdlib")
+        structlog.get_logger("t").info("check.completed")
+        lines = stream.getvalue().splitlines()
+        assert not [line for line in lines if "Started server" in line or "Notifying" in line]
+        assert [line.split(" ", 1)[1] for line in lines] == [
+            "WARNING Invalid HTTP request received. logger=uvicorn.error",
+            "INFO ours, through stdlib logger=notifier.web",
+            "INFO check.completed",
+        ]
+
+    def test_third_party_info_shows_at_debug(self, stream: io.StringIO) -> None:
+        """With NOTIFIER_LOG_LEVEL=DEBUG their INFO lines appear, as DEBUG."""
+        logs.configure(log_format="text", level="DEBUG", stream=stream)
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+        (line,) = stream.getvalue().splitlines()
+        assert line.split(" ", 1)[1] == "DEBUG Started server process [42] logger=uvicorn.error"
+
     def test_level_filters(self, stream: io.StringIO) -> None:
         """Events below the configured level are dropped; notices at WARNING pass."""
         logs.configure(log_format="text", level="WARNING", stream=stream)

@@ -1,5 +1,7 @@
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +47,61 @@ class TestSentence:
         assert (
             sentence(expired_notice, "day") == "Warn: API Token ci-deploy (ID abc123) has expired."
         )
+
+
+CHANNELS = Path(__file__).resolve().parents[2] / "docs" / "channels.md"
+
+
+def documented_lines() -> dict[str, list[str]]:
+    """The log lines docs/channels.md shows for each notice kind (its "Kinds" table)."""
+    section = CHANNELS.read_text(encoding="utf-8").split("### Kinds", 1)[1].split("###", 1)[0]
+    lines: dict[str, list[str]] = {}
+    for kind, line in re.findall(r"^\| `(\w+)` \|[^\n]*\| `([^`]+)` \|$", section, re.MULTILINE):
+        lines.setdefault(kind, []).append(line)
+    return lines
+
+
+def filled(template: str) -> str:
+    """A documented line with the placeholders of notice() put in."""
+    return (
+        template.replace("<name>", "ci-deploy")
+        .replace("<id>", "abc123")
+        .replace("<X>", "3")
+        .replace("<date>", "2027-02-01")
+    )
+
+
+class TestDocumentedLines:
+    @pytest.mark.parametrize(
+        ("kind", "reason", "expires_at"),
+        [
+            (NoticeKind.EXPIRING, None, datetime(2026, 1, 3, tzinfo=UTC)),  # 3 days left
+            (NoticeKind.EXPIRED, None, datetime(2026, 1, 3, tzinfo=UTC)),
+            (NoticeKind.RENEWED, "extended", datetime(2027, 2, 1, tzinfo=UTC)),  # moved out
+            (NoticeKind.RENEWED, "no_expiry", None),
+            (NoticeKind.RENEWED, "rotated", datetime(2026, 1, 3, tzinfo=UTC)),  # superseded
+        ],
+    )
+    def test_each_notice_reads_as_docs_channels_shows(
+        self, kind: NoticeKind, reason: str | None, expires_at: datetime | None
+    ) -> None:
+        """The sentence of each kind and reason is one of the lines docs/channels.md shows."""
+        built = sentence(replace(notice(), kind=kind, reason=reason, expires_at=expires_at), "day")
+        assert built in [filled(line) for line in documented_lines()[kind.value]]
+
+    def test_every_documented_line_is_built(self) -> None:
+        """Each line the docs show for renewed notices is one the code emits: none is stale."""
+        built = {
+            sentence(
+                replace(notice(), kind=NoticeKind.RENEWED, reason=reason, expires_at=at), "day"
+            )
+            for reason, at in [
+                ("extended", datetime(2027, 2, 1, tzinfo=UTC)),
+                ("no_expiry", None),
+                ("rotated", datetime(2026, 1, 3, tzinfo=UTC)),
+            ]
+        }
+        assert {filled(line) for line in documented_lines()["renewed"]} == built
 
 
 class TestEscape:

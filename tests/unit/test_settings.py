@@ -3,14 +3,61 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import get_args
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from notifier import cli
-from notifier.settings import ConfigError, HttpAddress, example_env, load_settings, show
+from notifier.settings import (
+    ConfigError,
+    HttpAddress,
+    Settings,
+    example_env,
+    load_settings,
+    redact_url,
+    show,
+)
 from notifier.sources.config import SqlSourceConfig
 
 REPO = Path(__file__).resolve().parents[2]
+# A key as `openssl rand -hex 32` makes one.
+STRONG_KEY = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+SECRET_TEMPLATE = REPO / "deploy" / "kubernetes" / "secret.template.yaml"
+
+
+def run_notifier(
+    tmp_path: Path, variables: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the real command in a process of its own, with only *variables* set."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "notifier", *args],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(home),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            "LANG": "C.UTF-8",
+            **variables,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def config_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The one configuration-error line of a run that must have exited 78 without a traceback."""
+    assert result.returncode == 78, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    prefix = "notifier: configuration error: "
+    assert line.startswith(prefix)
+    return line.removeprefix(prefix)
 
 
 class TestDefaults:
@@ -106,7 +153,7 @@ class TestAliases:
         assert (
             rows["NOTIFIER_DETECTION_WINDOW"]["source"] == "ROX_TOKEN_EXPIRATION_DETECTION_WINDOW"
         )
-        assert rows["NOTIFIER_DETECTION_WINDOW"]["value"] == "3d"
+        assert rows["NOTIFIER_DETECTION_WINDOW"]["value"] == "72h"  # as written, not 3d
         assert rows["NOTIFIER_INTERVAL"]["source"] == "NOTIFIER_INTERVAL"
         assert rows["NOTIFIER_BACKOFF_INTERVAL"]["source"] == "default"
 
@@ -194,6 +241,19 @@ class TestBadConfig:
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 2
 
+    def test_a_max_lifetime_below_the_default_ttl_is_refused(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A cap shorter than the default lifetime would refuse every plain create: exit 78."""
+        monkeypatch.setenv("NOTIFIER_TOKEN_MAX_LIFETIME", "90d")
+        assert cli.main(["check"]) == 78
+        err = capsys.readouterr().err
+        assert "NOTIFIER_TOKEN_MAX_LIFETIME='90d'" in err
+        assert "NOTIFIER_TOKEN_DEFAULT_TTL" in err
+        monkeypatch.setenv("NOTIFIER_TOKEN_DEFAULT_TTL", "30d")
+        settings = load_settings()
+        assert settings.token_max_lifetime == timedelta(days=90)
+
     def test_error_level_without_the_log_sink_is_fine(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -241,11 +301,11 @@ class TestSecrets:
     def test_from_file(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         """NAME_FILE reads the secret from a file, without its trailing newline."""
         path = tmp_path / "pepper"
-        path.write_text("s3cret-pepper\n")
+        path.write_text(f"{STRONG_KEY}\n")
         monkeypatch.setenv("NOTIFIER_TOKEN_PEPPER_FILE", str(path))
         pepper = load_settings().token_pepper
         assert pepper is not None
-        assert pepper.get_secret_value() == "s3cret-pepper"
+        assert pepper.get_secret_value() == STRONG_KEY
 
     def test_from_credentials_directory(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -261,12 +321,12 @@ class TestSecrets:
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
         """NAME itself wins over the credentials directory."""
-        (tmp_path / "token_pepper").write_text("from-credentials")
+        (tmp_path / "token_pepper").write_text(f"from-credentials-{STRONG_KEY}")
         monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-        monkeypatch.setenv("NOTIFIER_TOKEN_PEPPER", "from-env")
+        monkeypatch.setenv("NOTIFIER_TOKEN_PEPPER", f"from-env-{STRONG_KEY}")
         pepper = load_settings().token_pepper
         assert pepper is not None
-        assert pepper.get_secret_value() == "from-env"
+        assert pepper.get_secret_value() == f"from-env-{STRONG_KEY}"
 
     def test_both_name_and_file_is_an_error(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -298,11 +358,11 @@ class TestSecrets:
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """`config show` never prints a secret, nor the password inside the database URL."""
-        monkeypatch.setenv("NOTIFIER_TOKEN_PEPPER", "pepper-value")
+        monkeypatch.setenv("NOTIFIER_TOKEN_PEPPER", STRONG_KEY)
         monkeypatch.setenv("NOTIFIER_DATABASE_URL", "postgresql://u:url-password@db/n")
         assert cli.main(["config"]) == 0
         out = capsys.readouterr().out
-        assert "pepper-value" not in out
+        assert STRONG_KEY not in out
         assert "url-password" not in out
         assert "********" in out
         assert "postgresql+psycopg://u:***@db/n" in out
@@ -481,3 +541,500 @@ class TestSources:
         monkeypatch.setenv("NOTIFIER_FILE_PARTNERS_PATH", str(tmp_path / "t.json"))
         assert cli.main(["config"]) == 0
         assert "unknown_variable" not in capsys.readouterr().err
+
+
+def _holds_duration(annotation: object) -> bool:
+    return annotation is timedelta or any(_holds_duration(arg) for arg in get_args(annotation))
+
+
+def _duration_variables() -> set[str]:
+    """The NOTIFIER_ name of every setting that holds a duration, read from the model."""
+    return {
+        str(field.json_schema_extra["env"])
+        for field in Settings.model_fields.values()
+        if isinstance(field.json_schema_extra, dict) and _holds_duration(field.annotation)
+    }
+
+
+DURATION_VARIABLES = sorted(_duration_variables())
+TOO_LONG = "100000000d"  # overflowed datetime the first time a pass added it to now
+
+
+class TestDurationLimits:
+    def test_the_table_covers_every_duration_setting(self) -> None:
+        """Each duration setting of the model is in the table below, so none is left out."""
+        assert len(DURATION_VARIABLES) >= 12
+        assert {"NOTIFIER_DETECTION_WINDOW", "NOTIFIER_TOKEN_MAX_LIFETIME"} <= set(
+            DURATION_VARIABLES
+        )
+
+    @pytest.mark.parametrize(
+        "variable",
+        [*DURATION_VARIABLES, "ROX_TOKEN_EXPIRATION_NOTIFIER_INTERVAL"],
+    )
+    @pytest.mark.parametrize("value", [TOO_LONG, "36526d", "1000000000d"])  # a day over; past int
+    def test_every_duration_setting_is_capped(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        variable: str,
+        value: str,
+    ) -> None:
+        """Each duration setting refuses more than 100 years in one line naming it, exit 78."""
+        monkeypatch.setenv(variable, value)
+        assert cli.main(["check"]) == 78
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert f"{variable}={value!r}: " in line
+        assert "100 years" in line or "out of range" in line
+
+    def test_a_huge_negative_duration_is_negative(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Past the cap the other way, the message says what is wrong: the sign."""
+        monkeypatch.setenv("NOTIFIER_BACKOFF_INTERVAL", f"-{TOO_LONG}")
+        assert cli.main(["check"]) == 78
+        assert "must not be negative" in capsys.readouterr().err
+
+    @pytest.mark.parametrize(
+        ("variables", "named"),
+        [
+            # A sample of the settings above, in a process of its own, through the alias too.
+            ({"NOTIFIER_DETECTION_WINDOW": TOO_LONG}, "NOTIFIER_DETECTION_WINDOW"),
+            ({"ROX_TOKEN_EXPIRATION_DETECTION_WINDOW": TOO_LONG}, "ROX_TOKEN_EXPIRATION_"),
+            # Thresholds overflowed in the pass: a traceback and exit 1, before.
+            ({"NOTIFIER_THRESHOLDS": f"30d,{TOO_LONG}"}, "NOTIFIER_THRESHOLDS"),
+            pytest.param(
+                {
+                    "NOTIFIER_SINKS": "log,webhook",
+                    "NOTIFIER_WEBHOOK_URL": "http://127.0.0.1:1/",
+                    "NOTIFIER_WEBHOOK_TIMEOUT": TOO_LONG,
+                },
+                "NOTIFIER_WEBHOOK_TIMEOUT",
+            ),
+            pytest.param(
+                {
+                    "NOTIFIER_SINKS": "log,email",
+                    "NOTIFIER_EMAIL_HOST": "127.0.0.1",
+                    "NOTIFIER_EMAIL_FROM": "notifier@example.com",
+                    "NOTIFIER_EMAIL_TIMEOUT": TOO_LONG,
+                },
+                "NOTIFIER_EMAIL_TIMEOUT",
+            ),
+        ],
+        ids=lambda value: next(iter(value)) if isinstance(value, dict) else None,
+    )
+    def test_a_duration_past_a_century_exits_78(
+        self, tmp_path: Path, variables: dict[str, str], named: str
+    ) -> None:
+        """A duration option longer than 100 years stops start-up naming its variable, exit 78."""
+        line = config_error(run_notifier(tmp_path, variables, "check"))
+        assert line.startswith(named)
+        assert "longer than 100 years" in line
+
+    def test_every_duration_at_the_limit_still_runs_a_pass(self, tmp_path: Path) -> None:
+        """With each duration at 100 years, a token is created and a pass runs without overflow."""
+        variables = dict.fromkeys(DURATION_VARIABLES, "36525d")
+        variables["NOTIFIER_RETRY_DEADLINE"] = "36524d"  # must stay below the claim lease
+        variables["NOTIFIER_THRESHOLDS"] = "36525d,50%"
+        created = run_notifier(tmp_path, variables, "tokens", "create", "--name", "long")
+        assert created.returncode == 0, created.stderr
+        checked = run_notifier(tmp_path, variables, "check")
+        assert checked.returncode == 0, checked.stderr
+        assert "Traceback" not in checked.stderr
+
+
+# (NOTIFIER_DATABASE_URL, words besides the supported schemes)
+UNSUPPORTED_DATABASES = [
+    ("mysql://u@db/notifier", "unsupported database 'mysql'"),
+    ("mariadb://u@db/notifier", "unsupported database 'mariadb'"),
+    ("oracle://u@db/notifier", "unsupported database 'oracle'"),
+    ("mssql://u@db/notifier", "unsupported database 'mssql'"),
+    ("mongodb://db/notifier", "unknown database driver 'mongodb'"),
+    ("garbage", "not a database URL"),
+    ("postgresql+psycopg2://u@db/notifier", "driver 'psycopg2'"),  # not installed: psycopg 3 is
+    ("postgresql+asyncpg://u@db/notifier", "driver 'asyncpg'"),
+    ("sqlite+aiosqlite:////tmp/notifier.db", "driver 'aiosqlite'"),
+    ("postgresql://u@db:notaport/notifier", "the port after the host must be a number"),
+]
+
+
+class TestDatabaseUrls:
+    @pytest.mark.parametrize(("url", "words"), UNSUPPORTED_DATABASES)
+    def test_unsupported_database_exits_78(self, tmp_path: Path, url: str, words: str) -> None:
+        """A URL notifier cannot keep its state in is named, with the schemes it supports."""
+        line = config_error(run_notifier(tmp_path, {"NOTIFIER_DATABASE_URL": url}, "check"))
+        assert line.startswith(f"NOTIFIER_DATABASE_URL={url!r}: ")
+        assert words in line
+        assert "sqlite" in line
+        assert "postgresql" in line
+
+    @pytest.mark.parametrize("port", ["0", "99999"])
+    def test_a_port_out_of_range_exits_78(self, tmp_path: Path, port: str) -> None:
+        """A port no server can listen on is a configuration error, not an outage (69)."""
+        url = f"postgresql://u@127.0.0.1:{port}/notifier"
+        line = config_error(run_notifier(tmp_path, {"NOTIFIER_DATABASE_URL": url}, "check"))
+        assert line == f"NOTIFIER_DATABASE_URL={url!r}: port {port} is out of range (1-65535)"
+
+    def test_the_sql_source_still_reads_mysql(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """MySQL stays a source's business: the sql source takes a mysql:// URL of its own."""
+        pytest.importorskip("pymysql", reason="the mysql extra is not installed")
+        monkeypatch.setenv("NOTIFIER_SOURCES", "sql")
+        monkeypatch.setenv("NOTIFIER_SQL_URL", "mysql://reader@db/billing")
+        monkeypatch.setenv("NOTIFIER_SQL_TABLE", "t")
+        monkeypatch.setenv("NOTIFIER_SQL_COLUMNS", "id=a,name=b,expires_at=c")
+        (sql,) = load_settings().source_configs
+        assert isinstance(sql, SqlSourceConfig)
+        assert sql.url.drivername == "mysql+pymysql"
+
+
+PASSWORD = "hunter2pw"
+# Database URLs that are wrong in some way and carry PASSWORD somewhere.
+LEAKY_URLS = [
+    f"postgresql://u:{PASSWORD}@host:notaport/db",
+    f"postgresql://u:{PASSWORD}@host:99999/db",
+    f"postgresql://u:{PASSWORD}@[::1/db",
+    f"postgresql://u:{PASSWORD}@db/n?prepare_threshold=sometimes",
+    f"mysql://u:{PASSWORD}@db/notifier",
+    f"postgresql://u@db:notaport/n?password={PASSWORD}",
+    f"postgresql://a@b:{PASSWORD}@host:x/db",  # SQLAlchemy's user part may hold an @
+    f"u:{PASSWORD}@db/notifier",  # no scheme
+    f"host=db user=u password={PASSWORD}",  # libpq's keyword form, not a URL
+]
+
+
+class TestRedaction:
+    def test_a_bad_database_url_never_echoes_its_password(self, tmp_path: Path) -> None:
+        """In a process of its own: exit 78, the URL shown with its password as ***."""
+        url = f"postgresql://u:{PASSWORD}@host:notaport/db"
+        line = config_error(run_notifier(tmp_path, {"NOTIFIER_DATABASE_URL": url}, "check"))
+        assert line.startswith("NOTIFIER_DATABASE_URL='postgresql://u:***@host:notaport/db': ")
+        assert PASSWORD not in line
+
+    @pytest.mark.parametrize("url", LEAKY_URLS)
+    def test_no_bad_database_url_echoes_its_password(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str
+    ) -> None:
+        """Whatever is wrong with the URL, the one error line hides its password."""
+        monkeypatch.setenv("NOTIFIER_DATABASE_URL", url)
+        assert cli.main(["check"]) == 78
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "NOTIFIER_DATABASE_URL=" in line
+        assert PASSWORD not in line
+        assert "***" in line
+
+    @pytest.mark.parametrize(
+        ("url", "redacted"),
+        [
+            ("postgresql://u:pw@h:x/db", "postgresql://u:***@h:x/db"),
+            ("postgresql://u:p@ss:w/rd@h/db", "postgresql://u:***@h/db"),  # unencoded @ and /
+            (
+                "postgresql://u@h/db?sslmode=require&password=pw",
+                "postgresql://u@h/db?sslmode=require&password=***",
+            ),
+            ("sqlite:////var/lib/a@b/notifier.db", "sqlite:////var/lib/a@b/notifier.db"),
+            ("postgresql://u@h/db", "postgresql://u@h/db"),
+            ("host=h password=pw dbname=x", "host=h password=*** dbname=x"),
+        ],
+    )
+    def test_redact_url(self, url: str, redacted: str) -> None:
+        """The password of a URL, and any password= pair, is masked; nothing else changes."""
+        assert redact_url(url) == redacted
+
+    @pytest.mark.parametrize(
+        "variables",
+        [
+            {"NOTIFIER_SQL_URL": f"postgresql://r:{PASSWORD}@db:notaport/billing"},
+            {"NOTIFIER_SQL_URL": f"postgresql://r:{PASSWORD}@db:99999/billing"},
+            {"NOTIFIER_SQL_URL": f"nosuchdb://r:{PASSWORD}@db/billing"},
+        ],
+        ids=["bad-port", "port-range", "unknown-driver"],
+    )
+    def test_a_bad_source_url_exits_78_without_its_password(
+        self, tmp_path: Path, variables: dict[str, str]
+    ) -> None:
+        """The sql source's URL option is checked the same way, and never echoed."""
+        source = {
+            "NOTIFIER_SOURCES": "sql",
+            "NOTIFIER_SQL_TABLE": "t",
+            "NOTIFIER_SQL_COLUMNS": "id=a,name=b,expires_at=c",
+        }
+        line = config_error(run_notifier(tmp_path, {**source, **variables}, "check"))
+        assert line.startswith("NOTIFIER_SQL_URL: ")
+        assert PASSWORD not in line
+
+    def test_a_bad_source_url_in_the_config_file(self, tmp_path: Path) -> None:
+        """A source URL from the TOML file is named by its key, without its password."""
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            '[sources."sql:billing"]\n'
+            f'url = "postgresql://r:{PASSWORD}@db:notaport/billing"\n'
+            'table = "t"\n'
+            'columns = { id = "a", name = "b", expires_at = "c" }\n'
+        )
+        line = config_error(run_notifier(tmp_path, {"NOTIFIER_CONFIG_FILE": str(config)}, "check"))
+        assert line.startswith('NOTIFIER_CONFIG_FILE [sources."sql:billing"] url: ')
+        assert PASSWORD not in line
+
+    @given(
+        scheme=st.sampled_from(["postgresql", "postgres", "sqlite", "mysql", "x+y", "", "pg sql"]),
+        separator=st.sampled_from(["://", ":/", ":", ""]),
+        user=st.text(max_size=5),
+        host=st.text(max_size=8),
+        rest=st.text(max_size=12),
+    )
+    def test_any_url_loads_or_is_one_redacted_error(
+        self, scheme: str, separator: str, user: str, host: str, rest: str
+    ) -> None:
+        """Whatever the text, it loads or is a ConfigError without the password: no traceback."""
+        url = f"{scheme}{separator}{user}:{PASSWORD}@{host}{rest}".replace("\x00", "")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("NOTIFIER_DATABASE_URL", url)
+            message = ""
+            try:
+                load_settings()
+            except ConfigError as error:
+                message = str(error)
+        assert PASSWORD not in message
+        assert not message or message.startswith("NOTIFIER_DATABASE_URL")
+
+    def test_config_show_hides_a_password_in_the_query(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A password given as ?password= (psycopg reads it) is redacted like the URL's own."""
+        monkeypatch.setenv("NOTIFIER_DATABASE_URL", f"postgresql://u@db/n?password={PASSWORD}")
+        assert cli.main(["config", "show", "--json"]) == 0
+        out = capsys.readouterr().out
+        assert PASSWORD not in out
+        rows = {row["variable"]: row for row in json.loads(out)}
+        assert rows["NOTIFIER_DATABASE_URL"]["value"] == "postgresql+psycopg://u@db/n?password=***"
+
+
+SECRET_SETTINGS = [
+    "NOTIFIER_DATABASE_PASSWORD",
+    "NOTIFIER_TOKEN_PEPPER",
+    "NOTIFIER_HEARTBEAT_URL",
+    "NOTIFIER_BOOTSTRAP_TOKEN",
+]
+KEYS = ["NOTIFIER_TOKEN_PEPPER", "NOTIFIER_BOOTSTRAP_TOKEN"]
+# Keys long enough for the bootstrap key's 32 characters, and still easy to guess.
+GUESSABLE_KEYS = [
+    "a" * 32,
+    "changeme" * 4,
+    "abcd" * 8,  # a short alphabet repeated
+    "0123456789abcdef" * 2,
+    "changeme" * 4 + "!",  # a repeat with something added
+    "password" * 5,
+    "ab" * 20 + "abba" * 3,
+]
+
+
+def _template_secrets() -> dict[str, str]:
+    document = yaml.safe_load(SECRET_TEMPLATE.read_text(encoding="utf-8"))
+    secrets: dict[str, str] = document["stringData"]
+    return secrets
+
+
+class TestPlaceholders:
+    @pytest.mark.parametrize("credential", sorted(_template_secrets()))
+    def test_each_placeholder_of_the_kubernetes_template_exits_78(
+        self, tmp_path: Path, credential: str
+    ) -> None:
+        """The Secret template copied unchanged does not start: each placeholder is named."""
+        value = _template_secrets()[credential]
+        credentials = tmp_path / "credentials"
+        credentials.mkdir()
+        (credentials / credential).write_text(value, encoding="utf-8")
+        variables = {"CREDENTIALS_DIRECTORY": str(credentials)}
+        if credential == "database_password":
+            variables["NOTIFIER_DATABASE_URL"] = "postgresql://notifier@127.0.0.1:1/notifier"
+        line = config_error(run_notifier(tmp_path, variables, "check"))
+        assert line.startswith(f"NOTIFIER_{credential.upper()} ")
+        assert "placeholder" in line
+        assert value not in line
+
+    @pytest.mark.parametrize("variable", KEYS)
+    def test_the_placeholder_bootstrap_key_in_the_environment(
+        self, tmp_path: Path, variable: str
+    ) -> None:
+        """The template's bootstrap key pasted into a variable is refused just the same."""
+        value = _template_secrets()["bootstrap_token"]
+        line = config_error(run_notifier(tmp_path, {variable: value}, "check"))
+        assert line.startswith(f"{variable}: ")
+        assert value not in line
+
+    def test_a_guessable_key_exits_78(self, tmp_path: Path) -> None:
+        """In a process of its own: a long but repetitive bootstrap key stops start-up, exit 78."""
+        key = "changeme" * 4
+        line = config_error(run_notifier(tmp_path, {"NOTIFIER_BOOTSTRAP_TOKEN": key}, "check"))
+        assert line.startswith("NOTIFIER_BOOTSTRAP_TOKEN: too easy to guess")
+        assert "changeme" not in line
+
+    @pytest.mark.parametrize("variable", KEYS)
+    @pytest.mark.parametrize("key", GUESSABLE_KEYS)
+    def test_a_guessable_key_is_refused(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, key: str
+    ) -> None:
+        """A key with little entropy is refused, and the error does not repeat it."""
+        monkeypatch.setenv(variable, key)
+        with pytest.raises(ConfigError) as raised:
+            load_settings()
+        (line,) = raised.value.lines
+        assert line.startswith(f"{variable}: too easy to guess")
+        assert key[:8] not in line
+
+    @pytest.mark.parametrize("variable", KEYS)
+    @pytest.mark.parametrize(
+        "key",
+        [
+            STRONG_KEY,  # openssl rand -hex 32
+            "n5Vq0yZ8mW2bX4kT7rJ1uH3gF6dS9aQeLpOiUyTrEwQ=",  # openssl rand -base64 32
+            "bootstrap-0123456789abcdef0123456789abcdef",  # the web tests' key
+            "8c1d2e7fa0b94c6d3e5f1a2b7c9d0e4f",  # openssl rand -hex 16
+        ],
+    )
+    def test_a_random_key_is_accepted(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, key: str
+    ) -> None:
+        """Keys made by a random generator pass the entropy estimate."""
+        monkeypatch.setenv(variable, key)
+        settings = load_settings()
+        value = settings.token_pepper if "PEPPER" in variable else settings.bootstrap_token
+        assert value is not None
+        assert value.get_secret_value() == key
+
+    def test_a_short_weak_pepper_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The pepper has no length rule of its own; the entropy estimate refuses a word."""
+        monkeypatch.setenv("NOTIFIER_TOKEN_PEPPER", "s3cret-pepper")
+        with pytest.raises(ConfigError, match=r"NOTIFIER_TOKEN_PEPPER: .*guess"):
+            load_settings()
+
+
+class TestEmptySecrets:
+    @pytest.mark.parametrize("variable", SECRET_SETTINGS)
+    def test_an_empty_secret_exits_78(self, tmp_path: Path, variable: str) -> None:
+        """NAME= is refused like an empty NAME_FILE, rather than turning the secret off."""
+        line = config_error(run_notifier(tmp_path, {variable: ""}, "check"))
+        assert line.startswith(f"{variable}: empty; leave it unset")
+
+    @pytest.mark.parametrize("variable", SECRET_SETTINGS)
+    def test_a_blank_secret_is_empty(self, monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+        """A secret of spaces only is as empty as no text at all."""
+        monkeypatch.setenv(variable, "   ")
+        with pytest.raises(ConfigError, match=f"^{variable}: empty"):
+            load_settings()
+
+    def test_an_empty_secret_file_names_the_setting(self, tmp_path: Path) -> None:
+        """A blank credential file names the setting it was read for."""
+        credentials = tmp_path / "credentials"
+        credentials.mkdir()
+        (credentials / "token_pepper").write_text("\n")
+        variables = {"CREDENTIALS_DIRECTORY": str(credentials)}
+        line = config_error(run_notifier(tmp_path, variables, "check"))
+        assert line.startswith("NOTIFIER_TOKEN_PEPPER ")
+        assert "empty" in line
+
+    @pytest.mark.parametrize(
+        ("variables", "named"),
+        [
+            (
+                {
+                    "NOTIFIER_SINKS": "log,email",
+                    "NOTIFIER_EMAIL_HOST": "127.0.0.1",
+                    "NOTIFIER_EMAIL_FROM": "notifier@example.com",
+                    "NOTIFIER_EMAIL_USERNAME": "notifier",
+                    "NOTIFIER_EMAIL_PASSWORD": "",
+                },
+                "NOTIFIER_EMAIL_PASSWORD",
+            ),
+            (
+                {
+                    "NOTIFIER_SINKS": "log,webhook",
+                    "NOTIFIER_WEBHOOK_URL": "http://127.0.0.1:1/",
+                    "NOTIFIER_WEBHOOK_SECRET": "",
+                },
+                "NOTIFIER_WEBHOOK_SECRET",
+            ),
+        ],
+        ids=["email-password", "webhook-secret"],
+    )
+    def test_an_empty_instance_secret_exits_78(
+        self, tmp_path: Path, variables: dict[str, str], named: str
+    ) -> None:
+        """A sink's secret option given empty is refused, not taken as 'no password'."""
+        line = config_error(run_notifier(tmp_path, variables, "check"))
+        assert line.startswith(f"{named}: empty")
+
+    def test_an_empty_secret_in_the_config_file(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """An empty password in the TOML file is refused by its key."""
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            '[sinks."email"]\nhost = "127.0.0.1"\nfrom = "n@example.com"\n'
+            'username = "n"\npassword = ""\n'
+        )
+        monkeypatch.setenv("NOTIFIER_CONFIG_FILE", str(config))
+        with pytest.raises(ConfigError, match=r'\[sinks."email"\] password: empty'):
+            load_settings()
+
+
+class TestConfigShow:
+    def _shown(self, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, str]]:
+        """Rows of `config show --json`, checked against the table `config show` prints."""
+        assert cli.main(["config", "show", "--json"]) == 0
+        rows = {row["variable"]: row for row in json.loads(capsys.readouterr().out)}
+        assert cli.main(["config", "show"]) == 0
+        header, *table = capsys.readouterr().out.splitlines()
+        value_at, source_at = header.index("VALUE"), header.index("SOURCE")
+        for line in table:
+            variable = line[:value_at].strip()
+            assert rows[variable]["value"] == line[value_at:source_at].strip(), line
+            assert rows[variable]["source"] == line[source_at:].strip(), line
+        return rows
+
+    def test_durations_read_as_written(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A duration shows as given, and a default as its default is written: 8760h, not 52w1d."""
+        monkeypatch.setenv("NOTIFIER_RETENTION", "2160h")
+        monkeypatch.setenv("NOTIFIER_BACKOFF_INTERVAL", " 1h30m ")
+        monkeypatch.setenv("ROX_TOKEN_EXPIRATION_LOG_SLICE_DURATION", "1h0m0s")
+        rows = self._shown(capsys)
+        assert rows["NOTIFIER_RETENTION"]["value"] == "2160h"
+        assert rows["NOTIFIER_BACKOFF_INTERVAL"]["value"] == "1h30m"
+        assert rows["NOTIFIER_LOG_SLICE"]["value"] == "1h0m0s"  # Go's spelling, kept
+        assert rows["NOTIFIER_TOKEN_DEFAULT_TTL"]["value"] == "8760h"
+        assert rows["NOTIFIER_DETECTION_WINDOW"]["value"] == "168h"
+        assert rows["NOTIFIER_CLAIM_LEASE"]["value"] == "10m"
+        assert rows["NOTIFIER_TOKEN_MAX_LIFETIME"]["value"] == ""
+
+    def test_sources_and_sinks_show_the_effective_lists(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+    ) -> None:
+        """Unset, NOTIFIER_SOURCES and NOTIFIER_SINKS show the defaults plus the file's."""
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            '[sources."file:partners"]\npath = "/srv/partners.json"\n'
+            '[sinks."webhook:ops"]\nurl = "https://hooks.example.com/n"\n'
+        )
+        monkeypatch.setenv("NOTIFIER_CONFIG_FILE", str(config))
+        rows = self._shown(capsys)
+        assert rows["NOTIFIER_SOURCES"]["value"] == "store,file:partners"
+        assert rows["NOTIFIER_SINKS"]["value"] == "log,ui,webhook:ops"
+        assert rows["NOTIFIER_SOURCES"]["source"] == "default + NOTIFIER_CONFIG_FILE"
+        assert rows["NOTIFIER_SINKS"]["source"] == "default + NOTIFIER_CONFIG_FILE"
+
+    def test_the_default_source_list(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With nothing set, NOTIFIER_SOURCES shows store, where it came from: the default."""
+        rows = self._shown(capsys)
+        assert rows["NOTIFIER_SOURCES"]["value"] == "store"
+        assert rows["NOTIFIER_SOURCES"]["source"] == "default"
+        monkeypatch.setenv("NOTIFIER_SINKS", "ui")
+        rows = self._shown(capsys)
+        assert rows["NOTIFIER_SINKS"]["value"] == "ui"
+        assert rows["NOTIFIER_SINKS"]["source"] == "NOTIFIER_SINKS"
