@@ -644,9 +644,11 @@ class Settings(BaseSettings):
         "NOTIFIER_API_AUTH_FAILURE_LIMIT",
         default=20,
         description=(
-            "Failed authentications per client address per minute before the API answers 429 "
-            "with Retry-After to that address; tokens presented from other addresses are not "
-            "affected. 0: no throttle."
+            "Failed authentications per client address (IPv6: per /64) per rolling minute; past "
+            "it the API answers 429 with Retry-After to that address, before any token is "
+            "checked, a valid one included. Other addresses are not affected. Behind a proxy, "
+            "set NOTIFIER_TRUSTED_PROXIES, or every client shares the proxy's count. 0: no "
+            "throttle."
         ),
     )
     api_max_streams_per_token: int = _setting(
@@ -657,12 +659,13 @@ class Settings(BaseSettings):
             "more is answered 429."
         ),
     )
-    http_header_timeout: PositiveDuration = _setting(
+    http_header_timeout: SecondOrMore = _setting(
         "NOTIFIER_HTTP_HEADER_TIMEOUT",
         default="10s",
         description=(
-            "How long a client may take to send a request's headers, and how long an idle "
-            "keep-alive connection stays open, before the listener closes it."
+            "How long a client may take to send a request's headers (however slowly it "
+            "trickles them), and how long an idle keep-alive connection stays open, before the "
+            "listener closes it; whole seconds, at least 1s."
         ),
     )
     http_max_connections: int = _setting(

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import hypothesis
 import pytest
 import structlog
 from sqlalchemy.engine import URL, make_url
@@ -135,3 +136,20 @@ def mariadb_url() -> Iterator[URL]:
 def httpserver_listen_address() -> tuple[str, int]:
     """pytest-httpserver binds loopback IPv4 on a free port, as every test server here does."""
     return ("127.0.0.1", 0)
+
+
+def exploring() -> bool:
+    """Whether NOTIFIER_TEST_EXPLORE=1 asks for fresh random examples instead of the fixed ones."""
+    return os.environ.get("NOTIFIER_TEST_EXPLORE", "").lower() in {"1", "true", "yes"}
+
+
+# Hypothesis: every run of `make test` draws the same examples (derandomized, as Hypothesis's
+# own "ci" profile does), so the suite passes every time or fails every time. To look for new
+# failures, NOTIFIER_TEST_EXPLORE=1 draws fresh ones; each failure then prints the blob that
+# reproduces it. `--hypothesis-profile` still chooses. tests/web/test_openapi.py fixes
+# schemathesis's own seed the same way.
+hypothesis.settings.register_profile(
+    "notifier-fixed", hypothesis.settings.get_profile("ci"), print_blob=True
+)
+hypothesis.settings.register_profile("notifier-explore", print_blob=True)
+hypothesis.settings.load_profile("notifier-explore" if exploring() else "notifier-fixed")

@@ -9,6 +9,9 @@ be killed by its orchestrator for it. Readiness does.
 Given a :class:`notifier.web.api.WebApi`, the app also serves the HTTP API under ``/api/v1``
 (behind :class:`notifier.web.auth.Gate`), its OpenAPI document at ``/openapi.json``, and the
 web page at ``/``; see docs/web.md.
+
+``HEAD`` is answered wherever ``GET`` is (:class:`HeadAsGet`): FastAPI's routes take only the
+methods they name, so ``HEAD /`` would be 405.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import notifier
 
@@ -36,6 +40,36 @@ class Probe:
 
 # Given the request's Accept header, the metrics' exposition and its content type.
 MetricsExposition = Callable[[str | None], tuple[bytes, str]]
+
+
+class HeadAsGet:
+    """ASGI middleware: a HEAD request is answered as its GET would be, without the body.
+
+    The app sees a GET (the same checks, the same status and headers, ``Content-Length``
+    included); the first body message ends the answer empty. A stream is therefore cut at
+    once: the server then reports the client gone, which ends the stream's generator.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass a GET on for a HEAD, and keep its body back."""
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        done = False
+
+        async def headers_only(message: Message) -> None:
+            nonlocal done
+            if done:
+                return
+            if message["type"] == "http.response.body":
+                done = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 def create_app(
@@ -76,6 +110,11 @@ def create_app(
 
     if api is not None:
         _serve_api(app, api, readiness)
+    app.add_middleware(HeadAsGet)
+    if api is not None:
+        from notifier.web.errors import CatchUnexpected  # noqa: PLC0415
+
+        app.add_middleware(CatchUnexpected)  # outermost: nothing escapes to be logged twice
     return app
 
 

@@ -7,11 +7,14 @@ it, in this order:
    ``application/json`` is 415);
 2. the client address (the peer, or ``X-Forwarded-For`` when the peer is a trusted proxy)
    against ``NOTIFIER_API_ALLOWED_IPS``: 403;
-3. the token, from ``Authorization: Bearer`` or ``X-API-Key``: the bootstrap key, or a hash
+3. the failed authentications of that address (``NOTIFIER_API_AUTH_FAILURE_LIMIT`` a minute):
+   past the limit 429 with ``Retry-After``, before the token is looked at, so a throttled
+   address cannot test guesses (see :func:`throttle_key`);
+4. the token, from ``Authorization: Bearer`` or ``X-API-Key``: the bootstrap key, or a hash
    lookup in the store and a constant-time compare; missing, unknown, expired or revoked is
    401 with ``WWW-Authenticate: Bearer``;
-4. the rate limit per token: 429 with ``Retry-After``;
-5. the token's last use, noted in memory (see :mod:`notifier.web.lastused`).
+5. the rate limit per token: 429 with ``Retry-After``;
+6. the token's last use, noted in memory (see :mod:`notifier.web.lastused`).
 
 Each route then asks for its scope with :func:`requires`: 403 when the token lacks it. Failed
 attempts are logged with the token id or a fingerprint of what was presented, never the secret
@@ -42,7 +45,7 @@ from notifier.tokens.secrets import fingerprint
 from notifier.tokens.store import TokenStore
 from notifier.web.errors import RETRY_UNAVAILABLE_S, ApiProblem, error_response
 from notifier.web.lastused import LastUse
-from notifier.web.ratelimit import RateLimiter
+from notifier.web.ratelimit import FailureThrottle, RateLimiter
 
 log = structlog.get_logger("notifier.web")
 
@@ -131,6 +134,19 @@ def parse_address(text: str | None) -> IpAddress | None:
     return address
 
 
+def throttle_key(address: IpAddress | None) -> str:
+    """What failed authentications are counted by: the address, or its /64 for IPv6.
+
+    One IPv6 host usually holds a whole /64 and can pick a fresh address for every request,
+    so counting single IPv6 addresses would throttle nobody.
+    """
+    if address is None:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def _within(address: IpAddress, networks: Sequence[IpNetwork]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
 
@@ -181,23 +197,58 @@ class Authenticator:
         access: Access,
         limiter: RateLimiter,
         last_use: LastUse,
+        *,
+        throttle: FailureThrottle | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._access = access
         self.limiter = limiter
         self.last_use = last_use
+        self.throttle = throttle or FailureThrottle(0)
 
-    def authenticate(self, secret: str | None, *, client: str, path: str) -> Principal:
-        """Check *secret*; raise :class:`ApiProblem` (401, 429) or return the caller."""
+    def refuse_throttled(self, key: str, *, client: str, path: str) -> None:
+        """Raise 429 when *key* (see :func:`throttle_key`) failed too often this minute."""
+        throttled = self.throttle.check(key)
+        if throttled is None:
+            return
+        if throttled.announce:  # once a window, not once per refused guess
+            log.warning(
+                "auth.throttled",
+                client=client,
+                key=key,
+                path=path,
+                limit=self.throttle.limit,
+                retry_after=throttled.retry_after,
+            )
+        raise ApiProblem(
+            429,
+            "rate_limited",
+            f"more than {self.throttle.limit} failed authentications in a minute from this "
+            f"address; retry in {throttled.retry_after}s",
+            headers={"Retry-After": str(throttled.retry_after)},
+        )
+
+    def authenticate(
+        self, secret: str | None, *, client: str, path: str, key: str | None = None
+    ) -> Principal:
+        """Check *secret*; raise :class:`ApiProblem` (401, 429) or return the caller.
+
+        A presented secret that is refused counts against *key* (the client's
+        :func:`throttle_key`); a request without any token is no guess and does not.
+        """
         if secret is None:
             log.info("auth.failed", reason="missing", client=client, path=path)
             raise _unauthorized(
                 "no token: send Authorization: Bearer <token> or X-API-Key: <token>", None
             )
-        principal = self._bootstrap(secret, client=client, path=path) or self._stored(
-            secret, client=client, path=path
-        )
+        principal = self._bootstrap(secret, client=client, path=path)
+        if principal is None:
+            try:
+                principal = self._stored(secret, client=client, path=path)
+            except ApiProblem:
+                self.throttle.fail(key if key is not None else client)
+                raise
         wait = self.limiter.acquire(principal.rate_key)
         if wait is not None:
             log.warning(
@@ -362,13 +413,17 @@ class Gate:
             raise ApiProblem(
                 503, "unavailable", not_ready, headers={"Retry-After": str(RETRY_UNAVAILABLE_S)}
             )
+        key = throttle_key(address)
+        # In memory and cheap, so in the event loop: a throttled address costs no thread and
+        # no lookup, and never learns whether its guess was right.
+        self._authenticator.refuse_throttled(key, client=client, path=path)
         try:
             secret = presented_secret(headers)
         except ApiProblem:
             log.warning("auth.failed", reason="unsupported_scheme", client=client, path=path)
             raise
         return await anyio.to_thread.run_sync(
-            lambda: self._authenticator.authenticate(secret, client=client, path=path)
+            lambda: self._authenticator.authenticate(secret, client=client, path=path, key=key)
         )
 
 

@@ -5,7 +5,8 @@ programs (``unauthorized``, ``forbidden``, ``rate_limited``, ``not_found``, ``in
 ``invalid_request``, ``payload_too_large``, ``unavailable``, ``internal``), ``message`` says what
 is wrong for a person, and ``field`` names the field at fault when there is one. No response
 carries a stack trace: an unexpected exception is logged with its traceback and answered with
-a plain 500.
+a plain 500, once (:class:`CatchUnexpected`: Starlette's own handler would hand the exception
+on to uvicorn, which logs the traceback a second time).
 
 ```
 ApiProblem            raised by the API's own code: status, code, message, field, headers
@@ -27,12 +28,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from notifier.db.database import DatabaseUnavailableError
 
 log = structlog.get_logger("notifier.web")
 
 RETRY_UNAVAILABLE_S = 5
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class ApiError(BaseModel):
@@ -88,7 +92,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 # Each status the API answers with an ApiError, for the OpenAPI document.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ApiError, "description": "Malformed JSON"},
+    400: {"model": ApiError, "description": "Malformed JSON, or a Last-Event-ID of no event"},
     401: {"model": ApiError, "description": "No token, or an unknown, expired or revoked one"},
     403: {"model": ApiError, "description": "The token lacks the scope, or the address is refused"},
     413: {"model": ApiError, "description": "The body is larger than 64 KiB"},
@@ -140,6 +144,7 @@ def _http_error(request: Request, error: Exception) -> JSONResponse:
     elif error.status_code == 405:  # noqa: PLR2004
         message = f"{request.method} is not allowed on {request.url.path}"
         code = "method_not_allowed"
+        return error_response(405, code, message, headers={"Allow": allowed_methods(request)})
     elif error.status_code == 413:  # noqa: PLR2004 - a streamed body past the limit
         message = str(error.detail)
         code = "payload_too_large"
@@ -150,6 +155,27 @@ def _http_error(request: Request, error: Exception) -> JSONResponse:
         message = str(error.detail)
         code = "http_error"
     return error_response(error.status_code, code, message, headers=error.headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the app takes at the request's path (HEAD wherever GET).
+
+    Starlette's own 405 names the methods of the first route that matched the path alone, so
+    ``/api/v1/tokens`` (GET and POST, two routes) would say ``Allow: GET``.
+    """
+    # Asked of the routes method by method: a route (or an included router, which FastAPI
+    # keeps whole) says only whether it takes the request, not which methods it would take.
+    routes = request.app.router.routes
+    methods = {
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def _problem(request: Request, error: Exception) -> JSONResponse:
@@ -178,6 +204,48 @@ def _unexpected(request: Request, error: Exception) -> JSONResponse:
         exc_info=error,
     )
     return error_response(500, "internal", "an internal error occurred; it has been logged")
+
+
+class CatchUnexpected:
+    """ASGI middleware: an exception that escapes the app is logged once and answered 500.
+
+    Starlette's handler for ``Exception`` answers, then raises the exception again for the
+    server, and uvicorn logs its traceback too. Here it stops: logged as ``api.failed``, and
+    answered with :class:`ApiError` unless the answer had already started (then the
+    connection is closed, as uvicorn would).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; catch what it raises."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            log.error(
+                "api.failed",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                error=type(error).__name__,
+                exc_info=error,
+            )
+            if not started:
+                response = error_response(
+                    500, "internal", "an internal error occurred; it has been logged"
+                )
+                await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:

@@ -13,9 +13,8 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from notifier.durations import DurationError, parse_duration
+from notifier.limits import MAX_DURATION, MAX_LIFETIME_TEXT
 
-# The longest duration the API takes: a century keeps every date arithmetic in range.
-MAX_DURATION = timedelta(days=36500)
 # Documented, not enforced by the model: the validator's own message ("not a duration: '3
 # days' (examples: ...)") says more than a regular expression would.
 DURATION_PATTERN = r"^[+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d|w))+)$"
@@ -38,8 +37,8 @@ def duration(text: str, *, allow_zero: bool = False) -> timedelta:
         raise ValueError(str(error)) from None
     if value < timedelta(0) or (value == timedelta(0) and not allow_zero):
         raise ValueError(f"{text!r} must be greater than zero" + (" or 0" if allow_zero else ""))
-    if value > MAX_DURATION:
-        raise ValueError(f"{text!r} is longer than 100 years")
+    if value > MAX_DURATION:  # a century keeps every date arithmetic in range
+        raise ValueError(f"{text!r} is longer than {MAX_LIFETIME_TEXT}")
     return value
 
 

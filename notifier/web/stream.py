@@ -23,21 +23,28 @@ Events:
   ``id`` is the change's time, which a client sends back as ``Last-Event-ID`` to resume;
 - ``: keep-alive`` comments every 15 s, so proxies keep the connection open;
 - the stream ends when the token is revoked or expires, or when the server stops.
+
+A ``Last-Event-ID`` that is not one of these cursors (not an RFC 3339 time with a zone, before
+1970, or more than a day ahead of this server's clock) is refused before the stream starts:
+see :func:`parse_event_id`. Each token may hold :class:`StreamSlots` streams open at once.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import anyio.to_thread
 import structlog
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from notifier.db.database import Database, DatabaseUnavailableError
+from notifier.limits import EARLIEST_TIME
 from notifier.logs import rfc3339
 from notifier.notifications import changed_since, latest_change
 from notifier.resources import NotificationResource
@@ -47,6 +54,9 @@ from notifier.web.auth import Principal
 log = structlog.get_logger("notifier.web")
 
 _STEP_S = 0.25  # how often a waiting stream checks whether the server is stopping
+# How far ahead of this server's clock a cursor may be: the writers' clocks (other hosts) may
+# run a little ahead, never a day.
+CURSOR_AHEAD = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +76,90 @@ def changed_at(notification: NotificationResource) -> datetime:
     return max(stamp for stamp in stamps if stamp is not None)
 
 
-def parse_event_id(text: str | None) -> datetime | None:
-    """The cursor a client resumes from (``Last-Event-ID``); None when absent or garbled."""
-    if not text:
+class InvalidCursorError(ValueError):
+    """A ``Last-Event-ID`` that is not a cursor this stream hands out."""
+
+
+def parse_event_id(text: str | None, *, now: datetime) -> datetime | None:
+    """The cursor a client resumes from (``Last-Event-ID``); None when absent.
+
+    The ids are the change times the stream sends (RFC 3339 with a zone). Anything else is
+    refused with :class:`InvalidCursorError` rather than ignored: a client that resumes from
+    "now" instead of its own place would silently miss what changed in between. Aware times
+    compare without converting, so ``0001-01-01T00:00:00+23:59`` is refused here instead of
+    overflowing the first time the stream subtracts its look-back from it.
+    """
+    if text is None or not text.strip():
         return None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else None
+        raise InvalidCursorError(f"{text.strip()!r} is not an event id of this stream") from None
+    if moment.tzinfo is None:
+        raise InvalidCursorError(f"{text.strip()!r} has no timezone; event ids end in Z")
+    if moment < EARLIEST_TIME:
+        raise InvalidCursorError(f"{text.strip()!r} is before 1970")
+    if moment > now + CURSOR_AHEAD:
+        raise InvalidCursorError(f"{text.strip()!r} is more than a day ahead of the server's clock")
+    return moment.astimezone(UTC)
+
+
+class StreamSlots:
+    """How many streams each token holds open in this process, at most *limit* at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> bool:
+        """Count one more stream for *key*; False (and nothing counted) when it has *limit*."""
+        with self._lock:
+            held = self._open.get(key, 0)
+            if held >= self.limit:
+                return False
+            self._open[key] = held + 1
+            return True
+
+    def give_back(self, key: str) -> None:
+        """One stream of *key* ended."""
+        with self._lock:
+            held = self._open.get(key, 0) - 1
+            if held > 0:
+                self._open[key] = held
+            else:
+                self._open.pop(key, None)
+
+    def held(self, key: str) -> int:
+        """The streams *key* holds open now."""
+        with self._lock:
+            return self._open.get(key, 0)
+
+
+class SlotStreamingResponse(StreamingResponse):
+    """A streaming answer that gives its slot back however it ends.
+
+    The slot is released when the answer is over, sent to the end, cut by the client, or
+    failed; the generator's own ``finally`` would not run for a stream that never started.
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        release: Callable[[], None],
+        media_type: str,
+        headers: Mapping[str, str],
+    ) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Stream, then give the slot back."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 def _event(kind: str, data: str, event_id: str | None = None) -> bytes:

@@ -94,12 +94,12 @@ class Web:
     created: list[CreatedToken] = field(default_factory=list)
 
     def token(
-        self, *permissions: str, ttl: timedelta = 30 * DAY, name: str = "caller"
+        self, *permissions: str, ttl: timedelta | None = 30 * DAY, name: str = "caller"
     ) -> CreatedToken:
-        """A stored token with *permissions*, created through the store."""
+        """A stored token with *permissions*, created through the store (ttl None: no expiry)."""
         created = self.parts.tokens.create(
             name=name,
-            expires_at=self.parts.clock.now() + ttl,
+            expires_at=self.parts.clock.now() + ttl if ttl is not None else None,
             permissions=permissions,
             owner="ops@example.com",
             labels={"team": "platform"},
@@ -118,9 +118,9 @@ class Web:
         text = secret.token if isinstance(secret, CreatedToken) else secret
         return ApiClient(self.app, text, address, header)
 
-    def admin(self) -> ApiClient:
-        """A client with a ``*`` token."""
-        return self.client(self.token("*", name="admin"))
+    def admin(self, ttl: timedelta | None = 30 * DAY) -> ApiClient:
+        """A client with a ``*`` token (expiring in 30 days unless told otherwise)."""
+        return self.client(self.token("*", name="admin", ttl=ttl))
 
 
 WebFactory = Callable[..., Web]

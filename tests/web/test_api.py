@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from notifier.db.models import Token
 from notifier.tokens.audit import list_events
 
-from .conftest import DAY, Web, WebFactory
+from .conftest import DAY, ApiClient, Web, WebFactory
 
 V1 = "/api/v1"
 
@@ -428,7 +428,7 @@ class TestTokens:
 
     def test_create_defaults_and_expires_at(self, web: Web) -> None:
         """Without a lifetime the default TTL applies; expires_at sets it exactly."""
-        client = web.admin()
+        client = web.admin(ttl=None)  # a 30-day caller would cut the default (a year) short
         default = client.post(f"{V1}/tokens", json={"name": "a"}).json()
         assert default["expires_at"] == "2027-01-01T00:00:00Z"
         exact = client.post(
@@ -661,11 +661,23 @@ class TestBadInput:
         )
         assert_error(response, 400, "invalid_json")
 
-    def test_unknown_methods_are_405(self, web: Web) -> None:
-        """A method a path does not take is 405 with Allow, as JSON."""
-        response = web.admin().request("PUT", f"{V1}/tokens")
+    @pytest.mark.parametrize(
+        ("path", "allow"),
+        [
+            (f"{V1}/tokens", "GET, HEAD, POST"),  # two routes on one path
+            (f"{V1}/tokens/abc", "DELETE, GET, HEAD"),
+            (f"{V1}/tokens/abc/rotate", "POST"),
+            ("/healthz", "GET, HEAD"),
+            ("/", "GET, HEAD"),
+        ],
+    )
+    def test_unknown_methods_are_405_with_every_allowed_method(
+        self, web: Web, path: str, allow: str
+    ) -> None:
+        """A method a path does not take is 405, as JSON, with Allow naming all it takes."""
+        response = web.admin().request("PUT", path)
         assert_error(response, 405, "method_not_allowed")
-        assert "GET" in response.headers["allow"]
+        assert response.headers["allow"] == allow
 
 
 # --- last use ---------------------------------------------------------------------------------
@@ -717,3 +729,425 @@ class TestLastUsed:
                 select(Token.__table__.c.last_used_at).where(Token.__table__.c.id == token.id)
             ).scalar_one()
         assert stored == now
+
+
+# --- repeated query parameters ------------------------------------------------------------------
+
+
+class TestRepeatedQuery:
+    @pytest.mark.parametrize(
+        ("query", "field"),
+        [
+            ("/notifications?active=garbage&active=true", "active"),  # the flaky seed's case
+            ("/notifications?active=true&active=true", "active"),  # even the same value
+            ("/tokens?all=true&all=false", "all"),
+            ("/tokens?revoked=false&revoked=true", "revoked"),
+            ("/tokens/expiring?within=1h&within=2h", "within"),
+        ],
+    )
+    def test_a_repeated_scalar_is_422(self, web: Web, query: str, field: str) -> None:
+        """A parameter that takes one value, given twice, is 422 naming it."""
+        body = assert_error(web.admin().get(V1 + query), 422, "invalid_request", field)
+        assert "given 2 times" in body["message"]
+
+    def test_every_scalar_query_parameter_of_the_document(self, web: Web) -> None:
+        """Each query parameter the OpenAPI document declares, repeated, is refused with 422."""
+        client = web.admin()
+        document = client.get("/openapi.json").json()
+        checked = []
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                for parameter in operation.get("parameters", []):
+                    if parameter["in"] != "query":
+                        continue
+                    name = parameter["name"]
+                    url = path.replace("{token_id}", "abc").replace("{notification_id}", "n1")
+                    response = client.request(method.upper(), f"{url}?{name}=1h&{name}=true")
+                    assert_error(response, 422, "invalid_request", name)
+                    checked.append(name)
+        assert sorted(checked) == ["active", "all", "revoked", "within"]
+
+    def test_parameters_a_route_does_not_take_are_ignored(self, web: Web) -> None:
+        """Only declared parameters are checked: an unknown one, repeated, changes nothing."""
+        response = web.admin().get(f"{V1}/notifications?page=1&page=2")
+        assert response.status_code == 200
+
+
+# --- failed authentications: throttled per address --------------------------------------------
+
+WRONG = "ntf_3f9c1d0e7a2b4c6d8e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b"
+
+
+class TestFailureThrottle:
+    def test_past_the_limit_an_address_gets_429_and_no_more_guesses(
+        self, make_web: WebFactory
+    ) -> None:
+        """After the limit of failures in a minute, that address gets 429 with Retry-After."""
+        web = make_web(NOTIFIER_API_AUTH_FAILURE_LIMIT="3")
+        guesser = web.client(WRONG, address="203.0.113.9")
+        assert [guesser.get(f"{V1}/tokens").status_code for _ in range(3)] == [401] * 3
+        web.ticker.advance(15)
+        response = guesser.get(f"{V1}/tokens")
+        body = assert_error(response, 429, "rate_limited")
+        assert response.headers["retry-after"] == "45"
+        assert "failed authentications" in body["message"]
+
+    def test_a_throttled_address_is_refused_before_its_token_is_looked_at(
+        self, make_web: WebFactory
+    ) -> None:
+        """Once throttled, even a valid token from that address gets 429: no guess is tested."""
+        web = make_web(NOTIFIER_API_AUTH_FAILURE_LIMIT="2")
+        valid = web.token("tokens:read")
+        for _ in range(2):
+            web.client(WRONG, address="203.0.113.9").get(f"{V1}/tokens")
+        with capture_logs() as logs:
+            response = web.client(valid, address="203.0.113.9").get(f"{V1}/tokens")
+        assert_error(response, 429, "rate_limited")
+        assert not [entry for entry in logs if entry["event"] == "auth.failed"]
+
+    def test_other_addresses_are_not_locked_out(self, make_web: WebFactory) -> None:
+        """An attacker's failures never refuse a valid token presented from another address."""
+        web = make_web(NOTIFIER_API_AUTH_FAILURE_LIMIT="2")
+        valid = web.token("tokens:read")
+        guesser = web.client(WRONG, address="203.0.113.9")
+        for _ in range(5):
+            guesser.get(f"{V1}/tokens")
+        assert guesser.get(f"{V1}/tokens").status_code == 429
+        assert web.client(valid, address="198.51.100.4").get(f"{V1}/tokens").status_code == 200
+        assert web.client(valid, address="127.0.0.1").get(f"{V1}/tokens").status_code == 200
+
+    def test_the_refusal_is_logged_once_per_window(self, make_web: WebFactory) -> None:
+        """A flood of refused guesses logs auth.throttled once a minute, not once per request."""
+        web = make_web(NOTIFIER_API_AUTH_FAILURE_LIMIT="2")
+        guesser = web.client(WRONG, address="203.0.113.9")
+        with capture_logs() as logs:
+            for _ in range(2):
+                guesser.get(f"{V1}/tokens")
+            for _ in range(50):
+                assert guesser.get(f"{V1}/tokens").status_code == 429
+            web.ticker.advance(30)
+            guesser.get(f"{V1}/tokens")
+        (entry,) = [e for e in logs if e["event"] == "auth.throttled"]
+        assert (entry["log_level"], entry["client"], entry["limit"]) == (
+            "warning",
+            "203.0.113.9",
+            2,
+        )
+        assert entry["retry_after"] == 60
+        assert len([e for e in logs if e["event"] == "auth.failed"]) == 2
+
+    def test_the_window_rolls(self, make_web: WebFactory) -> None:
+        """A minute after the oldest failure, the address may try again (and only once more)."""
+        web = make_web(NOTIFIER_API_AUTH_FAILURE_LIMIT="2")
+        guesser = web.client(WRONG, address="203.0.113.9")
+        guesser.get(f"{V1}/tokens")
+        web.ticker.advance(30)
+        guesser.get(f"{V1}/tokens")
+        assert guesser.get(f"{V1}/tokens").status_code == 429
+        web.ticker.advance(30)
+        assert guesser.get(f"{V1}/tokens").status_code == 401
+        assert guesser.get(f"{V1}/tokens").status_code == 429
+        valid = web.token("tokens:read")
+        web.ticker.advance(60)
+        assert web.client(valid, address="203.0.113.9").get(f"{V1}/tokens").status_code == 200
+
+    def test_the_address_is_the_client_behind_a_trusted_proxy(self, make_web: WebFactory) -> None:
+        """Behind a trusted proxy, failures count for the forwarded client, not the proxy."""
+        web = make_web(NOTIFIER_API_AUTH_FAILURE_LIMIT="2", NOTIFIER_TRUSTED_PROXIES="192.0.2.0/24")
+        valid = web.token("tokens:read")
+        for _ in range(3):
+            web.client(WRONG, address="192.0.2.7").get(
+                f"{V1}/tokens", headers={"X-Forwarded-For": "203.0.113.9"}
+            )
+        through_proxy = web.client(valid, address="192.0.2.7")
+        attacker = {"X-Forwarded-For": "203.0.113.9"}
+        assert through_proxy.get(f"{V1}/tokens", headers=attacker).status_code == 429
+        other = {"X-Forwarded-For": "198.51.100.4"}
+        assert through_proxy.get(f"{V1}/tokens", headers=other).status_code == 200
+
+    def test_ipv6_counts_by_64(self, make_web: WebFactory) -> None:
+        """IPv6 clients count by /64: fresh addresses from one network do not escape."""
+        web = make_web(NOTIFIER_API_AUTH_FAILURE_LIMIT="2")
+        for host in ("2001:db8:1:2::1", "2001:db8:1:2::2"):
+            web.client(WRONG, address=host).get(f"{V1}/tokens")
+        assert web.client(WRONG, address="2001:db8:1:2::3").get(f"{V1}/tokens").status_code == 429
+        assert web.client(WRONG, address="2001:db8:1:3::1").get(f"{V1}/tokens").status_code == 401
+
+    def test_requests_without_a_token_do_not_count(self, make_web: WebFactory) -> None:
+        """A request that presents no token guesses nothing and is not counted."""
+        web = make_web(NOTIFIER_API_AUTH_FAILURE_LIMIT="2")
+        anonymous = web.client(address="203.0.113.9")
+        assert {anonymous.get(f"{V1}/tokens").status_code for _ in range(10)} == {401}
+
+    def test_zero_turns_it_off(self, make_web: WebFactory) -> None:
+        """NOTIFIER_API_AUTH_FAILURE_LIMIT=0: failures are never throttled."""
+        web = make_web(NOTIFIER_API_AUTH_FAILURE_LIMIT="0")
+        guesser = web.client(WRONG, address="203.0.113.9")
+        assert {guesser.get(f"{V1}/tokens").status_code for _ in range(30)} == {401}
+
+    def test_the_default_allows_20_a_minute(self, web: Web) -> None:
+        """By default the 21st failure in a minute from one address is throttled."""
+        guesser = web.client(WRONG, address="203.0.113.9")
+        assert [guesser.get(f"{V1}/tokens").status_code for _ in range(21)] == [401] * 20 + [429]
+
+
+# --- a token cannot outlive itself ----------------------------------------------------------------
+
+
+class TestLifetimeBound:
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"ttl": "36500d"}, "ttl"),
+            ({"ttl": "61m"}, "ttl"),
+            ({"expires_at": "2026-01-01T01:00:01Z"}, "expires_at"),
+        ],
+    )
+    def test_create_cannot_outlive_the_caller(
+        self, web: Web, body: dict[str, str], field: str
+    ) -> None:
+        """A token expiring in an hour cannot create one that expires later: 422 naming it."""
+        client = web.client(web.token("tokens:write", ttl=timedelta(hours=1)))
+        answer = assert_error(
+            client.post(f"{V1}/tokens", json={"name": "x", **body}), 422, "invalid_request", field
+        )
+        assert "outlives itself" in answer["message"]
+        assert "2026-01-01T01:00:00Z" in answer["message"]  # the caller's own expiry
+        assert [t.name for t in web.parts.tokens.list()] == ["caller"]
+
+    def test_create_up_to_the_callers_expiry(self, web: Web) -> None:
+        """A lifetime that ends no later than the caller's is fine."""
+        client = web.client(web.token("tokens:write", ttl=timedelta(hours=1)))
+        for body in ({"ttl": "1h"}, {"expires_at": "2026-01-01T01:00:00Z"}):
+            response = client.post(f"{V1}/tokens", json={"name": "x", **body})
+            assert response.status_code == 201, response.text
+            assert response.json()["expires_at"] == "2026-01-01T01:00:00Z"
+
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"ttl": "36500d"}, "ttl"),
+            ({"expires_at": "2027-01-01T00:00:00Z"}, "expires_at"),
+        ],
+    )
+    def test_rotate_cannot_outlive_the_caller(
+        self, web: Web, body: dict[str, str], field: str
+    ) -> None:
+        """A token expiring in an hour cannot rotate a token into a longer-lived one."""
+        target = web.token(name="deploy", ttl=10 * DAY)
+        client = web.client(web.token("tokens:write", ttl=timedelta(hours=1)))
+        answer = assert_error(
+            client.post(f"{V1}/tokens/{target.id}/rotate", json=body),
+            422,
+            "invalid_request",
+            field,
+        )
+        assert "outlives itself" in answer["message"]
+        assert web.parts.tokens.get(target.id).superseded_by is None
+
+    def test_a_lifetime_not_asked_for_ends_with_the_callers(self, web: Web) -> None:
+        """The default lifetime, and a rotated token's own, are cut to the caller's expiry."""
+        client = web.client(web.token("tokens:write", ttl=timedelta(hours=1)))
+        created = client.post(f"{V1}/tokens", json={"name": "x"})
+        assert created.status_code == 201, created.text
+        assert created.json()["expires_at"] == "2026-01-01T01:00:00Z"  # not a year
+        target = web.token(name="deploy", ttl=10 * DAY)
+        rotated = client.post(f"{V1}/tokens/{target.id}/rotate")
+        assert rotated.status_code == 201, rotated.text
+        assert rotated.json()["expires_at"] == "2026-01-01T01:00:00Z"  # not 10 days
+        forever = web.token(name="forever", ttl=None)
+        rotated = client.post(f"{V1}/tokens/{forever.id}/rotate")
+        assert rotated.json()["expires_at"] == "2026-01-01T01:00:00Z"  # not never
+
+    def test_the_bootstrap_key_is_the_operator(self, make_web: WebFactory) -> None:
+        """The bootstrap key never expires: it may create and rotate for up to a century."""
+        key = TestBootstrap.KEY
+        web = make_web(NOTIFIER_BOOTSTRAP_TOKEN=key)
+        client = web.client(key)
+        created = client.post(f"{V1}/tokens", json={"name": "x", "ttl": "36500d"})
+        assert created.status_code == 201, created.text
+        rotated = client.post(f"{V1}/tokens/{created.json()['id']}/rotate", json={"ttl": "36500d"})
+        assert rotated.status_code == 201, rotated.text
+
+    def test_a_caller_that_never_expires_is_bounded_by_the_century(self, web: Web) -> None:
+        """A token without expiry may make a 100-year token, not a longer one."""
+        client = web.admin(ttl=None)
+        assert client.post(f"{V1}/tokens", json={"name": "x", "ttl": "36525d"}).status_code == 201
+        assert_error(
+            client.post(f"{V1}/tokens", json={"name": "x", "ttl": "36526d"}),
+            422,
+            "invalid_request",
+            "ttl",
+        )
+
+    def test_the_max_lifetime_setting_names_ttl(self, make_web: WebFactory) -> None:
+        """NOTIFIER_TOKEN_MAX_LIFETIME refuses a longer ttl, naming ttl (the field sent)."""
+        key = TestBootstrap.KEY  # it never expires, so the setting is the only bound
+        web = make_web(
+            NOTIFIER_TOKEN_MAX_LIFETIME="90d",
+            NOTIFIER_TOKEN_DEFAULT_TTL="30d",
+            NOTIFIER_BOOTSTRAP_TOKEN=key,
+        )
+        client = web.client(key)
+        body = assert_error(
+            client.post(f"{V1}/tokens", json={"name": "x", "ttl": "91d"}),
+            422,
+            "invalid_request",
+            "ttl",
+        )
+        assert "NOTIFIER_TOKEN_MAX_LIFETIME" in body["message"]
+        assert client.post(f"{V1}/tokens", json={"name": "x", "ttl": "90d"}).status_code == 201
+
+    @pytest.mark.parametrize(
+        ("path", "body", "field"),
+        [
+            ("/tokens", {"name": "x", "ttl": "100000000d"}, "ttl"),
+            ("/tokens", {"name": "x", "ttl": "99999999999999999999999d"}, "ttl"),
+            ("/tokens", {"name": "x", "expires_at": "9999-12-31T23:59:59-23:59"}, "expires_at"),
+            ("/tokens", {"name": "x", "expires_at": "0001-01-01T00:00:00+23:59"}, "expires_at"),
+            ("/tokens/{id}/rotate", {"ttl": "100000000d"}, "ttl"),
+            ("/tokens/{id}/rotate", {"grace": "100000000d"}, "grace"),
+            ("/tokens/{id}/rotate", {"grace": "1000000000000d"}, "grace"),
+            ("/tokens/{id}/rotate", {"expires_at": "9999-12-31T23:59:59-23:59"}, "expires_at"),
+        ],
+    )
+    def test_overflowing_values_are_422(
+        self, web: Web, path: str, body: dict[str, str], field: str
+    ) -> None:
+        """Values past what a date can hold are refused naming the field, never a 500."""
+        target = web.token(name="deploy")
+        response = web.admin(ttl=None).post(V1 + path.format(id=target.id), json=body)
+        assert_error(response, 422, "invalid_request", field)
+
+    @pytest.mark.parametrize("within", ["100000000d", "1000000000000d", "36526d"])
+    def test_an_overflowing_within_is_422(self, web: Web, within: str) -> None:
+        """/tokens/expiring?within= past a century is refused naming `within`."""
+        response = web.admin().get(f"{V1}/tokens/expiring?within={within}")
+        assert_error(response, 422, "invalid_request", "within")
+
+
+class TestSupersededToken:
+    def rotated(self, web: Web) -> ApiClient:
+        """A '*' token rotated with a day's grace: superseded, still authenticating."""
+        old = web.token("*", name="old")
+        assert web.parts.tokens.rotate(old.id, grace=DAY).rotated_from == old.id
+        return web.client(old)
+
+    def test_it_still_reads(self, web: Web) -> None:
+        """During its grace a superseded token reads and asks who it is."""
+        client = self.rotated(web)
+        assert client.get(f"{V1}/tokens").status_code == 200
+        assert client.get(f"{V1}/auth/whoami").status_code == 200
+        assert client.get(f"{V1}/notifications").status_code == 200
+
+    def test_it_cannot_create(self, web: Web) -> None:
+        """A superseded token cannot create a token: 403 saying it was rotated."""
+        body = assert_error(
+            self.rotated(web).post(f"{V1}/tokens", json={"name": "x", "ttl": "1h"}),
+            403,
+            "forbidden",
+        )
+        assert "rotated" in body["message"]
+        assert "cannot create" in body["message"]
+        assert {t.name for t in web.parts.tokens.list()} == {"old"}
+
+    def test_it_cannot_rotate(self, web: Web) -> None:
+        """A superseded token cannot rotate another token: 403 saying it was rotated."""
+        client = self.rotated(web)
+        target = web.token(name="target")
+        body = assert_error(client.post(f"{V1}/tokens/{target.id}/rotate"), 403, "forbidden")
+        assert "cannot rotate" in body["message"]
+        assert web.parts.tokens.get(target.id).superseded_by is None
+
+
+# --- no metadata without tokens:read ----------------------------------------------------------
+
+
+class TestNoMetadataWithoutRead:
+    def test_revoke_without_read_answers_204_without_a_body(self, web: Web) -> None:
+        """tokens:write alone revokes, and gets 204 with no record, again and again."""
+        target = web.token("tokens:read", name="target")
+        writer = web.client(web.token("tokens:write"))
+        for _ in range(2):  # a live token, then an already revoked one
+            response = writer.delete(f"{V1}/tokens/{target.id}")
+            assert response.status_code == 204
+            assert response.content == b""
+        assert web.parts.tokens.get(target.id).status == "revoked"
+
+    def test_revoke_with_read_answers_the_record(self, web: Web) -> None:
+        """With tokens:read as well, revoking answers the revoked record (200)."""
+        target = web.token(name="target")
+        response = web.client(web.token("tokens:write", "tokens:read")).delete(
+            f"{V1}/tokens/{target.id}"
+        )
+        assert response.status_code == 200
+        assert response.json()["name"] == "target"
+
+    def test_the_rotate_conflict_does_not_describe_the_token(self, web: Web) -> None:
+        """Without tokens:read, the 409 of a rotated token names no successor."""
+        target = web.token(name="target")
+        successor = web.parts.tokens.rotate(target.id, grace=DAY)  # superseded, not revoked
+        body = assert_error(
+            web.client(web.token("tokens:write")).post(f"{V1}/tokens/{target.id}/rotate"),
+            409,
+            "conflict",
+        )
+        assert successor.id not in body["message"]
+        body = assert_error(
+            web.client(web.token("tokens:write", "tokens:read")).post(
+                f"{V1}/tokens/{target.id}/rotate"
+            ),
+            409,
+            "conflict",
+        )
+        assert successor.id in body["message"]
+
+    def test_the_rotate_escalation_does_not_list_the_scopes(self, web: Web) -> None:
+        """Without tokens:read, refusing to rotate a stronger token lists none of its scopes."""
+        strong = web.token("notifications:write", name="strong")
+        body = assert_error(
+            web.client(web.token("tokens:write")).post(f"{V1}/tokens/{strong.id}/rotate"),
+            403,
+            "forbidden",
+        )
+        assert "notifications:write" not in body["message"]
+
+    def test_the_document_says_so(self, web: Web) -> None:
+        """The OpenAPI document lists DELETE's 204 beside its 200."""
+        document = web.client().get("/openapi.json").json()
+        responses = document["paths"]["/api/v1/tokens/{token_id}"]["delete"]["responses"]
+        assert {"200", "204"} <= set(responses)
+
+
+# --- HEAD ---------------------------------------------------------------------------------------
+
+
+class TestHead:
+    @pytest.mark.parametrize(
+        "path", ["/", "/healthz", "/readyz", "/openapi.json", "/static/app.js"]
+    )
+    def test_head_is_answered_wherever_get_is(self, web: Web, path: str) -> None:
+        """HEAD gets GET's status and headers, and no body."""
+        client = web.client()
+        got, head = client.get(path), client.request("HEAD", path)
+        assert head.status_code == got.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == got.headers["content-length"]
+
+    def test_head_on_the_api_needs_the_token_and_scope(self, web: Web) -> None:
+        """HEAD on the API is a GET without a body: 401 without a token, 403 without scope."""
+        assert web.client().request("HEAD", f"{V1}/tokens").status_code == 401
+        no_scope = web.client(web.token("notifications:read"))
+        assert no_scope.request("HEAD", f"{V1}/tokens").status_code == 403
+        head = web.admin().request("HEAD", f"{V1}/tokens")
+        assert head.status_code == 200
+        assert head.content == b""
+        assert head.headers["cache-control"] == "no-store"
+
+    def test_head_where_get_is_not_taken_is_405(self, web: Web) -> None:
+        """HEAD on a path with no GET (rotate) is 405 with the path's methods."""
+        target = web.token(name="t")
+        response = web.admin().request("HEAD", f"{V1}/tokens/{target.id}/rotate")
+        assert response.status_code == 405
+        assert response.headers["allow"] == "POST"

@@ -19,6 +19,10 @@ KEY = "bootstrap-0123456789abcdef0123456789abcdef"
         ("NOTIFIER_API_RATE_LIMIT", "-1", "between 0"),
         ("NOTIFIER_API_RATE_LIMIT", "lots", "integer"),
         ("NOTIFIER_API_LAST_USED_INTERVAL", "100ms", "at least 1s"),
+        ("NOTIFIER_API_AUTH_FAILURE_LIMIT", "-1", "between 0"),
+        ("NOTIFIER_API_MAX_STREAMS_PER_TOKEN", "0", "between 1"),
+        ("NOTIFIER_HTTP_HEADER_TIMEOUT", "500ms", "at least 1s"),
+        ("NOTIFIER_HTTP_MAX_CONNECTIONS", "0", "between 1"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -59,3 +63,31 @@ def test_defaults_allow_every_address_and_trust_no_proxy() -> None:
     assert settings.trusted_proxies == ()
     assert settings.api_rate_limit == 1000
     assert settings.bootstrap_token is None
+
+
+def test_the_limits_reach_the_api_and_the_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The throttle, stream and listener settings are the ones the web tier is built with."""
+    from notifier.compose import build  # noqa: PLC0415
+    from notifier.web.api import WebApi  # noqa: PLC0415
+    from notifier.web.app import Probe, create_app  # noqa: PLC0415
+    from notifier.web.server import WebServer  # noqa: PLC0415
+
+    for name, value in {
+        "NOTIFIER_DATABASE_URL": "sqlite+pysqlite:///:memory:",
+        "NOTIFIER_API_AUTH_FAILURE_LIMIT": "7",
+        "NOTIFIER_API_MAX_STREAMS_PER_TOKEN": "3",
+        "NOTIFIER_HTTP_HEADER_TIMEOUT": "4s",
+        "NOTIFIER_HTTP_MAX_CONNECTIONS": "50",
+    }.items():
+        monkeypatch.setenv(name, value)
+    parts = build(load_settings())
+    try:
+        api = WebApi.from_components(parts)
+        assert api.authenticator.throttle.limit == 7
+        assert api.streams.limit == 3
+        app = create_app(liveness=lambda: Probe(ok=True), readiness=lambda: Probe(ok=True), api=api)
+        config = WebServer(app, api).config
+        assert config.timeout_keep_alive == 4
+        assert config.limit_concurrency == 51  # uvicorn counts the asking connection too
+    finally:
+        parts.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -14,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.engine import URL
+from structlog.testing import capture_logs
 
 from notifier.web.stream import StreamOptions
 from tests.acceptance.conftest import cli
 
-from .conftest import RunningServe, Served, Web
+from .conftest import RunningServe, Served, Web, WebFactory
 from .test_api import V1, warned
 
 FAST = StreamOptions(
@@ -249,3 +251,106 @@ class TestStreamAcrossProcesses:
         assert notification["token_name"] == "ci-deploy"
         assert notification["message"].endswith("will expire in less than 2 days.")
         assert running.stop() == 0
+
+
+def refusal(url: str, headers: dict[str, str]) -> httpx.Response:
+    """GET *url*, reading the body only when it is not a stream (a stream never ends)."""
+    with httpx.Client(timeout=5) as client, client.stream("GET", url, headers=headers) as answer:
+        if not answer.headers.get("content-type", "").startswith("text/event-stream"):
+            answer.read()
+        return answer
+
+
+class TestStreamRefusals:
+    @pytest.mark.parametrize(
+        "cursor",
+        [
+            "0001-01-01T00:00:00+23:59",  # overflowed converting to UTC: a 500, logged twice
+            "0001-01-01T00:00:00+00:00",  # overflowed the look-back: the stream died
+            "9999-12-31T23:59:59-23:59",
+            "yesterday",
+        ],
+    )
+    def test_a_bad_last_event_id_is_400(
+        self,
+        web: Web,
+        serve_in_thread: ServeInThread,
+        cursor: str,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A Last-Event-ID that is no event id is refused with a 400 problem, nothing logged."""
+        admin = web.token("*", name="admin")
+        served = serve_in_thread(web, FAST)
+        with capture_logs() as logs, caplog.at_level(logging.WARNING):
+            response = refusal(
+                f"{served.base}{V1}/notifications/stream",
+                {"Authorization": f"Bearer {admin.token}", "Last-Event-ID": cursor},
+            )
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        assert (body["error"], body["field"]) == ("invalid_cursor", "last-event-id")
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # uvicorn's
+        assert not [entry for entry in logs if entry["log_level"] == "error"]  # ours
+        assert web.api.streams.held(f"token:{admin.id}") == 0
+
+    def test_the_earliest_cursor_streams(
+        self,
+        web: Web,
+        serve_in_thread: ServeInThread,
+        readers: Callable[..., EventReader],
+    ) -> None:
+        """A cursor at 1970 resumes (everything since), and the stream keeps polling."""
+        warned(web)
+        admin = web.token("*", name="admin")
+        served = serve_in_thread(web, FAST)
+        reader = readers(
+            f"{served.base}{V1}/notifications/stream", admin.token, "1970-01-01T00:00:00Z"
+        )
+        assert reader.next("notification").json()["token_name"] == "ci-deploy"
+        assert not reader.ended(timeout=1)  # still polling after its look-back
+
+    def test_streams_per_token_are_capped(
+        self,
+        make_web: WebFactory,
+        serve_in_thread: ServeInThread,
+        readers: Callable[..., EventReader],
+    ) -> None:
+        """Past NOTIFIER_API_MAX_STREAMS_PER_TOKEN a token's next stream is 429; others open."""
+        web = make_web(NOTIFIER_API_MAX_STREAMS_PER_TOKEN="2")
+        token = web.token("notifications:read")
+        served = serve_in_thread(web, FAST)
+        url = f"{served.base}{V1}/notifications/stream"
+        held = [readers(url, token.token) for _ in range(2)]
+        for reader in held:
+            reader.next("ready")
+        refused = refusal(url, {"Authorization": f"Bearer {token.token}"})
+        assert refused.status_code == 429
+        assert refused.json()["error"] == "rate_limited"
+        assert refused.headers["retry-after"] == "30"
+        readers(url, web.token("notifications:read", name="other").token).next("ready")
+        held[0].close()  # a slot is given back once the server sees the client gone
+        deadline = time.monotonic() + 10
+        while web.api.streams.held(f"token:{token.id}") > 1:
+            assert time.monotonic() < deadline, "the closed stream kept its slot"
+            time.sleep(0.05)
+        readers(url, token.token).next("ready")
+
+    def test_head_on_the_stream_answers_its_headers_and_ends(
+        self, web: Web, serve_in_thread: ServeInThread
+    ) -> None:
+        """HEAD on the stream: 200 with the stream's headers, no body, and no slot kept."""
+        token = web.token("notifications:read")
+        served = serve_in_thread(web, FAST)
+        response = httpx.head(
+            f"{served.base}{V1}/notifications/stream",
+            headers={"Authorization": f"Bearer {token.token}"},
+            timeout=5,
+        )
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.content == b""
+        deadline = time.monotonic() + 5
+        while web.api.streams.held(f"token:{token.id}"):
+            assert time.monotonic() < deadline, "the HEAD kept its stream"
+            time.sleep(0.05)
