@@ -182,4 +182,8 @@ class TestFailuresAreLoggedOnce:
         assert response.json()["error"] == "internal"
         assert "Traceback" not in response.text
         assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == ["api.failed"]
-        assert not [r for r in caplog.records if r.name.startswith("uvicorn")]
+        # uvicorn logged no traceback of its own (its "Started server process" INFO line,
+        # which may arrive from the server's thread at any time, is not the point here).
+        assert not [
+            r for r in caplog.records if r.name.startswith("uvicorn") and r.levelno >= logging.ERROR
+        ]
