@@ -215,7 +215,7 @@ def main() -> None:
         return
     if args.url is None:
         parser.error("give a database URL or --jsonl")
-    from notifier.settings import normalise_database_url  # noqa: PLC0415
+    from notifier.config.settings import normalise_database_url  # noqa: PLC0415
 
     url = normalise_database_url(make_url(args.url))
     seconds = generate(url, args.tokens, inside)

@@ -4,8 +4,8 @@ N tokens, about k of them inside the detection window (bench/generate.py). For e
 (SQLite, PostgreSQL) and each (N, k), every repeat runs two worker processes on the same
 database, in alternating order:
 
-- **ours**: a :class:`~notifier.check.Checker` with the log sink (to a file) and the ui sink,
-  as ``notifier check`` builds it; a warm-up pass, then the timed **first pass** (every
+- **ours**: a :class:`~notifier.delivery.checker.Checker` with the log sink (to a file) and
+  the ui sink, as ``notifier check`` builds it; a warm-up pass, then the timed **first pass** (every
   in-window token notified) and the timed **steady pass** (everything in backoff);
 - **raw**: the limit: the same statements written by hand in plain ``sqlite3`` / ``psycopg``
   in one process, with the same commit granularity (per batch of 500: a read transaction for
@@ -63,7 +63,7 @@ NEXT_DUE = NOW + BACKOFF - PASS_INTERVAL / 2  # backoff end, less the tolerance
 SINKS = ("log", "ui")
 LEASE_SECONDS = 600.0
 ROUNDS = 3  # timed rounds per worker process
-ANALYZE_AFTER = 500  # as notifier.check._ANALYZE_AFTER
+ANALYZE_AFTER = 500  # as notifier.delivery.checker._ANALYZE_AFTER
 FINGERPRINT = "backoff_ms=86400000;tolerance_ms=1800000;window_s=604800;thresholds=;expired=1"
 
 
@@ -77,11 +77,11 @@ def maxrss_mb() -> float:
 
 def ours(url: URL, log_path: Path) -> dict[str, float]:
     """Warm up, then time a first and a steady pass of the real Checker."""
-    from notifier import logs  # noqa: PLC0415 - the raw worker must not import notifier
-    from notifier.check import Checker  # noqa: PLC0415
-    from notifier.clock import FixedClock  # noqa: PLC0415
+    from notifier.core.clock import FixedClock  # noqa: PLC0415
+    from notifier.core.policy import Policy  # noqa: PLC0415
     from notifier.db.database import Database  # noqa: PLC0415
-    from notifier.policy import Policy  # noqa: PLC0415
+    from notifier.delivery.checker import Checker  # noqa: PLC0415
+    from notifier.runtime import logs  # noqa: PLC0415 - the raw worker must not import notifier
     from notifier.sinks.log import LogSink  # noqa: PLC0415
     from notifier.sinks.ui import UiSink  # noqa: PLC0415
 

@@ -90,7 +90,7 @@ def stop_receiver(process: subprocess.Popen[str]) -> int:
 
 def notices(count: int) -> list[Any]:
     """*count* expiring notices, as the policy builds them."""
-    from notifier.policy import Notice, NoticeKind  # noqa: PLC0415
+    from notifier.core.policy import Notice, NoticeKind  # noqa: PLC0415
 
     return [
         Notice(
@@ -112,7 +112,7 @@ def notices(count: int) -> list[Any]:
 
 def sink(url: str) -> Any:
     """The webhook sink as the registry builds it, signing with a secret."""
-    from notifier.clock import SystemClock  # noqa: PLC0415
+    from notifier.core.clock import SystemClock  # noqa: PLC0415
     from notifier.sinks import EVERYTHING  # noqa: PLC0415
     from notifier.sinks.registry import Retry  # noqa: PLC0415
     from notifier.sinks.webhook import WebhookSink  # noqa: PLC0415
@@ -173,12 +173,12 @@ def through_pass(url: str, count: int, scratch: Path) -> float:
     """A first pass over *count* tokens in the window, webhook sink only, on SQLite."""
     from sqlalchemy.engine import URL  # noqa: PLC0415
 
-    from notifier import logs  # noqa: PLC0415
-    from notifier.check import Checker  # noqa: PLC0415
-    from notifier.clock import FixedClock  # noqa: PLC0415
+    from notifier.core.clock import FixedClock  # noqa: PLC0415
+    from notifier.core.policy import Policy  # noqa: PLC0415
     from notifier.db import migrate  # noqa: PLC0415
     from notifier.db.database import Database  # noqa: PLC0415
-    from notifier.policy import Policy  # noqa: PLC0415
+    from notifier.delivery.checker import Checker  # noqa: PLC0415
+    from notifier.runtime import logs  # noqa: PLC0415
     from notifier.tokens.store import ImportRecord, TokenStore  # noqa: PLC0415
 
     logs.configure(level="WARNING", stream=(scratch / "log.txt").open("a", encoding="utf-8"))

@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import CompoundSelect, Row, func, select, union, update
 
+from notifier import audit
 from notifier.db.database import Database
 from notifier.db.models import Notification
 from notifier.resources import NotificationResource
-from notifier.tokens import audit
 
 _notifications = Notification.__table__
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
-from notifier.logs import rfc3339
+from notifier.runtime.logs import rfc3339
 
 UtcTime = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
 TokenStatus = Literal["active", "expiring", "expired", "revoked", "superseded"]

@@ -14,7 +14,7 @@ import pytest
 import structlog
 from sqlalchemy.engine import URL, make_url
 
-from notifier.clock import FixedClock
+from notifier.core.clock import FixedClock
 from notifier.db import migrate
 from notifier.db.database import Database
 

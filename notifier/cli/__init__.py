@@ -25,8 +25,8 @@ from notifier.cli.interrupts import Interrupted, installed
 from notifier.cli.output import Handler, opened, print_json, print_table, table_time
 from notifier.cli.tokens import add_commands as add_token_commands
 from notifier.cli.web import add_commands as add_web_commands
-from notifier.logs import LogFileError
-from notifier.settings import ConfigError, Settings
+from notifier.config.settings import ConfigError, Settings
+from notifier.runtime.logs import LogFileError
 
 log = structlog.get_logger("notifier.cli")
 
@@ -37,7 +37,7 @@ log = structlog.get_logger("notifier.cli")
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     del args
-    from notifier.daemon import Daemon  # noqa: PLC0415 - heavy, only for `run`
+    from notifier.runtime.daemon import Daemon  # noqa: PLC0415 - heavy, only for `run`
     from notifier.web.server import HttpBindError  # noqa: PLC0415
 
     try:
@@ -55,10 +55,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     """Run one pass, then exit."""
-    from notifier.compose import build  # noqa: PLC0415
+    from notifier.core.messages import sentence  # noqa: PLC0415
     from notifier.db import migrate  # noqa: PLC0415
     from notifier.db.database import DatabaseUnavailableError  # noqa: PLC0415
-    from notifier.messages import sentence  # noqa: PLC0415
+    from notifier.runtime.compose import build  # noqa: PLC0415
 
     parts = build(settings)
     try:
@@ -82,7 +82,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
     """Print the effective settings and where each came from."""
-    from notifier.settings import show  # noqa: PLC0415
+    from notifier.config.settings import show  # noqa: PLC0415
 
     shown = show(settings)
     if args.json:
@@ -102,7 +102,7 @@ def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_config_example(settings: Settings | None, args: argparse.Namespace) -> int:
     """Print config.example.env, generated from the settings model."""
     del settings, args
-    from notifier.settings import example_env  # noqa: PLC0415
+    from notifier.config.settings import example_env  # noqa: PLC0415
 
     sys.stdout.write(example_env())
     return exitcodes.OK
@@ -227,8 +227,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "needs_settings", True):
         return cmd_config_example(None, args)
 
-    from notifier import logs  # noqa: PLC0415
-    from notifier.settings import load_settings, unknown_variables  # noqa: PLC0415
+    from notifier.config.settings import load_settings, unknown_variables  # noqa: PLC0415
+    from notifier.runtime import logs  # noqa: PLC0415
 
     try:
         settings = load_settings()

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from notifier import exitcodes
+from notifier.audit import os_actor
 from notifier.cli.output import (
     aware_time_argument,
     duration_argument,
@@ -18,12 +19,11 @@ from notifier.cli.output import (
     table_time,
     usage_error,
 )
-from notifier.limits import MAX_LIFETIME_TEXT, time_in_range
-from notifier.messages import escape
-from notifier.policy import Notice, NoticeKind, WatchedToken, days_left, notice_id
+from notifier.config.settings import Settings
+from notifier.core.limits import MAX_LIFETIME_TEXT, time_in_range
+from notifier.core.messages import escape
+from notifier.core.policy import Notice, NoticeKind, WatchedToken, days_left, notice_id
 from notifier.resources import DeliveryResource
-from notifier.settings import Settings
-from notifier.tokens.audit import os_actor
 
 TEST_TOKEN_ID = "notifier-test"  # noqa: S105 - an id, not a secret
 
@@ -82,8 +82,8 @@ def cmd_sinks_test(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
     """Show the state per (token, sink): last sent, attempts, last error."""
-    from notifier.deliveries import list_deliveries  # noqa: PLC0415
-    from notifier.snoozes import EPOCH  # noqa: PLC0415
+    from notifier.delivery.deliveries import list_deliveries  # noqa: PLC0415
+    from notifier.delivery.snoozes import EPOCH  # noqa: PLC0415
 
     with opened(settings) as parts:
         deliveries = list_deliveries(parts.database, sink=args.sink, failed_only=args.failed)
@@ -139,7 +139,7 @@ def cmd_notifications_ack(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_snooze(settings: Settings, args: argparse.Namespace) -> int:  # noqa: PLR0911 - a return per refusal
     """Silence a token's notices until a time, for a while, or until the next threshold."""
-    from notifier.snoozes import snooze  # noqa: PLC0415
+    from notifier.delivery.snoozes import snooze  # noqa: PLC0415
     from notifier.tokens.store import TokenNotFoundError  # noqa: PLC0415
 
     with opened(settings) as parts:
@@ -205,7 +205,7 @@ def cmd_snooze(settings: Settings, args: argparse.Namespace) -> int:  # noqa: PL
 
 def cmd_unsnooze(settings: Settings, args: argparse.Namespace) -> int:
     """Lift a token's snoozes."""
-    from notifier.snoozes import unsnooze  # noqa: PLC0415
+    from notifier.delivery.snoozes import unsnooze  # noqa: PLC0415
 
     with opened(settings) as parts:
         removed = unsnooze(

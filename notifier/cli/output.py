@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from notifier import exitcodes
-from notifier.durations import DurationError, parse_duration
-from notifier.limits import MAX_LIFETIME_TEXT, duration_in_range
-from notifier.logs import rfc3339
-from notifier.settings import Settings
+from notifier.config.settings import Settings
+from notifier.core.durations import DurationError, parse_duration
+from notifier.core.limits import MAX_LIFETIME_TEXT, duration_in_range
+from notifier.runtime.logs import rfc3339
 
 if TYPE_CHECKING:
-    from notifier.compose import Components
+    from notifier.runtime.compose import Components
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 _LARGEST_INTEGER = 2**63 - 1  # SQLite's INTEGER and PostgreSQL's bigint
@@ -128,8 +128,8 @@ def fail(message: str) -> None:
 @contextmanager
 def opened(settings: Settings) -> Iterator[Components]:
     """The parts, with the schema migrated; released on exit."""
-    from notifier.compose import build  # noqa: PLC0415 - keeps `notifier --help` light
     from notifier.db import migrate  # noqa: PLC0415
+    from notifier.runtime.compose import build  # noqa: PLC0415 - keeps `notifier --help` light
 
     parts = build(settings)
     try:

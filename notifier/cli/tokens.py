@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier import exitcodes
+from notifier.audit import list_events, os_actor
 from notifier.cli.interrupts import Deferral, Interrupted
 from notifier.cli.output import (
     aware_time_argument,
@@ -30,11 +31,10 @@ from notifier.cli.output import (
     table_time,
     usage_error,
 )
-from notifier.durations import format_duration
-from notifier.messages import escape
+from notifier.config.settings import Settings
+from notifier.core.durations import format_duration
+from notifier.core.messages import escape
 from notifier.resources import CreatedToken, TokenResource
-from notifier.settings import Settings
-from notifier.tokens.audit import list_events, os_actor
 from notifier.tokens.fields import TokenInputError, lifetime_text, parse_label
 from notifier.tokens.store import TokenNotFoundError, TokenStateError
 
@@ -276,7 +276,7 @@ def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 def _read_presented(settings: Settings) -> str | None:
     """The secret to verify: NOTIFIER_TOKEN, else stdin (a prompt without echo on a terminal)."""
-    from notifier.settings import presented_token  # noqa: PLC0415
+    from notifier.config.settings import presented_token  # noqa: PLC0415
 
     from_env = presented_token()
     if from_env is not None:

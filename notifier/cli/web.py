@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from notifier import exitcodes
-from notifier.settings import Settings
+from notifier.config.settings import Settings
 
 log = structlog.get_logger("notifier.cli")
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import structlog
 
-from notifier.messages import sentence
-from notifier.policy import Notice, NoticeKind
+from notifier.core.messages import sentence
+from notifier.core.policy import Notice, NoticeKind
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route
 from notifier.sinks.registry import SinkContext
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from notifier.durations import format_duration
-from notifier.logs import rfc3339
-from notifier.messages import sentence
-from notifier.policy import Notice, NoticeKind
+from notifier.core.durations import format_duration
+from notifier.core.messages import sentence
+from notifier.core.policy import Notice, NoticeKind
+from notifier.runtime.logs import rfc3339
 
 SCHEMA_VERSION = 1
 _STATUS = {

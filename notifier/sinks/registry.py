@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from notifier.sinks import EVERYTHING, Route
 
 if TYPE_CHECKING:
-    from notifier.clock import Clock
+    from notifier.core.clock import Clock
     from notifier.db.database import Database
     from notifier.sinks import Sink
 

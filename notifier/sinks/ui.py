@@ -13,12 +13,12 @@ from typing import Any
 
 from sqlalchemy import Integer, bindparam, case, literal_column, null, update
 
-from notifier.clock import Clock
+from notifier.core.clock import Clock
+from notifier.core.ids import short_id
+from notifier.core.messages import HINT, sentence
+from notifier.core.policy import Notice, NoticeKind
 from notifier.db.database import BulkStatement, Database, upsert
 from notifier.db.models import Notification
-from notifier.ids import short_id
-from notifier.messages import HINT, sentence
-from notifier.policy import Notice, NoticeKind
 from notifier.sinks import EVERYTHING, Outcome, Route
 from notifier.sinks.registry import SinkContext
 

@@ -16,9 +16,9 @@ from typing import Protocol
 from sqlalchemy import String, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from notifier.core.policy import OPEN, DeliveryState, WatchedToken
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
-from notifier.policy import OPEN, DeliveryState, WatchedToken
 
 _state = DeliveryStateRow.__table__
 

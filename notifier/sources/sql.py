@@ -35,8 +35,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from notifier.core.policy import WatchedToken, in_window
 from notifier.db.database import Database
-from notifier.policy import WatchedToken, in_window
 from notifier.sources import SourceError, WindowSnapshot
 from notifier.sources.config import SqlSourceConfig
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from notifier.durations import format_duration
-from notifier.limits import EARLIEST_TIME, MAX_LIFETIME, MAX_LIFETIME_TEXT
+from notifier.core.durations import format_duration
+from notifier.core.limits import EARLIEST_TIME, MAX_LIFETIME, MAX_LIFETIME_TEXT
 
 NAME_MAX = 200
 ROLE_MAX = 100
@@ -149,7 +149,7 @@ def check_fields(
 ) -> TokenFields:
     """Return *fields* normalised, or raise :class:`TokenInputError` naming the first bad one.
 
-    The expiry must lie in the future and within :data:`~notifier.limits.MAX_LIFETIME` of
+    The expiry must lie in the future and within :data:`~notifier.core.limits.MAX_LIFETIME` of
     *now*, and within *max_lifetime* (``NOTIFIER_TOKEN_MAX_LIFETIME``) when one is set. A token
     that creates or rotates another passes its own expiry as *not_after*: nothing it makes may
     outlive it, and a caller that never expires puts no bound here.

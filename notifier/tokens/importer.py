@@ -14,7 +14,7 @@ shapes are documented in docs/tokens.md:
 
 ``expires_at`` must be present in every row (``null`` or ``never`` for a token that does not
 expire), so that a forgotten column cannot import tokens as immortal. Times lie between 1970
-and 100 years from now (:mod:`notifier.limits`); an expiry may be past (the token is imported
+and 100 years from now (:mod:`notifier.core.limits`); an expiry may be past (the token is imported
 as expired), but no further away than ``NOTIFIER_TOKEN_MAX_LIFETIME`` when that is set, and a
 token that never expires is then refused.
 """
@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from notifier.limits import EARLIEST_TIME, MAX_LIFETIME, MAX_LIFETIME_TEXT
+from notifier.core.limits import EARLIEST_TIME, MAX_LIFETIME, MAX_LIFETIME_TEXT
 from notifier.tokens.fields import (
     DESCRIPTION_MAX,
     OWNER_MAX,

@@ -17,15 +17,15 @@ import structlog
 from sqlalchemy import Connection, RowMapping, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from notifier.clock import Clock
+from notifier import audit
+from notifier.core.clock import Clock
+from notifier.core.ids import short_id
+from notifier.core.limits import MAX_LIFETIME, MAX_LIFETIME_TEXT
+from notifier.core.policy import Policy, WatchedToken, days_left
 from notifier.db.database import BulkStatement, Database
 from notifier.db.models import DeliveryStateRow, Notification, Token
-from notifier.ids import short_id
-from notifier.limits import MAX_LIFETIME, MAX_LIFETIME_TEXT
-from notifier.logs import rfc3339
-from notifier.policy import Policy, WatchedToken, days_left
 from notifier.resources import CreatedToken, TokenResource, TokenStatus, VerifiedToken
-from notifier.tokens import audit
+from notifier.runtime.logs import rfc3339
 from notifier.tokens.fields import TokenFields, TokenInputError, check_fields
 from notifier.tokens.secrets import (
     checksum_ok,

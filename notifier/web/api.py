@@ -25,13 +25,13 @@ from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 
-from notifier.clock import Clock
-from notifier.compose import Components
+from notifier.core.clock import Clock
+from notifier.core.limits import MAX_DURATION, MAX_LIFETIME_TEXT
 from notifier.db.database import Database
-from notifier.limits import MAX_DURATION, MAX_LIFETIME_TEXT
-from notifier.logs import rfc3339
 from notifier.notifications import NotificationNotFoundError, acknowledge, list_notifications
 from notifier.resources import CreatedToken, NotificationResource, TokenResource, VerifiedToken
+from notifier.runtime.compose import Components
+from notifier.runtime.logs import rfc3339
 from notifier.tokens.fields import TokenInputError
 from notifier.tokens.store import TokenNotFoundError, TokenStateError, TokenStore
 from notifier.web.auth import Access, Authenticator, Principal, requires

@@ -37,7 +37,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from notifier.clock import Clock
+from notifier.core.clock import Clock
 from notifier.db.database import DatabaseUnavailableError
 from notifier.resources import VerifiedToken
 from notifier.tokens.fields import ALL_PERMISSIONS

@@ -12,8 +12,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from notifier.durations import DurationError, parse_duration
-from notifier.limits import MAX_DURATION, MAX_LIFETIME_TEXT
+from notifier.core.durations import DurationError, parse_duration
+from notifier.core.limits import MAX_DURATION, MAX_LIFETIME_TEXT
 
 # Documented, not enforced by the model: the validator's own message ("not a duration: '3
 # days' (examples: ...)") says more than a regular expression would.

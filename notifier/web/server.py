@@ -33,7 +33,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from notifier.settings import HttpAddress
+from notifier.config.settings import HttpAddress
 
 if TYPE_CHECKING:
     from notifier.web.api import WebApi

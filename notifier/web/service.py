@@ -21,13 +21,13 @@ from types import FrameType
 
 import structlog
 
-from notifier import logs
-from notifier.clock import Clock
-from notifier.compose import build
+from notifier.config.settings import HttpAddress, Settings
+from notifier.core.clock import Clock
+from notifier.core.durations import format_duration
 from notifier.db import migrate
 from notifier.db.database import DatabaseUnavailableError
-from notifier.durations import format_duration
-from notifier.settings import HttpAddress, Settings
+from notifier.runtime import logs
+from notifier.runtime.compose import build
 from notifier.web.api import WebApi
 from notifier.web.app import Probe, create_app
 from notifier.web.server import WebServer, bind

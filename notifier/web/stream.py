@@ -43,11 +43,11 @@ import structlog
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from notifier.core.limits import EARLIEST_TIME
 from notifier.db.database import Database, DatabaseUnavailableError
-from notifier.limits import EARLIEST_TIME
-from notifier.logs import rfc3339
 from notifier.notifications import changed_since, latest_change
 from notifier.resources import NotificationResource
+from notifier.runtime.logs import rfc3339
 from notifier.tokens.store import TokenNotFoundError, TokenStore
 from notifier.web.auth import Principal
 

@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
-from notifier.clock import FixedClock
+from notifier.core.clock import FixedClock
 from notifier.sinks.registry import Retry
 
 FAST = Retry(

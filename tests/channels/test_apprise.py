@@ -11,11 +11,11 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy.engine import URL
 from werkzeug import Request, Response
 
-from notifier.check import Checker
-from notifier.clock import FixedClock
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Notice, NoticeKind, Policy
 from notifier.db import migrate
 from notifier.db.database import Database
-from notifier.policy import Notice, NoticeKind, Policy
+from notifier.delivery.checker import Checker
 from notifier.sinks import EVERYTHING
 from notifier.sinks.apprise import AppriseSink
 from notifier.sinks.config import check_sink

@@ -22,12 +22,12 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
-from notifier.check import Checker
-from notifier.clock import FixedClock
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Policy
 from notifier.db import migrate
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
-from notifier.policy import Policy
+from notifier.delivery.checker import Checker
 from notifier.sinks import EVERYTHING
 from notifier.sinks.config import check_sink
 from notifier.sinks.email import EmailSink, header_text

@@ -9,16 +9,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
-from notifier.check import Checker
-from notifier.clock import FixedClock
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Policy
 from notifier.db import migrate
 from notifier.db.database import Database
 from notifier.db.models import AuditEvent, Base, DeliveryStateRow, Notification, Snooze
-from notifier.policy import Policy
-from notifier.retention import prune_if_due
+from notifier.delivery.checker import Checker
+from notifier.delivery.retention import prune_if_due
+from notifier.delivery.snoozes import snooze
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
-from notifier.snoozes import snooze
 from notifier.tokens.store import TokenStore
 
 DAY = timedelta(days=1)

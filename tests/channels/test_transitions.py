@@ -13,17 +13,17 @@ from typing import Any
 from sqlalchemy import update
 from structlog.testing import capture_logs
 
-from notifier.check import Checker
-from notifier.clock import FixedClock
+from notifier.audit import list_events
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Policy, Threshold
 from notifier.db.database import Database
 from notifier.db.models import Token
+from notifier.delivery.checker import Checker
+from notifier.delivery.snoozes import snooze
 from notifier.notifications import acknowledge, list_notifications
-from notifier.policy import Policy, Threshold
 from notifier.sinks import Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
-from notifier.snoozes import snooze
-from notifier.tokens.audit import list_events
 from notifier.tokens.importer import read_records
 from notifier.tokens.store import TokenStore
 

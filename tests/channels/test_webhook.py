@@ -20,12 +20,12 @@ from standardwebhooks.webhooks import Webhook
 from structlog.testing import capture_logs
 from werkzeug import Request, Response
 
-from notifier.check import Checker
-from notifier.clock import FixedClock
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Policy
 from notifier.db import migrate
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
-from notifier.policy import Policy
+from notifier.delivery.checker import Checker
 from notifier.sinks import EVERYTHING, Route
 from notifier.sinks.log import LogSink
 from notifier.sinks.registry import Retry
@@ -307,7 +307,7 @@ class TestRouting:
         """A sink routed to expired notices only hears about the expiry, not the warning."""
         receiver = Receiver()
         httpserver.expect_request("/hook").respond_with_handler(receiver)
-        from notifier.policy import NoticeKind  # noqa: PLC0415
+        from notifier.core.policy import NoticeKind  # noqa: PLC0415
 
         tokens(database, clock).create(name="t", expires_at=clock.now() + HOUR * 2)
         hook = sink(httpserver, clock, route=Route(kinds=frozenset({NoticeKind.EXPIRED})))

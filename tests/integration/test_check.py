@@ -17,13 +17,13 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import URL
 from structlog.testing import capture_logs
 
-from notifier.check import Checker, PassReport
-from notifier.clock import FixedClock
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Notice, Policy
 from notifier.db import migrate
 from notifier.db.database import Database, db_now
 from notifier.db.models import DeliveryStateRow, Meta, Notification, Token
+from notifier.delivery.checker import Checker, PassReport
 from notifier.notifications import changed_since_query, list_notifications
-from notifier.policy import Notice, Policy
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route, Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink

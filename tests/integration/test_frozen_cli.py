@@ -13,9 +13,6 @@ from freezegun import freeze_time
 
 # The CLI imports these lazily; import them before any clock is frozen, or pydantic would
 # build its models around freezegun's FakeDatetime.
-import notifier.compose
-import notifier.db.migrate
-import notifier.notifications  # noqa: F401
 from notifier import cli
 
 

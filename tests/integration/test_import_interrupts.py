@@ -21,8 +21,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 # The CLI imports these lazily; import them before the test listens to every engine.
-import notifier.compose
-import notifier.db.migrate  # noqa: F401
 from notifier import cli
 
 ROWS = 1_200  # three chunks of the importer's 500

@@ -7,8 +7,8 @@ import asyncio
 import httpx
 from fastapi import FastAPI
 
-from notifier.daemon import Daemon
-from notifier.settings import load_settings
+from notifier.config.settings import load_settings
+from notifier.runtime.daemon import Daemon
 from notifier.web.app import create_app
 
 

@@ -24,10 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 from structlog.testing import capture_logs
 
-from notifier.check import Checker
-from notifier.clock import FixedClock
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Policy
 from notifier.db.database import Database
-from notifier.policy import Policy
+from notifier.delivery.checker import Checker
 from notifier.sources import SourceError
 from notifier.sources.config import FileSourceConfig, SqlSourceConfig
 from notifier.sources.file import FileSource

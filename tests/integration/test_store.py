@@ -7,12 +7,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
-from notifier.clock import FixedClock
+from notifier.audit import list_events
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Policy
 from notifier.db import migrate
 from notifier.db.database import Database, DatabaseUnavailableError, db_now
 from notifier.db.models import Base, Token
-from notifier.policy import Policy
-from notifier.tokens.audit import list_events
 from notifier.tokens.fields import TokenInputError
 from notifier.tokens.secrets import hash_secret
 from notifier.tokens.store import TokenNotFoundError, TokenStore

@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 from structlog.testing import capture_logs
 
-from notifier.check import Checker
-from notifier.clock import FixedClock
+from notifier.audit import list_events
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Policy
 from notifier.db.database import Database
 from notifier.db.models import Token
-from notifier.policy import Policy
+from notifier.delivery.checker import Checker
 from notifier.sinks.ui import UiSink
-from notifier.tokens.audit import list_events
 from notifier.tokens.fields import TokenInputError
 from notifier.tokens.importer import read_records
 from notifier.tokens.store import TokenNotFoundError, TokenStateError, TokenStore

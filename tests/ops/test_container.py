@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from notifier.settings import load_settings
+from notifier.config.settings import load_settings
 
 from .conftest import DEPLOY, REPO, RunningDaemon, credential_name, example_variables, tool
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import structlog
 
-from notifier import logs
+from notifier.runtime import logs
 from notifier.sinks.log import LogSink
 from tests.unit.test_logs import notice
 

@@ -13,9 +13,9 @@ from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 from werkzeug import Request, Response
 
-from notifier.daemon import Daemon
-from notifier.heartbeat import Heartbeat
-from notifier.settings import ConfigError, load_settings
+from notifier.config.settings import ConfigError, load_settings
+from notifier.runtime.daemon import Daemon
+from notifier.runtime.deadman import Heartbeat
 
 from .conftest import RunningDaemon
 

@@ -13,7 +13,7 @@ from typing import TextIO
 import pytest
 import structlog
 
-from notifier import logs
+from notifier.runtime import logs
 from tests.unit.test_logs import notice
 
 from .conftest import JournalDaemon, cli

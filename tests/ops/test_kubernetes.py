@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from notifier.settings import ConfigError, load_settings
+from notifier.config.settings import ConfigError, load_settings
 
 from .conftest import DEPLOY, REPO, credential_name, example_variables, tool
 

@@ -17,10 +17,10 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from notifier import cli as notifier_cli
-from notifier.check import PassReport
-from notifier.daemon import Daemon
-from notifier.metrics import Metrics, PassResult, pass_result
-from notifier.settings import load_settings
+from notifier.config.settings import load_settings
+from notifier.delivery.checker import PassReport
+from notifier.runtime.daemon import Daemon
+from notifier.runtime.metrics import Metrics, PassResult, pass_result
 from notifier.web.app import create_app
 
 from .conftest import RunningDaemon, cli

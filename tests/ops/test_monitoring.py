@@ -11,7 +11,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from notifier.metrics import Metrics
+from notifier.runtime.metrics import Metrics
 
 from .conftest import DEPLOY
 

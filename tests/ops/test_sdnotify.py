@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from notifier.daemon import Daemon
-from notifier.sdnotify import SystemdNotifier, watchdog_timeout
-from notifier.settings import load_settings
+from notifier.config.settings import load_settings
+from notifier.runtime.daemon import Daemon
+from notifier.runtime.sdnotify import SystemdNotifier, watchdog_timeout
 
 from .conftest import RunningDaemon
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from notifier import logs
+from notifier.runtime import logs
 
 from .conftest import RunningDaemon
 

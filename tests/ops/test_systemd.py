@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from notifier.daemon import HEARTBEAT
-from notifier.durations import parse_duration
-from notifier.settings import Settings
+from notifier.config.settings import Settings
+from notifier.core.durations import parse_duration
+from notifier.runtime.daemon import HEARTBEAT
 
 from .conftest import DEPLOY, REPO, RunningDaemon, credential_name, example_variables, tool
 

@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import URL
 
-from notifier.check import Checker
-from notifier.clock import FixedClock
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Notice, Policy
 from notifier.db import migrate
 from notifier.db.database import Database, DatabaseUnavailableError
 from notifier.db.models import DeliveryStateRow
-from notifier.policy import Notice, Policy
+from notifier.delivery.checker import Checker
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome
 from notifier.tokens.store import TokenStore
 

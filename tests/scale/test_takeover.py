@@ -1,6 +1,6 @@
 """Leases left by a process of this host that has gone are taken over at once; others wait.
 
-A lease names its process (``notifier.check.lease_owner``). The holders here are real
+A lease names its process (``notifier.delivery.checker.lease_owner``). The holders here are real
 processes: a Python child that takes a lease in its own pass and then dies without releasing
 it (``os._exit``, as a SIGKILL or an OOM kill leaves things), or one that keeps running.
 The database is real, SQLite and PostgreSQL.
@@ -19,11 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import URL
 from structlog.testing import capture_logs
 
-from notifier.check import Checker, holder_gone, lease_owner
-from notifier.clock import FixedClock
+from notifier.core.clock import FixedClock
+from notifier.core.policy import Notice, Policy
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
-from notifier.policy import Notice, Policy
+from notifier.delivery.checker import Checker, holder_gone, lease_owner
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome
 from notifier.tokens.store import TokenStore
 
@@ -43,10 +43,10 @@ HOLDER = textwrap.dedent(
     import os, sys, threading
     from datetime import UTC, datetime, timedelta
     from sqlalchemy.engine import make_url
-    from notifier.check import Checker
-    from notifier.clock import FixedClock
+    from notifier.delivery.checker import Checker
+    from notifier.core.clock import FixedClock
     from notifier.db.database import Database
-    from notifier.policy import Policy
+    from notifier.core.policy import Policy
     from notifier.sinks import EVERYTHING, MESSAGE_KINDS
 
     class Hangs:

@@ -2,7 +2,12 @@ from datetime import timedelta
 
 import pytest
 
-from notifier.durations import DurationError, format_duration, format_in_one_unit, parse_duration
+from notifier.core.durations import (
+    DurationError,
+    format_duration,
+    format_in_one_unit,
+    parse_duration,
+)
 
 
 class TestParseDuration:

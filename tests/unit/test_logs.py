@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from notifier import logs
-from notifier.policy import Notice, NoticeKind
+from notifier.core.policy import Notice, NoticeKind
+from notifier.runtime import logs
 from notifier.sinks.log import LogSink
 
 FORGED = "evil\nWarn: API Token admin (ID 1) will expire in less than 1 day.\u202e"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.messages import escape, one_line, sentence
-from notifier.policy import Notice, NoticeKind
+from notifier.core.messages import escape, one_line, sentence
+from notifier.core.policy import Notice, NoticeKind
 
 
 def notice(name: str = "ci-deploy", token_id: str = "abc123", days: int = 3) -> Notice:

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifier.policy import (
+from notifier.core.policy import (
     DeliveryState,
     NoticeKind,
     Policy,

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifier.check import ReplicaPolicy, must_redue
+from notifier.core.policy import OPEN
 from notifier.db.models import OPEN_LOOP_SQL
-from notifier.policy import OPEN
+from notifier.delivery.checker import ReplicaPolicy, must_redue
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 HOUR = timedelta(hours=1)

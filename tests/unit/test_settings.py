@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifier import cli
-from notifier.settings import (
+from notifier.config.settings import (
     ConfigError,
     HttpAddress,
     Settings,

@@ -14,11 +14,11 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
-from notifier.clock import Clock, FixedClock, SystemClock
-from notifier.compose import Components, build
+from notifier.config.settings import load_settings
+from notifier.core.clock import Clock, FixedClock, SystemClock
 from notifier.db import migrate
 from notifier.resources import CreatedToken
-from notifier.settings import load_settings
+from notifier.runtime.compose import Components, build
 from notifier.web.api import WebApi
 from notifier.web.app import Probe, create_app
 from notifier.web.server import WebServer, bind
@@ -189,7 +189,7 @@ def serve_in_thread() -> Iterator[Callable[[Web, StreamOptions | None], Served]]
     def start(web: Web, stream: StreamOptions | None = None) -> Served:
         if stream is not None:
             web.api.stream = stream
-        from notifier.settings import HttpAddress  # noqa: PLC0415
+        from notifier.config.settings import HttpAddress  # noqa: PLC0415
 
         sock = bind(HttpAddress("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import event, select
 from structlog.testing import capture_logs
 
+from notifier.audit import list_events
 from notifier.db.models import Token
-from notifier.tokens.audit import list_events
 
 from .conftest import DAY, ApiClient, Web, WebFactory
 

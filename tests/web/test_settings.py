@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.settings import ConfigError, load_settings, show
+from notifier.config.settings import ConfigError, load_settings, show
 
 KEY = "bootstrap-0123456789abcdef0123456789abcdef"
 
@@ -67,7 +67,7 @@ def test_defaults_allow_every_address_and_trust_no_proxy() -> None:
 
 def test_the_limits_reach_the_api_and_the_listener(monkeypatch: pytest.MonkeyPatch) -> None:
     """The throttle, stream and listener settings are the ones the web tier is built with."""
-    from notifier.compose import build  # noqa: PLC0415
+    from notifier.runtime.compose import build  # noqa: PLC0415
     from notifier.web.api import WebApi  # noqa: PLC0415
     from notifier.web.app import Probe, create_app  # noqa: PLC0415
     from notifier.web.server import WebServer  # noqa: PLC0415

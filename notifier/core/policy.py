@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from notifier.durations import format_duration
+from notifier.core.durations import format_duration
 
 # The kinds a state row records; "expiring" is the open loop.
 OPEN = "expiring"

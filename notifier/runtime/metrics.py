@@ -38,8 +38,8 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 import notifier
-from notifier.check import PassReport
-from notifier.policy import NoticeKind
+from notifier.core.policy import NoticeKind
+from notifier.delivery.checker import PassReport
 
 # From a steady pass on a small table (milliseconds) to a first pass over a large one (minutes).
 PASS_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import structlog
 
-from notifier.messages import one_line
+from notifier.core.messages import one_line
 
 log = structlog.get_logger("notifier.sdnotify")
 

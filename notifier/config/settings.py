@@ -44,10 +44,11 @@ from pydantic_settings import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from notifier.config.weak_secrets import KEY_ADVICE, is_placeholder, key_weakness
+from notifier.core.durations import DurationError, format_in_one_unit, parse_duration
+from notifier.core.limits import MAX_LIFETIME_TEXT, duration_in_range
+from notifier.core.policy import Threshold
 from notifier.db.database import prepare_threshold
-from notifier.durations import DurationError, format_in_one_unit, parse_duration
-from notifier.limits import MAX_LIFETIME_TEXT, duration_in_range
-from notifier.policy import Threshold
 from notifier.sinks.config import SECRET_SINK_OPTIONS, SINK_OPTIONS, SinkConfig, check_sink
 from notifier.sinks.registry import SINK_KINDS, SinkNameError, parse_sink_name
 from notifier.sources.config import (
@@ -58,7 +59,6 @@ from notifier.sources.config import (
     check_source,
     parse_source_name,
 )
-from notifier.weak_secrets import KEY_ADVICE, is_placeholder, key_weakness
 
 PREFIX = "NOTIFIER_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -30,17 +30,17 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from notifier import logs
-from notifier.check import PassReport
-from notifier.clock import Clock
-from notifier.compose import build
+from notifier.config.settings import HttpAddress, Settings
+from notifier.core.clock import Clock
+from notifier.core.durations import format_duration
 from notifier.db import migrate
 from notifier.db.database import DatabaseUnavailableError
-from notifier.durations import format_duration
-from notifier.heartbeat import Heartbeat
-from notifier.metrics import Metrics, PassResult
-from notifier.sdnotify import SystemdNotifier, watchdog_timeout
-from notifier.settings import HttpAddress, Settings
+from notifier.delivery.checker import PassReport
+from notifier.runtime import logs
+from notifier.runtime.compose import build
+from notifier.runtime.deadman import Heartbeat
+from notifier.runtime.metrics import Metrics, PassResult
+from notifier.runtime.sdnotify import SystemdNotifier, watchdog_timeout
 from notifier.web.api import WebApi
 from notifier.web.app import Probe, create_app
 from notifier.web.server import WebServer, bind

@@ -9,11 +9,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from notifier.check import Checker
-from notifier.clock import Clock, SystemClock
+from notifier.config.settings import Settings
+from notifier.core.clock import Clock, SystemClock
+from notifier.core.policy import Policy
 from notifier.db.database import Database
-from notifier.policy import Policy
-from notifier.settings import Settings
+from notifier.delivery.checker import Checker
 from notifier.sinks import Sink
 from notifier.sinks.registry import Retry, SinkContext, build_sink
 from notifier.sources import TokenSource

@@ -75,12 +75,12 @@ from sqlalchemy import (
     update,
 )
 
-from notifier.clock import Clock
+from notifier.core.clock import Clock
+from notifier.core.policy import Decision, Notice, NoticeKind, Policy
+from notifier.core.policy import Snooze as SnoozeRule
 from notifier.db.database import Database, DatabaseUnavailableError, db_now, upsert
 from notifier.db.models import DeliveryStateRow, Meta, SinkLease, Snooze
-from notifier.policy import Decision, Notice, NoticeKind, Policy
-from notifier.policy import Snooze as SnoozeRule
-from notifier.retention import prune_if_due
+from notifier.delivery.retention import prune_if_due
 from notifier.sinks import Outcome, Sink, accepts
 from notifier.sources import Candidate, Snapshot, SourceError, TokenSource
 from notifier.sources.store import StoreSource

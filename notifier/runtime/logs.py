@@ -7,7 +7,7 @@ Three formats, each one line per event on stderr (and in ``NOTIFIER_LOG_FILE`` i
 - ``json``: one object per line, with ``event`` (the dotted name) and ``message``;
 - ``logfmt``: ``timestamp=... level=... event=... message="..." key=value``.
 
-Every value passes through :func:`notifier.messages.escape` (JSON escapes on its own), so
+Every value passes through :func:`notifier.core.messages.escape` (JSON escapes on its own), so
 nothing logged, a token name included, can end a line early or forge the next one.
 
 Under systemd, :func:`use_journal_priorities` prefixes each stderr line with its syslog
@@ -32,8 +32,8 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from notifier.durations import format_duration
-from notifier.messages import escape, one_line
+from notifier.core.durations import format_duration
+from notifier.core.messages import escape, one_line
 
 # Loggers held above even DEBUG: apscheduler and alembic chatter about their housekeeping, and
 # httpx logs every request with its URL, and a heartbeat or webhook URL is a secret.

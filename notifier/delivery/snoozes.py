@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
+from notifier import audit
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow, Snooze
 from notifier.resources import SnoozeResource
-from notifier.tokens import audit
 
 _snoozes = Snooze.__table__
 _state = DeliveryStateRow.__table__

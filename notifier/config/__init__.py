@@ -1,0 +1,1 @@
+"""The settings: pydantic-settings over the environment, secrets and the config file."""

@@ -1,0 +1,1 @@
+"""Pure domain: types, the policy, durations, the clock, messages and limits."""

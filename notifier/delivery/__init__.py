@@ -1,0 +1,1 @@
+"""The pass and the delivery state: checker, snoozes, retention, the state's readers."""

@@ -1,0 +1,1 @@
+"""The process: composition root, daemon, logs, metrics, systemd, dead-man's switch."""
