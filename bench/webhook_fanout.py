@@ -90,7 +90,7 @@ def stop_receiver(process: subprocess.Popen[str]) -> int:
 
 def notices(count: int) -> list[Any]:
     """*count* expiring notices, as the policy builds them."""
-    from notifier.core.policy import Notice, NoticeKind  # noqa: PLC0415
+    from notifier.core.model import Notice, NoticeKind  # noqa: PLC0415
 
     return [
         Notice(

@@ -22,7 +22,8 @@ from notifier.cli.output import (
 from notifier.config.settings import Settings
 from notifier.core.limits import MAX_LIFETIME_TEXT, time_in_range
 from notifier.core.messages import escape
-from notifier.core.policy import Notice, NoticeKind, WatchedToken, days_left, notice_id
+from notifier.core.model import Notice, NoticeKind, WatchedToken
+from notifier.core.policy import days_left, notice_id
 from notifier.resources import DeliveryResource
 
 TEST_TOKEN_ID = "notifier-test"  # noqa: S105 - an id, not a secret

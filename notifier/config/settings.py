@@ -47,7 +47,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from notifier.config.weak_secrets import KEY_ADVICE, is_placeholder, key_weakness
 from notifier.core.durations import DurationError, format_in_one_unit, parse_duration
 from notifier.core.limits import MAX_LIFETIME_TEXT, duration_in_range
-from notifier.core.policy import Threshold
+from notifier.core.model import Threshold
 from notifier.db.database import prepare_threshold
 from notifier.sinks.config import SECRET_SINK_OPTIONS, SINK_OPTIONS, SinkConfig, check_sink
 from notifier.sinks.registry import SINK_KINDS, SinkNameError, parse_sink_name

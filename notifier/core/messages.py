@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from notifier.core.policy import Notice, NoticeKind
+from notifier.core.model import Notice, NoticeKind
 
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Categories that can break or disguise a line: control, format, line/paragraph separator,

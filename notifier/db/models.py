@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 _REMEMBERED_TIMES = 16_384
-# A delivery state whose last notice was "expiring": an open loop (policy.OPEN). Written as
+# A delivery state whose last notice was "expiring": an open loop (model.OPEN). Written as
 # literal SQL wherever it is asked, so that the partial index on it applies.
 OPEN_LOOP_SQL = (
     "last_kind = 'expiring'"  # distinct times whose SQLite text (or parse) is remembered

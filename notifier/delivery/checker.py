@@ -76,8 +76,9 @@ from sqlalchemy import (
 )
 
 from notifier.core.clock import Clock
-from notifier.core.policy import Decision, Notice, NoticeKind, Policy
-from notifier.core.policy import Snooze as SnoozeRule
+from notifier.core.model import Decision, Notice, NoticeKind
+from notifier.core.model import Snooze as SnoozeRule
+from notifier.core.policy import Policy
 from notifier.db.database import Database, DatabaseUnavailableError, db_now, upsert
 from notifier.db.models import DeliveryStateRow, Meta, SinkLease, Snooze
 from notifier.delivery.retention import prune_if_due

@@ -38,7 +38,7 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 import notifier
-from notifier.core.policy import NoticeKind
+from notifier.core.model import NoticeKind
 from notifier.delivery.checker import PassReport
 
 # From a steady pass on a small table (milliseconds) to a first pass over a large one (minutes).

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from notifier.core.policy import Notice, NoticeKind
+from notifier.core.model import Notice, NoticeKind
 
 # What a channel delivers; "resolved" is internal (the UI sink closes its notification).
 MESSAGE_KINDS = frozenset({NoticeKind.EXPIRING, NoticeKind.EXPIRED, NoticeKind.RENEWED})

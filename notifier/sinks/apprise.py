@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from notifier.core.policy import Notice
+from notifier.core.model import Notice
 from notifier.sinks import MESSAGE_KINDS, Outcome, Route
 from notifier.sinks.registry import Retry, SinkContext
 from notifier.sinks.retrying import Retrier, Transient

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from notifier.core.durations import DurationError, parse_duration
 from notifier.core.limits import MAX_LIFETIME_TEXT, duration_in_range
-from notifier.core.policy import NoticeKind
+from notifier.core.model import NoticeKind
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Route
 from notifier.sinks.registry import parse_sink_name
 from notifier.sources.config import OptionError

@@ -30,7 +30,7 @@ from typing import Any
 
 from jinja2 import Template
 
-from notifier.core.policy import Notice
+from notifier.core.model import Notice
 from notifier.sinks import MESSAGE_KINDS, Outcome, Route
 from notifier.sinks.registry import Retry, SinkContext
 from notifier.sinks.retrying import Permanent, Retrier, Transient

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import structlog
 
 from notifier.core.messages import sentence
-from notifier.core.policy import Notice, NoticeKind
+from notifier.core.model import Notice, NoticeKind
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route
 from notifier.sinks.registry import SinkContext
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from notifier.core.durations import format_duration
 from notifier.core.messages import sentence
-from notifier.core.policy import Notice, NoticeKind
+from notifier.core.model import Notice, NoticeKind
 from notifier.runtime.logs import rfc3339
 
 SCHEMA_VERSION = 1

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined, Template, TemplateError
 
 from notifier.core.messages import sentence
-from notifier.core.policy import Notice
+from notifier.core.model import Notice
 from notifier.runtime.logs import rfc3339
 
 _TEXT = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)  # noqa: S701 - plain text, not HTML

@@ -16,7 +16,7 @@ from sqlalchemy import Integer, bindparam, case, literal_column, null, update
 from notifier.core.clock import Clock
 from notifier.core.ids import short_id
 from notifier.core.messages import HINT, sentence
-from notifier.core.policy import Notice, NoticeKind
+from notifier.core.model import Notice, NoticeKind
 from notifier.db.database import BulkStatement, Database, upsert
 from notifier.db.models import Notification
 from notifier.sinks import EVERYTHING, Outcome, Route

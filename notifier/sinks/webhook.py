@@ -25,7 +25,7 @@ from standardwebhooks.webhooks import Webhook
 
 import notifier
 from notifier.core.clock import Clock
-from notifier.core.policy import Notice
+from notifier.core.model import Notice
 from notifier.sinks import MESSAGE_KINDS, Outcome, Route
 from notifier.sinks.payload import payload
 from notifier.sinks.registry import Retry, SinkContext

@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy import String, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from notifier.core.policy import OPEN, DeliveryState, WatchedToken
+from notifier.core.model import OPEN, DeliveryState, WatchedToken
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
 

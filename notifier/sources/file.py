@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from notifier.core.policy import WatchedToken, in_window
+from notifier.core.model import WatchedToken
+from notifier.core.policy import in_window
 from notifier.db.database import Database
 from notifier.sources import SourceError, WindowSnapshot
 from notifier.sources.config import FileSourceConfig

@@ -35,7 +35,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from notifier.core.policy import WatchedToken, in_window
+from notifier.core.model import WatchedToken
+from notifier.core.policy import in_window
 from notifier.db.database import Database
 from notifier.sources import SourceError, WindowSnapshot
 from notifier.sources.config import SqlSourceConfig

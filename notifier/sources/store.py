@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Row, Select, and_, case, func, literal, not_, or_, select, true, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
-from notifier.core.policy import DeliveryState, WatchedToken
+from notifier.core.model import DeliveryState, WatchedToken
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow, Token, UtcDateTime
 from notifier.sources import Candidate, is_open_loop

@@ -21,7 +21,8 @@ from notifier import audit
 from notifier.core.clock import Clock
 from notifier.core.ids import short_id
 from notifier.core.limits import MAX_LIFETIME, MAX_LIFETIME_TEXT
-from notifier.core.policy import Policy, WatchedToken, days_left
+from notifier.core.model import WatchedToken
+from notifier.core.policy import Policy, days_left
 from notifier.db.database import BulkStatement, Database
 from notifier.db.models import DeliveryStateRow, Notification, Token
 from notifier.resources import CreatedToken, TokenResource, TokenStatus, VerifiedToken

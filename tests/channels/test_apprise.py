@@ -12,7 +12,8 @@ from sqlalchemy.engine import URL
 from werkzeug import Request, Response
 
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Notice, NoticeKind, Policy
+from notifier.core.model import Notice, NoticeKind
+from notifier.core.policy import Policy
 from notifier.db import migrate
 from notifier.db.database import Database
 from notifier.delivery.checker import Checker

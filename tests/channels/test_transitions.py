@@ -15,7 +15,8 @@ from structlog.testing import capture_logs
 
 from notifier.audit import list_events
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Policy, Threshold
+from notifier.core.model import Threshold
+from notifier.core.policy import Policy
 from notifier.db.database import Database
 from notifier.db.models import Token
 from notifier.delivery.checker import Checker

@@ -307,7 +307,7 @@ class TestRouting:
         """A sink routed to expired notices only hears about the expiry, not the warning."""
         receiver = Receiver()
         httpserver.expect_request("/hook").respond_with_handler(receiver)
-        from notifier.core.policy import NoticeKind  # noqa: PLC0415
+        from notifier.core.model import NoticeKind  # noqa: PLC0415
 
         tokens(database, clock).create(name="t", expires_at=clock.now() + HOUR * 2)
         hook = sink(httpserver, clock, route=Route(kinds=frozenset({NoticeKind.EXPIRED})))

@@ -18,7 +18,8 @@ from sqlalchemy.engine import URL
 from structlog.testing import capture_logs
 
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Notice, Policy
+from notifier.core.model import Notice
+from notifier.core.policy import Policy
 from notifier.db import migrate
 from notifier.db.database import Database, db_now
 from notifier.db.models import DeliveryStateRow, Meta, Notification, Token

@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import URL
 
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Notice, Policy
+from notifier.core.model import Notice
+from notifier.core.policy import Policy
 from notifier.db import migrate
 from notifier.db.database import Database, DatabaseUnavailableError
 from notifier.db.models import DeliveryStateRow

@@ -20,7 +20,8 @@ from sqlalchemy.engine import URL
 from structlog.testing import capture_logs
 
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Notice, Policy
+from notifier.core.model import Notice
+from notifier.core.policy import Policy
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
 from notifier.delivery.checker import Checker, holder_gone, lease_owner

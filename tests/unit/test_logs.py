@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from notifier.core.policy import Notice, NoticeKind
+from notifier.core.model import Notice, NoticeKind
 from notifier.runtime import logs
 from notifier.sinks.log import LogSink
 

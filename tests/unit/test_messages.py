@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from notifier.core.messages import escape, one_line, sentence
-from notifier.core.policy import Notice, NoticeKind
+from notifier.core.model import Notice, NoticeKind
 
 
 def notice(name: str = "ci-deploy", token_id: str = "abc123", days: int = 3) -> Notice:

@@ -3,15 +3,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifier.core.policy import (
-    DeliveryState,
-    NoticeKind,
-    Policy,
-    Snooze,
-    Threshold,
-    WatchedToken,
-    days_left,
-)
+from notifier.core.model import DeliveryState, NoticeKind, Snooze, Threshold, WatchedToken
+from notifier.core.policy import Policy, days_left
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

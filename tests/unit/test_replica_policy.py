@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifier.core.policy import OPEN
+from notifier.core.model import OPEN
 from notifier.db.models import OPEN_LOOP_SQL
 from notifier.delivery.checker import ReplicaPolicy, must_redue
 

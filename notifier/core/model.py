@@ -1,0 +1,121 @@
+"""The domain types: a watched token, its delivery state, a notice, a decision.
+
+Pure data, shared by the policy that decides, the ledger that keeps the state, the sources
+that list tokens and the sinks that deliver notices. Nothing here reads a clock, a database
+or the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+# The kinds a state row records; "expiring" is the open loop.
+OPEN = "expiring"
+SKIPPED = "skipped"
+
+
+class NoticeKind(StrEnum):
+    """What a notice says about its token."""
+
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+    RENEWED = "renewed"
+    RESOLVED = "resolved"  # revoked or deleted: no message, but the UI notification resolves
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedToken:
+    """A token as a source reports it: what the decision needs and the notice shows."""
+
+    source: str  # "store" for the daemon's own tokens
+    token_id: str
+    name: str
+    expires_at: datetime | None  # None: never expires
+    revoked_at: datetime | None = None
+    owner: str | None = None
+    superseded: bool = False  # rotated, in its grace period: no expiry notices
+    created_at: datetime | None = None  # needed for percentage thresholds
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def lifetime(self) -> timedelta | None:
+        """From creation to expiry, when both are known."""
+        if self.created_at is None or self.expires_at is None:
+            return None
+        return self.expires_at - self.created_at
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A point before expiry at which a notice is due: a duration, or a share of the lifetime."""
+
+    label: str  # as configured: "7d", "10%"
+    duration: timedelta | None = None
+    fraction: float | None = None
+
+    def before_expiry(self, token: WatchedToken, horizon: timedelta) -> timedelta | None:
+        """How long before *token*'s expiry this threshold lies (None when unknown)."""
+        if self.duration is not None:
+            return self.duration
+        lifetime = token.lifetime
+        if self.fraction is None or lifetime is None or lifetime <= timedelta(0):
+            return None
+        return min(lifetime * self.fraction, horizon)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """What one sink has heard about one token, for one expiry."""
+
+    expires_at: datetime | None  # the expiry these facts are about
+    last_sent_at: datetime | None = None  # the pass time of the last successful notice
+    notices_sent: int = 0  # successful notices for this expiry; numbers the next notice
+    attempts: int = 0  # failed attempts since the last success
+    last_kind: str | None = None  # "expiring" (open), "expired", "renewed", "resolved", ...
+    last_threshold: timedelta | None = None  # the threshold of the last expiring notice
+
+    @property
+    def is_open(self) -> bool:
+        """The sink was told the token is expiring, and nothing has closed that yet."""
+        return self.last_kind == OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class Snooze:
+    """A silence on a token's notices."""
+
+    until: datetime | None  # None: until the token enters a tighter threshold
+    threshold: timedelta | None = None  # the threshold it was in when snoozed
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One message about one token for one sink."""
+
+    id: str  # deterministic: a retry of the same notice reuses it, so receivers can deduplicate
+    kind: NoticeKind
+    sink: str
+    source: str
+    token_id: str
+    token_name: str
+    owner: str | None
+    expires_at: datetime | None
+    days_left: int  # the X in "less than X days"; 0 for notices about expired tokens
+    seconds_left: int
+    threshold: timedelta | None  # the threshold crossed (None: the detection window)
+    threshold_label: str | None = None  # as configured: "7d", "10%"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    reason: str | None = None  # for renewed: "rotated", "extended", "no_expiry"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to send now, the state to carry forward, and when to look again."""
+
+    notice: Notice | None
+    state: DeliveryState
+    next_due_at: datetime | None  # None: nothing scheduled (the loop is closed)
+    escalates_at: datetime | None = None  # when the token enters its next tighter threshold
