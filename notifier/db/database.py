@@ -1,9 +1,13 @@
-"""The engine, short read and write transactions, and the database's own clock.
+"""The engine, short transactions, the database's own clock, and every dialect branch.
 
 SQLite is the embedded default: WAL so readers never wait for the writer, a busy timeout so
 the daemon, the web tier and CLI commands share the file, and ``BEGIN IMMEDIATE`` for write
 transactions so two writers queue on the busy timeout instead of failing the upgrade from a
 read lock. PostgreSQL is for several replicas.
+
+Callers say what they want (an upsert, a row found by its key, fresh planner statistics),
+and this module says how each database does it: nothing outside ``db/`` asks which one it
+runs on.
 """
 
 from __future__ import annotations
@@ -11,33 +15,48 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
-    Dialect,
     Engine,
     Float,
+    FromClause,
     Table,
     create_engine,
     event,
     literal_column,
+    select,
     text,
+    true,
 )
 from sqlalchemy.dialects import postgresql as postgresql_insert
 from sqlalchemy.dialects import sqlite as sqlite_insert
 from sqlalchemy.engine import URL
-from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import UpdateBase
 from sqlalchemy.sql.functions import FunctionElement
 
+from notifier.db.bulk import BulkStatement
 from notifier.db.models import UtcDateTime
+
+__all__ = [
+    "BulkStatement",
+    "Database",
+    "DatabaseUnavailableError",
+    "KeyProbe",
+    "db_now",
+    "json_text",
+    "prepare_threshold",
+    "upsert",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 5
@@ -102,6 +121,85 @@ class Database:
     def bulk(self, statement: UpdateBase, keys: Sequence[str]) -> BulkStatement:
         """*statement* compiled for this database, to run as executemany of rows with *keys*."""
         return BulkStatement(statement, self.engine.dialect, keys)
+
+    def upsert(self, table: Table) -> sqlite_insert.Insert | postgresql_insert.Insert:
+        """An INSERT into *table* that can say ON CONFLICT, in this database's dialect."""
+        return upsert(self.dialect, table)
+
+    def put(self, connection: Connection, table: Table, **values: Any) -> None:
+        """Insert a row of *table* or, when its primary key exists, overwrite its other values."""
+        key = [column.name for column in table.primary_key.columns]
+        insert = self.upsert(table).values(**values)
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=key,
+                set_={name: insert.excluded[name] for name in values if name not in key},
+            )
+        )
+
+    def outer_probe(
+        self,
+        left: FromClause,
+        right: Table,
+        match: ColumnElement[bool],
+        columns: Sequence[ColumnElement[Any]],
+        *,
+        name: str,
+        also: Sequence[ColumnElement[Any]] = (),
+    ) -> KeyProbe:
+        """*left* LEFT JOIN the one row of *right* that *match* finds by its key, if any.
+
+        On PostgreSQL the planner joins by its statistics, and a table that just grew from
+        nothing (a first pass, a daemon's first hour) has none: it then scans every row of
+        *right* once per row of *left*, or a whole index once per query, and a steady pass
+        at 1M tokens took seconds. A LATERAL subquery with LIMIT 1 is not flattened into a
+        join, so each row is one primary-key probe whatever the statistics say; SQLite's
+        planner does this by itself, and keeps the plain join. *columns* are selected (a
+        label keeps its name), *also* can be filtered on as well.
+        """
+        if self.dialect == "postgresql":
+            row = select(*columns, *also).where(match).limit(1).lateral(name)
+            named: dict[str, ColumnElement[Any]] = {column.name: column for column in row.c}
+            return KeyProbe(left.outerjoin(row, true()), [row.c[c.name] for c in columns], named)
+        named = {column.name: column for column in right.c}
+        named.update((str(getattr(column, "name", "")), column) for column in columns)
+        return KeyProbe(left.outerjoin(right, match), list(columns), named)
+
+    @property
+    def plans_by_statistics(self) -> bool:
+        """Whether the planner's choices follow statistics a grown table must refresh."""
+        return self.dialect == "postgresql"
+
+    def refresh_statistics(self, tables: Sequence[str], *, count: str) -> int | None:
+        """Refresh the planner's statistics of *tables*; return the rows *count* now holds.
+
+        Only where plans follow statistics (PostgreSQL's ANALYZE); elsewhere nothing is
+        done and None is returned. The names are this schema's own tables, not input.
+        """
+        if not self.plans_by_statistics:
+            return None
+        with self.write() as connection:
+            connection.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
+            rows = connection.exec_driver_sql(
+                f"SELECT reltuples FROM pg_class WHERE oid = '{count}'::regclass"
+            ).scalar()
+        return int(rows or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyProbe:
+    """A left join with the row found by key: what to select from, and the row's columns."""
+
+    joined: FromClause
+    columns: list[ColumnElement[Any]]  # the selected columns, in the order asked
+    named: dict[str, ColumnElement[Any]]  # every column of the row, by name, for filters
+
+    def __getattr__(self, name: str) -> ColumnElement[Any]:
+        """The row's column *name*, as ``table.c.name`` would give it."""
+        try:
+            return self.named[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def json_text(value: Any) -> str:
@@ -251,81 +349,6 @@ def _db_now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
 def _db_now_postgresql(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
     seconds = compiler.process(element.clauses, **kw)
     return f"(statement_timestamp() + make_interval(secs => {seconds}))"
-
-
-class BulkStatement:
-    """An executemany statement compiled once, whose rows reach the driver converted once.
-
-    SQLAlchemy's executemany builds, for every row, a dict of every parameter of the
-    statement and then runs each value through its type: for the pass's batches of 500 rows
-    (and an import's chunks) that cost more than the database's own work. Here the statement
-    is compiled once for the dialect and for the *keys* each row carries; a row becomes a
-    tuple in the compiled order, each value converted by its column type's own bind
-    processor, and constants written into the statement (``.values(hint=...)``, a lease
-    owner) are converted once, here. The SQL is SQLAlchemy's, and so are the conversions;
-    only the per-row bookkeeping is skipped. Statements that return rows are not for this: a
-    driver's executemany discards them.
-
-    psycopg's dialect speaks ``%(name)s``, and psycopg then reorders a dict into position
-    for every row; the statement is compiled with ``%s`` instead (psycopg takes both), and
-    the rows are tuples on every backend.
-    """
-
-    def __init__(self, statement: UpdateBase, dialect: Dialect, keys: Sequence[str]) -> None:
-        compiler = dialect
-        if not dialect.positional:
-            # DefaultDialect's constructor takes the paramstyle; the Dialect protocol's does not.
-            compiler = cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
-        compiled = statement.compile(dialect=compiler, column_keys=list(keys))
-        if not compiled.positional or compiled.positiontup is None:  # pragma: no cover
-            raise TypeError(f"{dialect.name}: cannot compile positional parameters")
-        self.sql = compiled.string
-        binds = {name: bind for bind, name in compiled.bind_names.items()}
-        names = list(compiled.positiontup)
-        wanted = set(keys)
-        self._template: list[Any] = []
-        # (position, row key, processor, whether None goes through it too)
-        self._plan: list[tuple[int, str, Callable[[Any], Any] | None, bool]] = []
-        for index, name in enumerate(names):
-            bind = binds[name]
-            # The engine's own dialect converts: it carries its settings (the JSON text).
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if bind.required or name in wanted:
-                if name not in wanted:
-                    raise ValueError(f"the statement needs {name!r}, which the rows do not carry")
-                # Most processors keep None as None, and are skipped for it; a JSON column's
-                # turns None into 'null', and sees it.
-                none_too = processor is not None and processor(None) is not None
-                self._template.append(None)
-                self._plan.append((index, name, processor, none_too))
-            else:
-                value = bind.effective_value
-                self._template.append(value if processor is None else processor(value))
-        missing = wanted.difference(names)
-        if missing:
-            raise ValueError(f"the statement does not use {sorted(missing)}")
-
-    def parameters(self, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """The driver's parameters for *rows*: one tuple each, in the compiled order."""
-        plan = self._plan
-        template = self._template
-        converted: list[tuple[Any, ...]] = []
-        for row in rows:
-            values = template.copy()
-            for index, key, processor, none_too in plan:
-                value = row[key]
-                if processor is not None and (none_too or value is not None):
-                    value = processor(value)
-                values[index] = value
-            converted.append(tuple(values))
-        return converted
-
-    def execute(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Run the statement once per row, as one executemany; return the rows it changed."""
-        parameters = self.parameters(rows)
-        if not parameters:
-            return 0
-        return connection.exec_driver_sql(self.sql, parameters).rowcount
 
 
 def upsert(dialect: str, table: Table) -> sqlite_insert.Insert | postgresql_insert.Insert:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import delete, or_, select
 
-from notifier.db.database import Database, upsert
-from notifier.db.models import AuditEvent, DeliveryStateRow, Meta, Notification, Snooze
+from notifier.db.database import Database
+from notifier.db.models import AuditEvent, Meta, Notification, Snooze
+from notifier.delivery.ledger import history
 
 EVERY = timedelta(days=1)
 _KEY = "pruned_at"
@@ -28,13 +29,8 @@ def prune_if_due(database: Database, now: datetime, retention: timedelta) -> dic
     if last is not None and datetime.fromisoformat(last) > now - EVERY:
         return None
     counts = prune(database, now, retention)
-    statement = upsert(database.dialect, _meta).values(key=_KEY, value=now.isoformat())
     with database.write() as connection:
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[_meta.c.key], set_={"value": statement.excluded.value}
-            )
-        )
+        database.put(connection, _meta, key=_KEY, value=now.isoformat())
     if any(counts.values()):
         log.info("retention.pruned", retention=retention, **counts)
     return counts
@@ -44,26 +40,16 @@ def prune(database: Database, now: datetime, retention: timedelta) -> dict[str, 
     """Delete what is older than *retention*; return how many rows of each kind went."""
     cutoff = now - retention
     notifications = Notification.__table__
-    state = DeliveryStateRow.__table__
     events = AuditEvent.__table__
     snoozes = Snooze.__table__
-    last_touched = func.coalesce(state.c.last_attempt_at, state.c.last_sent_at)
-    statements = {
-        "notifications": delete(notifications).where(
-            or_(notifications.c.resolved_at < cutoff, notifications.c.last_seen < cutoff)
-        ),
-        "delivery_state": delete(state).where(
-            and_(
-                state.c.next_due_at.is_(None),
-                state.c.lease_owner.is_(None),
-                last_touched < cutoff,
-            )
-        ),
-        "audit_events": delete(events).where(events.c.at < cutoff),
-        "snoozes": delete(snoozes).where(snoozes.c.until < now),
-    }
-    counts: dict[str, int] = {}
     with database.write() as connection:
-        for name, statement in statements.items():
-            counts[name] = connection.execute(statement).rowcount
-    return counts
+        return {
+            "notifications": connection.execute(
+                delete(notifications).where(
+                    or_(notifications.c.resolved_at < cutoff, notifications.c.last_seen < cutoff)
+                )
+            ).rowcount,
+            "delivery_state": history.prune(connection, cutoff),
+            "audit_events": connection.execute(delete(events).where(events.c.at < cutoff)).rowcount,
+            "snoozes": connection.execute(delete(snoozes).where(snoozes.c.until < now)).rowcount,
+        }

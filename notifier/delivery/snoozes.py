@@ -5,18 +5,47 @@ Each snooze and its removal is written to the audit trail.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select
 
 from notifier import audit
+from notifier.core.model import Snooze as SnoozeRule
 from notifier.db.database import Database
-from notifier.db.models import DeliveryStateRow, Snooze
+from notifier.db.models import Snooze
+from notifier.delivery.ledger.history import make_due
 from notifier.resources import SnoozeResource
 
 _snoozes = Snooze.__table__
-_state = DeliveryStateRow.__table__
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # due at once
+
+
+class Snoozes:
+    """The snoozes in force at one pass's ``now``, by (source, token id)."""
+
+    def __init__(self, rules: dict[tuple[str, str], list[tuple[str | None, SnoozeRule]]]) -> None:
+        self._rules = rules
+
+    def rule_for(self, source: str, token_id: str, sink: str) -> SnoozeRule | None:
+        """The snooze that silences the token for *sink*, if any."""
+        for snoozed_sink, rule in self._rules.get((source, token_id), ()):
+            if snoozed_sink is None or snoozed_sink == sink:
+                return rule
+        return None
+
+
+def active_snoozes(database: Database, now: datetime) -> Snoozes:
+    """The snoozes still in force at *now* (one small query); expired ones are left out."""
+    with database.read() as connection:
+        rows = connection.execute(
+            select(_snoozes).where(or_(_snoozes.c.until.is_(None), _snoozes.c.until > now))
+        ).all()
+    rules: dict[tuple[str, str], list[tuple[str | None, SnoozeRule]]] = {}
+    for row in rows:
+        threshold = timedelta(seconds=row.threshold_s) if row.threshold_s is not None else None
+        rules.setdefault((row.source, row.token_id), []).append(
+            (row.sink, SnoozeRule(until=row.until, threshold=threshold))
+        )
+    return Snoozes(rules)
 
 
 def snooze(
@@ -78,21 +107,13 @@ def unsnooze(
 ) -> int:
     """Remove a token's snoozes (for one sink, or all); return how many went."""
     statement = delete(_snoozes).where(_snoozes.c.source == source, _snoozes.c.token_id == token_id)
-    # The pass postponed the token to the snooze's end; make it due again now.
-    due_again = (
-        update(_state)
-        .where(_state.c.source == source, _state.c.token_id == token_id)
-        .where(_state.c.next_due_at.is_not(None))
-        .values(next_due_at=EPOCH, version=_state.c.version + 1)
-    )
     if sink is not None:
         statement = statement.where(_snoozes.c.sink == sink)
-        due_again = due_again.where(_state.c.sink == sink)
     with database.write() as connection:
         removed = connection.execute(statement).rowcount
         if removed:
-            connection.execute(due_again)
-        if removed:
+            # The pass postponed the token to the snooze's end; make it due again now.
+            make_due(connection, source, token_id, sink)
             audit.record(
                 connection,
                 [

@@ -109,7 +109,7 @@ def build(
 def build_source(config: SourceConfig, database: Database) -> TokenSource:
     """The token source a checked configuration describes."""
     if isinstance(config, SqlSourceConfig):
-        return SqlSource(config, database)
+        return SqlSource(config)
     if isinstance(config, FileSourceConfig):
-        return FileSource(config, database)
+        return FileSource(config)
     return StoreSource(database)

@@ -17,7 +17,7 @@ from notifier.core.clock import Clock
 from notifier.core.ids import short_id
 from notifier.core.messages import HINT, sentence
 from notifier.core.model import Notice, NoticeKind
-from notifier.db.database import BulkStatement, Database, upsert
+from notifier.db.database import BulkStatement, Database
 from notifier.db.models import Notification
 from notifier.sinks import EVERYTHING, Outcome, Route
 from notifier.sinks.registry import SinkContext
@@ -129,7 +129,7 @@ def _statements(database: Database) -> tuple[BulkStatement, BulkStatement]:
     parameter once per row.
     """
     table = Notification.__table__
-    insert = upsert(database.dialect, table).values(
+    insert = database.upsert(table).values(
         hint=HINT,
         occurrences=_ONE,
         acknowledged_at=null(),

@@ -10,6 +10,7 @@ the row named, rather than silently dropping a token.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -17,8 +18,7 @@ import yaml
 
 from notifier.core.model import WatchedToken
 from notifier.core.policy import in_window
-from notifier.db.database import Database
-from notifier.sources import SourceError, WindowSnapshot
+from notifier.sources import SourceError
 from notifier.sources.config import FileSourceConfig
 
 _FIELDS = frozenset(
@@ -40,20 +40,23 @@ _FIELDS = frozenset(
 class FileSource:
     """Tokens listed in a file."""
 
-    def __init__(self, config: FileSourceConfig, database: Database) -> None:
+    def __init__(self, config: FileSourceConfig) -> None:
         self.name = config.name
         self._config = config
-        self._database = database
+        # The file as the last window read it: a pass looks up ids in the same reading.
+        self._last: dict[str, WatchedToken] | None = None
 
-    def snapshot(self, now: datetime, horizon: timedelta, lookback: timedelta) -> WindowSnapshot:
+    def window(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
         """Read the file; raise :class:`SourceError` naming the bad row or the I/O error."""
-        everything = {token.token_id: token for token in self.read()}
-        window = [t for t in everything.values() if in_window(t, now, horizon, lookback)]
+        self._last = {token.token_id: token for token in self.read()}
+        return [t for t in self._last.values() if in_window(t, now, horizon, lookback)]
 
-        def lookup(token_ids: list[str]) -> dict[str, WatchedToken]:
-            return {i: everything[i] for i in token_ids if i in everything}
-
-        return WindowSnapshot(self.name, window, self._database, now, lookup)
+    def by_ids(self, token_ids: Sequence[str]) -> dict[str, WatchedToken]:
+        """The tokens of *token_ids* in the file, as the last window read it."""
+        if self._last is None:
+            self._last = {token.token_id: token for token in self.read()}
+        everything = self._last
+        return {i: everything[i] for i in token_ids if i in everything}
 
     def read(self) -> list[WatchedToken]:
         """Every token in the file."""

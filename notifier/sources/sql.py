@@ -12,7 +12,7 @@ the storage; the exact window is then applied to the converted times.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,8 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.core.model import WatchedToken
 from notifier.core.policy import in_window
-from notifier.db.database import Database
-from notifier.sources import SourceError, WindowSnapshot
+from notifier.sources import SourceError
 from notifier.sources.config import SqlSourceConfig
 
 _WIDEN = timedelta(days=1)
@@ -51,21 +50,19 @@ log = structlog.get_logger("notifier.sources")
 class SqlSource:
     """Tokens from a table in another database."""
 
-    def __init__(self, config: SqlSourceConfig, database: Database) -> None:
+    def __init__(self, config: SqlSourceConfig) -> None:
         self.name = config.name
         self._config = config
-        self._database = database
         self._engine: Engine | None = None
         # how each mapped column stores its value: "datetime", "aware", "number" or "text"
         self._kinds: dict[str, str] | None = None
 
-    def snapshot(self, now: datetime, horizon: timedelta, lookback: timedelta) -> WindowSnapshot:
+    def window(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
         """Read the tokens in the window; raise :class:`SourceError` if the table cannot."""
         with _as_source_error():
-            tokens = self._read(now, horizon, lookback)
-        return WindowSnapshot(self.name, tokens, self._database, now, self.lookup)
+            return self._read(now, horizon, lookback)
 
-    def lookup(self, token_ids: list[str]) -> dict[str, WatchedToken]:
+    def by_ids(self, token_ids: Sequence[str]) -> dict[str, WatchedToken]:
         """The tokens with these ids, wherever they expire (to close loops about them)."""
         columns = self._config.columns
         source_table = self._table()

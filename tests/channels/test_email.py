@@ -330,7 +330,7 @@ class TestHeaders:
                 ]
             )
         )
-        source = FileSource(FileSourceConfig("file", path, ZoneInfo("UTC")), database)
+        source = FileSource(FileSourceConfig("file", path, ZoneInfo("UTC")))
         sink = email_sink(port, subject="Expiring:{% for t in tokens %} [{{ t.name }}]{% endfor %}")
         report = Checker(
             database=database,

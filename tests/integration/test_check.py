@@ -24,11 +24,11 @@ from notifier.db import migrate
 from notifier.db.database import Database, db_now
 from notifier.db.models import DeliveryStateRow, Meta, Notification, Token
 from notifier.delivery.checker import Checker, PassReport
+from notifier.delivery.ledger.candidates import closing_query, due_query
 from notifier.notifications import changed_since_query, list_notifications
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route, Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
-from notifier.sources.store import closing_query, due_query
 from notifier.tokens.store import TokenStore
 
 HOUR = timedelta(hours=1)
@@ -555,7 +555,9 @@ class TestQueryPlan:
         """On SQLite the due query is an index range scan over expires_at, never a table scan."""
         database = Database(sqlite_url)
         migrate.upgrade(database)
-        query = due_query("log", clock.now(), timedelta(hours=168), (clock.now(), "x"), 500)
+        query = due_query(
+            database, "log", clock.now(), timedelta(hours=168), (clock.now(), "x"), 500
+        )
         details = sqlite_plan(database, query)
         database.dispose()
         assert any("ix_tokens_expiry_keyset" in line and "expires_at>" in line for line in details)
@@ -568,7 +570,9 @@ class TestQueryPlan:
         """The closing query reads the partial index of open loops, in token order: no sort."""
         database = Database(sqlite_url)
         migrate.upgrade(database)
-        query = closing_query("log", clock.now(), timedelta(hours=168), DAY, after="x", limit=500)
+        query = closing_query(
+            database, "log", clock.now(), timedelta(hours=168), DAY, after="x", limit=500
+        )
         details = sqlite_plan(database, query)
         database.dispose()
         assert any("ix_delivery_state_open" in line for line in details), details
@@ -593,12 +597,10 @@ class TestQueryPlan:
                 " FROM generate_series(1, 5000) AS n"
             )
         window = timedelta(hours=168)
-        due = postgresql_plan(
-            database, due_query("log", clock.now(), window, None, 500, lateral=True)
-        )
+        due = postgresql_plan(database, due_query(database, "log", clock.now(), window, None, 500))
         closing = postgresql_plan(
             database,
-            closing_query("log", clock.now(), window, DAY, after=None, limit=500, lateral=True),
+            closing_query(database, "log", clock.now(), window, DAY, after=None, limit=500),
         )
         database.dispose()
         assert "Index Scan using delivery_state_pkey" in due, due

@@ -82,7 +82,6 @@ def naive(moment: datetime, zone: str = "UTC") -> datetime:
 
 def sql_source(
     url: URL,
-    database: Database,
     *,
     columns: dict[str, str] | None = None,
     zone: str = "UTC",
@@ -97,7 +96,7 @@ def sql_source(
         columns=columns or COLUMNS,
         timezone=ZoneInfo(zone),
     )
-    source = SqlSource(config, database)
+    source = SqlSource(config)
     _OPEN.append(source)
     return source
 
@@ -187,7 +186,7 @@ class TestSqlSource:
             ],
         )
         sink = RecordingSink()
-        report = checker(database, clock, [sql_source(other_url, database)], sink).run()
+        report = checker(database, clock, [sql_source(other_url)], sink).run()
         (notice,) = sink.received
         assert (notice.source, notice.token_id, notice.token_name) == (
             "sql:billing",
@@ -215,7 +214,7 @@ class TestSqlSource:
             ],
         )
         sink = RecordingSink()
-        source = sql_source(other_url, database, zone="Europe/Berlin")
+        source = sql_source(other_url, zone="Europe/Berlin")
         checker(database, clock, [source], sink).run()
         (notice,) = sink.received
         assert notice.expires_at == datetime(2026, 1, 3, 11, 0, tzinfo=UTC)
@@ -237,7 +236,7 @@ class TestSqlSource:
             ],
         )
         sink = RecordingSink()
-        source = sql_source(postgres_url, database, zone="Europe/Berlin")
+        source = sql_source(postgres_url, zone="Europe/Berlin")
         checker(database, clock, [source], sink).run()
         (notice,) = sink.received
         assert notice.expires_at == datetime(2026, 1, 3, 3, 0, tzinfo=UTC)
@@ -264,7 +263,7 @@ class TestSqlSource:
             "revoked": "is_revoked",
         }
         sink = RecordingSink()
-        checker(database, clock, [sql_source(other_sqlite, database, columns=columns)], sink).run()
+        checker(database, clock, [sql_source(other_sqlite, columns=columns)], sink).run()
         assert [n.token_id for n in sink.received] == ["off"]
 
     def test_backoff_is_kept_per_source(
@@ -285,9 +284,7 @@ class TestSqlSource:
             )
         )
         sink = RecordingSink()
-        run = checker(
-            database, clock, [StoreSource(database), sql_source(other_sqlite, database)], sink
-        )
+        run = checker(database, clock, [StoreSource(database), sql_source(other_sqlite)], sink)
         run.run()
         assert sorted((n.source, n.token_id) for n in sink.received) == [
             ("sql:billing", "same"),
@@ -307,7 +304,7 @@ class TestSqlSource:
         )
         columns = {**COLUMNS, "expires_at": "expiry_date"}
         sink = RecordingSink()
-        sources = [sql_source(other_sqlite, database, columns=columns), StoreSource(database)]
+        sources = [sql_source(other_sqlite, columns=columns), StoreSource(database)]
         with capture_logs() as events:
             report = checker(database, clock, sources, sink).run()
         (failed,) = [e for e in events if e["event"] == "source.failed"]
@@ -322,7 +319,7 @@ class TestSqlSource:
         """A source database that does not answer fails the source, not the pass."""
         url = URL.create("postgresql+psycopg", username="x", host="127.0.0.1", port=1, database="x")
         with pytest.raises(SourceError):
-            sql_source(url, database).snapshot(NOW, DAY, DAY)
+            sql_source(url).window(NOW, DAY, DAY)
 
     def test_identifiers_are_quoted_not_spliced(
         self, other_sqlite: URL, database: Database
@@ -331,10 +328,10 @@ class TestSqlSource:
         make_table(other_sqlite, aware=False, rows=[])
         evil = 'api_keys"; DROP TABLE api_keys; --'
         with pytest.raises(SourceError, match="does not exist"):
-            sql_source(other_sqlite, database, table=evil).snapshot(NOW, DAY, DAY)
+            sql_source(other_sqlite, table=evil).window(NOW, DAY, DAY)
         columns = {**COLUMNS, "name": 'label" FROM api_keys; DROP TABLE api_keys; --'}
         with pytest.raises(SourceError, match="is not in table"):
-            sql_source(other_sqlite, database, columns=columns).snapshot(NOW, DAY, DAY)
+            sql_source(other_sqlite, columns=columns).window(NOW, DAY, DAY)
         engine = create_engine(other_sqlite)
         assert inspect(engine).has_table("api_keys")
         engine.dispose()
@@ -342,8 +339,8 @@ class TestSqlSource:
     def test_connections_are_read_only(self, other_sqlite: URL, database: Database) -> None:
         """The source's connections refuse writes."""
         make_table(other_sqlite, aware=False, rows=[])
-        source = sql_source(other_sqlite, database)
-        source.snapshot(NOW, DAY, DAY)
+        source = sql_source(other_sqlite)
+        source.window(NOW, DAY, DAY)
         with (
             source._engine_for().connect() as connection,
             pytest.raises(Exception, match=r"readonly|read-only|read only"),
@@ -382,7 +379,7 @@ class TestFileSource:
     ) -> None:
         """JSON, JSONL and YAML files give the same tokens; naive times are UTC."""
         path = self.write(tmp_path / f"tokens{suffix}", self.ROWS)
-        source = FileSource(FileSourceConfig("file:partners", path, ZoneInfo("UTC")), database)
+        source = FileSource(FileSourceConfig("file:partners", path, ZoneInfo("UTC")))
         sink = RecordingSink()
         checker(database, clock, [source], sink).run()
         assert [(n.token_id, n.expires_at) for n in sink.received] == [
@@ -394,7 +391,7 @@ class TestFileSource:
     def test_reread_each_pass(self, tmp_path: Path, database: Database, clock: FixedClock) -> None:
         """A token added to the file is seen by the next pass."""
         path = self.write(tmp_path / "t.jsonl", self.ROWS[:1])
-        source = FileSource(FileSourceConfig("file", path, ZoneInfo("UTC")), database)
+        source = FileSource(FileSourceConfig("file", path, ZoneInfo("UTC")))
         sink = RecordingSink()
         run = checker(database, clock, [source], sink)
         run.run()
@@ -417,14 +414,12 @@ class TestFileSource:
     ) -> None:
         """A bad row fails the source with the row and the reason."""
         path = self.write(tmp_path / "t.json", rows)
-        source = FileSource(FileSourceConfig("file", path, ZoneInfo("UTC")), database)
+        source = FileSource(FileSourceConfig("file", path, ZoneInfo("UTC")))
         with pytest.raises(SourceError, match=words):
-            source.snapshot(NOW, DAY, DAY)
+            source.window(NOW, DAY, DAY)
 
     def test_missing_file(self, tmp_path: Path, database: Database) -> None:
         """A file that cannot be read is a source error naming the path."""
-        source = FileSource(
-            FileSourceConfig("file", tmp_path / "nope.json", ZoneInfo("UTC")), database
-        )
+        source = FileSource(FileSourceConfig("file", tmp_path / "nope.json", ZoneInfo("UTC")))
         with pytest.raises(SourceError, match=r"nope\.json"):
-            source.snapshot(NOW, DAY, DAY)
+            source.window(NOW, DAY, DAY)

@@ -24,7 +24,8 @@ from notifier.core.model import Notice
 from notifier.core.policy import Policy
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
-from notifier.delivery.checker import Checker, holder_gone, lease_owner
+from notifier.delivery.checker import Checker
+from notifier.delivery.leases import holder_gone, lease_owner
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome
 from notifier.tokens.store import TokenStore
 

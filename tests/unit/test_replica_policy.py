@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from notifier.core.model import OPEN
+from notifier.core.replicas import ReplicaPolicy, must_redue
 from notifier.db.models import OPEN_LOOP_SQL
-from notifier.delivery.checker import ReplicaPolicy, must_redue
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 HOUR = timedelta(hours=1)

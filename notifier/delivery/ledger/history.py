@@ -1,0 +1,91 @@
+"""The ledger outside a pass: what each sink heard, and the few changes other parts ask for.
+
+Reading the state (``notifier deliveries list``), making a token's rows due again (an
+unsnooze, a changed policy), forgetting a deleted token, and pruning closed loops. An
+unsnooze bumps the rows' version, as the pass's own writes do, so a pass that read a row
+before it writes nothing over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, delete, func, select, update
+
+from notifier.db.database import Database
+from notifier.delivery.ledger.codec import EPOCH, STATE
+from notifier.resources import DeliveryResource
+
+
+def list_deliveries(
+    database: Database, *, sink: str | None = None, failed_only: bool = False
+) -> list[DeliveryResource]:
+    """State per (token, sink), failures first, then by token."""
+    query = select(STATE).order_by(
+        STATE.c.attempts.desc(), STATE.c.source, STATE.c.token_id, STATE.c.sink
+    )
+    if sink is not None:
+        query = query.where(STATE.c.sink == sink)
+    if failed_only:
+        query = query.where(STATE.c.attempts > 0)
+    with database.read() as connection:
+        rows = connection.execute(query).mappings().all()
+    return [
+        DeliveryResource(
+            source=row["source"],
+            token_id=row["token_id"],
+            sink=row["sink"],
+            expires_at=row["expires_at"],
+            last_kind=row["last_kind"],
+            last_sent_at=row["last_sent_at"],
+            notices_sent=row["notices_sent"],
+            attempts=row["attempts"],
+            last_attempt_at=row["last_attempt_at"],
+            last_error=row["last_error"],
+            next_due_at=row["next_due_at"],
+            leased=row["lease_owner"] is not None,
+        )
+        for row in rows
+    ]
+
+
+def make_due(connection: Connection, source: str, token_id: str, sink: str | None) -> None:
+    """Make a token's scheduled rows (for one sink, or all) due at the next pass."""
+    statement = (
+        update(STATE)
+        .where(STATE.c.source == source, STATE.c.token_id == token_id)
+        .where(STATE.c.next_due_at.is_not(None))
+        .values(next_due_at=EPOCH, version=STATE.c.version + 1)
+    )
+    if sink is not None:
+        statement = statement.where(STATE.c.sink == sink)
+    connection.execute(statement)
+
+
+def make_all_due(connection: Connection) -> None:
+    """Make every scheduled row due at the next pass, which decides it afresh."""
+    connection.execute(
+        update(STATE).where(STATE.c.next_due_at.is_not(None)).values(next_due_at=EPOCH)
+    )
+
+
+def forget(connection: Connection, source: str, token_ids: Sequence[str]) -> None:
+    """Delete the state of tokens that no longer exist anywhere (a token deleted)."""
+    connection.execute(
+        delete(STATE).where(STATE.c.source == source, STATE.c.token_id.in_(list(token_ids)))
+    )
+
+
+def prune(connection: Connection, cutoff: datetime) -> int:
+    """Delete closed loops last touched before *cutoff*; open loops and leased rows stay."""
+    last_touched = func.coalesce(STATE.c.last_attempt_at, STATE.c.last_sent_at)
+    return connection.execute(
+        delete(STATE).where(
+            and_(
+                STATE.c.next_due_at.is_(None),
+                STATE.c.lease_owner.is_(None),
+                last_touched < cutoff,
+            )
+        )
+    ).rowcount
