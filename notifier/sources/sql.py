@@ -26,8 +26,6 @@ from sqlalchemy import (
     Numeric,
     String,
     column,
-    create_engine,
-    event,
     inspect,
     select,
     table,
@@ -37,11 +35,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.core.model import WatchedToken
 from notifier.core.policy import in_window
+from notifier.db.external import read_only_engine
 from notifier.sources import SourceError
 from notifier.sources.config import SqlSourceConfig
 
 _WIDEN = timedelta(days=1)
-_CONNECT_TIMEOUT_S = 5
 _FETCH = 1000
 
 log = structlog.get_logger("notifier.sources")
@@ -87,15 +85,7 @@ class SqlSource:
 
     def _engine_for(self) -> Engine:
         if self._engine is None:
-            url = self._config.url
-            connect_args: dict[str, Any] = {}
-            backend = url.get_backend_name()
-            if backend in {"postgresql", "mysql"}:
-                connect_args["connect_timeout"] = _CONNECT_TIMEOUT_S
-            self._engine = create_engine(
-                url, connect_args=connect_args, pool_pre_ping=True, hide_parameters=True
-            )
-            _read_only(self._engine, backend)
+            self._engine = read_only_engine(self._config.url)
         return self._engine
 
     def _table(self) -> Any:
@@ -226,23 +216,3 @@ def _kind(column_type: Any) -> str:
     if isinstance(column_type, String):
         return "text"
     return "datetime"
-
-
-def _read_only(engine: Engine, backend: str) -> None:
-    """Ask the database to refuse writes on every connection of this pool."""
-    statements = {
-        "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
-        "mysql": "SET SESSION TRANSACTION READ ONLY",
-        "sqlite": "PRAGMA query_only = ON",
-    }
-    statement = statements.get(backend)
-    if statement is None:
-        return
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute(statement)
-        cursor.close()
-        if backend == "postgresql":
-            dbapi_connection.commit()
