@@ -12,10 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-# The kinds a state row records; "expiring" is the open loop.
-OPEN = "expiring"
-SKIPPED = "skipped"
-
 
 class NoticeKind(StrEnum):
     """What a notice says about its token."""
@@ -24,6 +20,36 @@ class NoticeKind(StrEnum):
     EXPIRED = "expired"
     RENEWED = "renewed"
     RESOLVED = "resolved"  # revoked or deleted: no message, but the UI notification resolves
+
+
+class StateKind(StrEnum):
+    """What a state row last recorded: its last notice's kind, or that the route skipped it."""
+
+    EXPIRING = "expiring"  # the open loop: the sink was told, and nothing has closed it
+    EXPIRED = "expired"
+    RENEWED = "renewed"
+    RESOLVED = "resolved"
+    SKIPPED = "skipped"  # the sink's route left the notice out
+
+    @classmethod
+    def told(cls, kind: NoticeKind) -> StateKind:
+        """The state a notice of *kind* leaves once the sink has it."""
+        return _TOLD[kind]
+
+    @classmethod
+    def stored(cls, value: str | None) -> StateKind | None:
+        """The kind a row stores as text.
+
+        None for none, or for a value this version does not know (written by a later one):
+        the row then counts as never told.
+        """
+        return None if value is None else _STORED.get(value)
+
+
+_TOLD = {kind: StateKind(kind.value) for kind in NoticeKind}
+_STORED = {kind.value: kind for kind in StateKind}
+OPEN = StateKind.EXPIRING
+SKIPPED = StateKind.SKIPPED
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +100,7 @@ class DeliveryState:
     last_sent_at: datetime | None = None  # the pass time of the last successful notice
     notices_sent: int = 0  # successful notices for this expiry; numbers the next notice
     attempts: int = 0  # failed attempts since the last success
-    last_kind: str | None = None  # "expiring" (open), "expired", "renewed", "resolved", ...
+    last_kind: StateKind | None = None
     last_threshold: timedelta | None = None  # the threshold of the last expiring notice
 
     @property

@@ -40,9 +40,13 @@ from notifier.core.model import (
     Notice,
     NoticeKind,
     Snooze,
+    StateKind,
     Threshold,
     WatchedToken,
 )
+
+# Kinds after which nothing more is said about an expiry.
+_TOLD_FINAL = frozenset({StateKind.EXPIRED, StateKind.RESOLVED})
 
 
 def _build(
@@ -297,7 +301,7 @@ class Policy:
         snooze: Snooze | None,
     ) -> Decision:
         assert token.expires_at is not None  # noqa: S101 - checked by the caller
-        if not fresh and state is not None and state.last_kind in {"expired", "resolved"}:
+        if not fresh and state is not None and state.last_kind in _TOLD_FINAL:
             return Decision(None, state, None)  # told already; nothing more to say
         seen_valid = not fresh and state is not None and state.is_open
         recent = now - token.expires_at <= self.lookback
@@ -399,7 +403,7 @@ class Policy:
     def delivered(self, decision: Decision, now: datetime) -> Decision:
         """Return the state and next look after the sink accepted the decision's notice."""
         notice = decision.notice
-        kind = notice.kind.value if notice else decision.state.last_kind
+        kind = StateKind.told(notice.kind) if notice else decision.state.last_kind
         state = replace(
             decision.state,
             last_sent_at=now,
@@ -419,7 +423,8 @@ class Policy:
         """Return the state of a notice the sink's route left out, or a silent resolution."""
         notice = decision.notice
         if notice is not None and notice.kind in {NoticeKind.RESOLVED, NoticeKind.RENEWED}:
-            return Decision(notice, replace(decision.state, last_kind=notice.kind.value), None)
+            state = replace(decision.state, last_kind=StateKind.told(notice.kind))
+            return Decision(notice, state, None)
         state = replace(decision.state, last_kind=SKIPPED)
         look_again = now + max(self.backoff_interval - self.tolerance, self.pass_interval)
         if notice is not None and notice.expires_at is not None and notice.expires_at > now:

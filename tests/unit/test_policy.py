@@ -3,7 +3,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifier.core.model import DeliveryState, NoticeKind, Snooze, Threshold, WatchedToken
+from notifier.core.model import (
+    DeliveryState,
+    NoticeKind,
+    Snooze,
+    StateKind,
+    Threshold,
+    WatchedToken,
+)
 from notifier.core.policy import Policy, days_left
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -106,7 +113,10 @@ class TestFirstNotice:
 class TestBackoff:
     def sent(self, at: datetime, expires_in: timedelta = timedelta(days=5)) -> DeliveryState:
         return DeliveryState(
-            expires_at=NOW + expires_in, last_sent_at=at, notices_sent=1, last_kind="expiring"
+            expires_at=NOW + expires_in,
+            last_sent_at=at,
+            notices_sent=1,
+            last_kind=StateKind.EXPIRING,
         )
 
     @pytest.mark.parametrize(
@@ -212,7 +222,7 @@ def open_state(
         expires_at=NOW + expires_in,
         last_sent_at=NOW - sent_ago,
         notices_sent=1,
-        last_kind="expiring",
+        last_kind=StateKind.EXPIRING,
     )
     return replace(state, **changes)  # type: ignore[arg-type]
 

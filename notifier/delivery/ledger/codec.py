@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import String, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 
-from notifier.core.model import OPEN, Decision, DeliveryState, WatchedToken
+from notifier.core.model import OPEN, Decision, DeliveryState, StateKind, WatchedToken
 from notifier.db.models import DeliveryStateRow
 
 STATE = DeliveryStateRow.__table__
@@ -77,7 +77,7 @@ def decode(  # noqa: PLR0917 - one argument per column, in the order of COLUMNS
     last_sent_at: datetime | None,
     notices_sent: int,
     attempts: int,
-    last_kind: str | None,
+    last_kind: str | None,  # as stored
     last_threshold_s: int | None,
 ) -> DeliveryState:
     """The policy's view of a row's columns."""
@@ -86,7 +86,7 @@ def decode(  # noqa: PLR0917 - one argument per column, in the order of COLUMNS
         last_sent_at=last_sent_at,
         notices_sent=notices_sent,
         attempts=attempts,
-        last_kind=last_kind,
+        last_kind=StateKind.stored(last_kind),
         last_threshold=timedelta(seconds=last_threshold_s)
         if last_threshold_s is not None
         else None,
