@@ -135,15 +135,4 @@ def list_snoozes(database: Database, *, now: datetime) -> list[SnoozeResource]:
     query = select(_snoozes).where((_snoozes.c.until.is_(None)) | (_snoozes.c.until > now))
     with database.read() as connection:
         rows = connection.execute(query.order_by(_snoozes.c.id)).mappings().all()
-    return [
-        SnoozeResource(
-            id=row["id"],
-            source=row["source"],
-            token_id=row["token_id"],
-            sink=row["sink"],
-            until=row["until"],
-            created_at=row["created_at"],
-            actor=row["actor"],
-        )
-        for row in rows
-    ]
+    return [SnoozeResource.model_validate(row) for row in rows]

@@ -86,49 +86,49 @@ class StoreView:
 
     def due_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
         """Yield keyset pages of due candidates, each read in its own short transaction."""
-        after: tuple[datetime, str] | None = None
-        while True:
-            query = due_query(
+
+        def page(after: Row[Any] | None) -> Select[Any]:
+            return due_query(
                 self._database,
                 sink,
                 self._now,
                 self._horizon,
-                after,
+                None if after is None else (after.expires_at, after.id),
                 batch_size,
                 lookback=self._lookback,
             )
-            rows = self._page(query)
-            if not rows:
-                return
-            yield [_candidate(row) for row in rows]
-            if len(rows) < batch_size:
-                return
-            after = (rows[-1].expires_at, rows[-1].id)
+
+        return self._pages(page, batch_size)
 
     def closing_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
         """Yield the sink's open loops whose token left the window, in keyset pages."""
-        after: str | None = None
-        while True:
-            query = closing_query(
+
+        def page(after: Row[Any] | None) -> Select[Any]:
+            return closing_query(
                 self._database,
                 sink,
                 self._now,
                 self._horizon,
                 self._lookback,
-                after=after,
+                after=None if after is None else after.state_token_id,
                 limit=batch_size,
             )
-            rows = self._page(query)
-            if not rows:
-                return
-            yield [_candidate(row) for row in rows]
-            if len(rows) < batch_size:
-                return
-            after = rows[-1].state_token_id
 
-    def _page(self, query: Select[Any]) -> Sequence[Row[Any]]:
-        with self._database.read() as connection:
-            return connection.execute(query).all()
+        return self._pages(page, batch_size)
+
+    def _pages(
+        self, page: Callable[[Row[Any] | None], Select[Any]], size: int
+    ) -> Iterator[list[Candidate]]:
+        """Walk a keyset: each page after the last row of the one before, until one is short."""
+        last: Row[Any] | None = None
+        while True:
+            with self._database.read() as connection:
+                rows = connection.execute(page(last)).all()
+            if rows:
+                yield [_candidate(row) for row in rows]
+            if len(rows) < size:
+                return
+            last = rows[-1]
 
 
 def due_query(  # noqa: PLR0917 - the window, the page, and where it runs

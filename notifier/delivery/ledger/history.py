@@ -32,20 +32,7 @@ def list_deliveries(
     with database.read() as connection:
         rows = connection.execute(query).mappings().all()
     return [
-        DeliveryResource(
-            source=row["source"],
-            token_id=row["token_id"],
-            sink=row["sink"],
-            expires_at=row["expires_at"],
-            last_kind=row["last_kind"],
-            last_sent_at=row["last_sent_at"],
-            notices_sent=row["notices_sent"],
-            attempts=row["attempts"],
-            last_attempt_at=row["last_attempt_at"],
-            last_error=row["last_error"],
-            next_due_at=row["next_due_at"],
-            leased=row["lease_owner"] is not None,
-        )
+        DeliveryResource.model_validate({**row, "leased": row["lease_owner"] is not None})
         for row in rows
     ]
 
