@@ -36,7 +36,7 @@ from notifier.core.durations import format_duration
 from notifier.core.messages import escape
 from notifier.resources import CreatedToken, TokenResource
 from notifier.tokens.fields import TokenInputError, lifetime_text, parse_label
-from notifier.tokens.store import TokenNotFoundError, TokenStateError
+from notifier.tokens.lifecycle import TokenNotFoundError, TokenStateError
 
 
 def _labels(values: list[str] | None) -> dict[str, str]:

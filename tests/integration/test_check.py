@@ -29,7 +29,7 @@ from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route, Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
 from notifier.sources.store import closing_query, due_query
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
