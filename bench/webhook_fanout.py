@@ -179,7 +179,8 @@ def through_pass(url: str, count: int, scratch: Path) -> float:
     from notifier.db.database import Database  # noqa: PLC0415
     from notifier.delivery.checker import Checker  # noqa: PLC0415
     from notifier.runtime import logs  # noqa: PLC0415
-    from notifier.tokens.store import ImportRecord, TokenStore  # noqa: PLC0415
+    from notifier.tokens.lifecycle import TokenStore  # noqa: PLC0415
+    from notifier.tokens.transfer import ImportRecord  # noqa: PLC0415
 
     logs.configure(level="WARNING", stream=(scratch / "log.txt").open("a", encoding="utf-8"))
     database = Database(URL.create("sqlite+pysqlite", database=str(scratch / "fanout.db")))

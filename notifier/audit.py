@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -72,3 +73,22 @@ def list_events(
     with database.read() as connection:
         rows = connection.execute(query).all()
     return [AuditEventResource(**dict(row._mapping)) for row in rows]  # noqa: SLF001
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change to tokens under way: its write transaction, who makes it and when."""
+
+    connection: Connection
+    at: datetime
+    actor: str
+
+    def audit(
+        self, action: str, token_id: str, name: str, details: dict[str, Any] | None = None
+    ) -> None:
+        """Append the event of *action* on the token *token_id* named *name*."""
+        at, actor = self.at, self.actor
+        row = event(
+            at=at, actor=actor, action=action, token_id=token_id, token_name=name, details=details
+        )
+        record(self.connection, [row])

@@ -20,6 +20,7 @@ import structlog
 
 import notifier
 from notifier import exitcodes
+from notifier.cli.audit import add_commands as add_audit_commands
 from notifier.cli.channels import add_commands as add_channel_commands
 from notifier.cli.interrupts import Interrupted, installed
 from notifier.cli.output import Handler, opened, print_json, print_table, table_time
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=cmd_notifications_list)
 
     tokens_commands = add_token_commands(commands)
+    add_audit_commands(commands)
     add_channel_commands(commands, tokens_commands, notifications_commands)
     add_web_commands(commands)
     return parser

@@ -141,7 +141,7 @@ def cmd_notifications_ack(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_snooze(settings: Settings, args: argparse.Namespace) -> int:  # noqa: PLR0911 - a return per refusal
     """Silence a token's notices until a time, for a while, or until the next threshold."""
     from notifier.delivery.snoozes import snooze  # noqa: PLC0415
-    from notifier.tokens.store import TokenNotFoundError  # noqa: PLC0415
+    from notifier.tokens.lifecycle import TokenNotFoundError  # noqa: PLC0415
 
     with opened(settings) as parts:
         now = parts.clock.now()

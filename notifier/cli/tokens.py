@@ -1,50 +1,53 @@
-"""``notifier tokens ...`` and ``notifier audit list``: the token lifecycle on the command line.
+"""``notifier tokens ...``: the token lifecycle on the command line.
 
 The secret appears exactly once, on stdout, from ``create`` and ``rotate``. ``verify`` reads
 it from stdin or ``NOTIFIER_TOKEN``, never from the command line, where ``ps`` and shell
-history would keep it.
+history would keep it. ``import`` and ``export`` are :mod:`notifier.cli.transfer`'s.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
-import json
 import sys
-from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from notifier import exitcodes
-from notifier.audit import list_events, os_actor
-from notifier.cli.interrupts import Deferral, Interrupted
+from notifier.audit import os_actor
 from notifier.cli.output import (
+    Handler,
     aware_time_argument,
     duration_argument,
     fail,
     non_negative_duration_argument,
     opened,
-    positive_int_argument,
     print_json,
     print_table,
     table_time,
     usage_error,
 )
+from notifier.cli.transfer import add_commands as add_transfer_commands
 from notifier.config.settings import Settings
 from notifier.core.durations import format_duration
 from notifier.core.messages import escape
 from notifier.resources import CreatedToken, TokenResource
 from notifier.tokens.fields import TokenInputError, lifetime_text, parse_label
-from notifier.tokens.store import TokenNotFoundError, TokenStateError
+from notifier.tokens.lifecycle import TokenNotFoundError, TokenStateError
 
 
-def _labels(values: list[str] | None) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for text in values or []:
-        key, value = parse_label(text)
-        labels[key] = value
-    return labels
+def _on_a_token(handler: Handler) -> Handler:
+    """Answer an unknown id, or a token in the wrong state, with its one line and exit 1."""
+
+    @functools.wraps(handler)
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        try:
+            return handler(settings, args)
+        except (TokenNotFoundError, TokenStateError) as error:
+            fail(str(error))
+            return exitcodes.FAILURE
+
+    return run
 
 
 def _show_created(created: CreatedToken, *, as_json: bool, verb: str) -> None:
@@ -115,20 +118,19 @@ def _lifetime_option(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _ttl_too_long(ttl: timedelta, settings: Settings) -> str | None:
-    """Why *ttl* is longer than NOTIFIER_TOKEN_MAX_LIFETIME allows, or None."""
+def _ttl_refused(args: argparse.Namespace, settings: Settings) -> int | None:
+    """Exit 2 when --ttl is longer than NOTIFIER_TOKEN_MAX_LIFETIME allows; else None."""
     limit = settings.token_max_lifetime
-    if limit is None or ttl <= limit:
+    if args.ttl is None or limit is None or args.ttl <= limit:
         return None
-    return (
-        f"{lifetime_text(ttl)} is longer than NOTIFIER_TOKEN_MAX_LIFETIME ({lifetime_text(limit)})"
-    )
+    too_long = f"{lifetime_text(args.ttl)} is longer than NOTIFIER_TOKEN_MAX_LIFETIME"
+    return usage_error(args, "--ttl", f"{too_long} ({lifetime_text(limit)})")
 
 
 def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
     """Create a token and print its secret, once."""
-    if args.ttl is not None and (too_long := _ttl_too_long(args.ttl, settings)):
-        return usage_error(args, "--ttl", too_long)
+    if (refused := _ttl_refused(args, settings)) is not None:
+        return refused
     if args.no_expiry and settings.token_max_lifetime is not None:
         limit = lifetime_text(settings.token_max_lifetime)
         return usage_error(
@@ -147,7 +149,7 @@ def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
                 role=args.role,
                 permissions=args.permission or [],
                 owner=args.owner,
-                labels=_labels(args.label),
+                labels=dict(parse_label(text) for text in args.label or []),
                 description=args.description,
                 actor=os_actor(),
             )
@@ -186,14 +188,11 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+@_on_a_token
 def cmd_get(settings: Settings, args: argparse.Namespace) -> int:
     """Show one token."""
     with opened(settings) as parts:
-        try:
-            token = parts.tokens.get(args.id)
-        except TokenNotFoundError as error:
-            fail(error.args[0])
-            return exitcodes.FAILURE
+        token = parts.tokens.get(args.id)
     if args.json:
         print_json(token)
     else:
@@ -201,14 +200,11 @@ def cmd_get(settings: Settings, args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+@_on_a_token
 def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
     """Revoke a token by id."""
     with opened(settings) as parts:
-        try:
-            revocation = parts.tokens.revoke_once(args.id, actor=os_actor())
-        except TokenNotFoundError as error:
-            fail(error.args[0])
-            return exitcodes.FAILURE
+        revocation = parts.tokens.revoke_once(args.id, actor=os_actor())
     token = revocation.token
     if args.json:
         print_json(token)
@@ -234,10 +230,11 @@ def _rotation_refused(args: argparse.Namespace, error: TokenInputError) -> int:
     return _refused(args, error)
 
 
+@_on_a_token
 def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
     """Issue a new secret for a token; revoke the old one now or after a grace period."""
-    if args.ttl is not None and (too_long := _ttl_too_long(args.ttl, settings)):
-        return usage_error(args, "--ttl", too_long)
+    if (refused := _ttl_refused(args, settings)) is not None:
+        return refused
     with opened(settings) as parts:
         try:
             created = parts.tokens.rotate(
@@ -247,12 +244,6 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
                 expires_at=args.expires_at,
                 actor=os_actor(),
             )
-        except TokenNotFoundError as error:
-            fail(error.args[0])
-            return exitcodes.FAILURE
-        except TokenStateError as error:
-            fail(str(error))
-            return exitcodes.FAILURE
         except TokenInputError as error:
             return _rotation_refused(args, error)
     if not args.json:
@@ -262,26 +253,22 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+@_on_a_token
 def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
     """Remove a token's record; the audit trail keeps that it existed."""
     with opened(settings) as parts:
-        try:
-            token = parts.tokens.delete(args.id, actor=os_actor())
-        except TokenNotFoundError as error:
-            fail(error.args[0])
-            return exitcodes.FAILURE
+        token = parts.tokens.delete(args.id, actor=os_actor())
     sys.stdout.write(f"Deleted token {token.id} ({escape(token.name)}).\n")
     return exitcodes.OK
 
 
-def _read_presented(settings: Settings) -> str | None:
+def _read_presented() -> str | None:
     """The secret to verify: NOTIFIER_TOKEN, else stdin (a prompt without echo on a terminal)."""
     from notifier.config.settings import presented_token  # noqa: PLC0415
 
     from_env = presented_token()
     if from_env is not None:
         return from_env
-    del settings
     if sys.stdin.isatty():
         return getpass.getpass("Token: ")
     line = sys.stdin.readline()
@@ -296,7 +283,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             "pipe it on stdin or set NOTIFIER_TOKEN"
         )
         return exitcodes.USAGE
-    secret = _read_presented(settings)
+    secret = _read_presented()
     if not secret:
         fail("no token given: pipe it on stdin or set NOTIFIER_TOKEN")
         return exitcodes.USAGE
@@ -317,113 +304,6 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     return exitcodes.OK if result.valid else exitcodes.FAILURE
 
 
-def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    """Upsert tokens from a JSONL, CSV or api-keys.json file, all or nothing."""
-    from notifier.tokens.importer import detect_format  # noqa: PLC0415
-
-    try:
-        file_format = args.format or detect_format(Path(args.file))
-    except ValueError as error:
-        fail(str(error))
-        return exitcodes.USAGE
-    progress = _ImportProgress()
-    try:
-        return _import(settings, args, file_format, progress)
-    except Interrupted as interrupted:
-        # Signals are held back from just before the commit until *progress* says whether it
-        # happened, so this line is true whenever the signal came.
-        if progress.committed_rows is None:
-            fail("interrupted; nothing was imported")
-        else:
-            fail(f"interrupted after the commit; all {progress.committed_rows} rows were imported")
-        return interrupted.exit_code
-
-
-@dataclass
-class _ImportProgress:
-    """How far an import got, for the line an interruption prints."""
-
-    committed_rows: int | None = None  # set once the commit has returned
-
-
-def _import(
-    settings: Settings, args: argparse.Namespace, file_format: str, progress: _ImportProgress
-) -> int:
-    from tqdm import tqdm  # noqa: PLC0415
-
-    from notifier.tokens.importer import ImportDataError, read_records  # noqa: PLC0415
-
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        fail(f"cannot read {args.file}: {reason}")
-        return exitcodes.NOINPUT
-    with opened(settings) as parts:
-        try:
-            records = read_records(
-                text,
-                file_format,
-                now=parts.clock.now(),
-                max_lifetime=settings.token_max_lifetime,
-            )
-        except ImportDataError as error:
-            for row_error in error.errors:
-                fail(f"{args.file}: {row_error}")
-            fail(f"nothing imported: {len(error.errors)} bad row(s)")
-            return exitcodes.DATAERR
-        deferral = Deferral()
-        with tqdm(
-            total=len(records),
-            unit="token",
-            file=sys.stderr,
-            disable=not sys.stderr.isatty(),
-            desc="importing",
-        ) as bar:
-            try:
-                report = parts.tokens.import_records(
-                    records, actor=os_actor(), progress=bar.update, before_commit=deferral.start
-                )
-                progress.committed_rows = len(records)
-            finally:
-                deferral.end()  # raises Interrupted now if a signal came during the commit
-    sys.stdout.write(
-        f"Imported {len(records)} token(s): {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged.\n"
-    )
-    return exitcodes.OK
-
-
-def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    """Write every token's metadata as JSONL, in the shape import reads."""
-    del args
-    try:
-        with opened(settings) as parts:
-            for record in parts.tokens.export():
-                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
-    except Interrupted as interrupted:
-        fail("interrupted; the export is incomplete")
-        return interrupted.exit_code
-    return exitcodes.OK
-
-
-def cmd_audit_list(settings: Settings, args: argparse.Namespace) -> int:
-    """Show the audit trail, newest first."""
-    with opened(settings) as parts:
-        events = list_events(parts.database, token_id=args.token, limit=args.limit)
-    if args.json:
-        print_json(events)
-        return exitcodes.OK
-    print_table(
-        ["AT", "ACTOR", "ACTION", "TOKEN", "NAME"],
-        [
-            [table_time(e.at), e.actor, e.action, e.token_id or "-", escape(e.token_name or "-")]
-            for e in events
-        ],
-    )
-    return exitcodes.OK
-
-
 def _lifetime(
     parser: argparse.ArgumentParser, *, default_help: str
 ) -> argparse._MutuallyExclusiveGroup:
@@ -440,7 +320,7 @@ def _lifetime(
 
 
 def add_commands(commands: Any) -> Any:
-    """Add ``tokens`` and ``audit`` to the top-level subparsers; return ``tokens``'s."""
+    """Add ``tokens`` to the top-level subparsers; return its subparsers."""
     tokens = commands.add_parser(
         "tokens", help="create, list, rotate, revoke, verify, import and export tokens"
     )
@@ -448,15 +328,7 @@ def add_commands(commands: Any) -> Any:
     _add_create(sub)
     _add_reading(sub)
     _add_changes(sub)
-    _add_files(sub)
-
-    audit = commands.add_parser("audit", help="the audit trail of token changes")
-    audit_sub = audit.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    audit_list = audit_sub.add_parser("list", help="events, newest first")
-    audit_list.add_argument("--token", metavar="ID", help="only this token's events")
-    audit_list.add_argument("--limit", type=positive_int_argument, help="at most this many events")
-    audit_list.add_argument("--json", action="store_true", help="print a JSON array")
-    audit_list.set_defaults(handler=cmd_audit_list)
+    add_transfer_commands(sub)
     return sub
 
 
@@ -533,17 +405,3 @@ def _add_changes(sub: Any) -> None:
     remove = sub.add_parser("delete", help="remove a token's record (the audit trail keeps it)")
     remove.add_argument("id", help="the token id")
     remove.set_defaults(handler=cmd_delete)
-
-
-def _add_files(sub: Any) -> None:
-    importing = sub.add_parser("import", help="upsert tokens from JSONL, CSV or api-keys.json")
-    importing.add_argument("file", help="the file to read, or - for stdin (with --format)")
-    importing.add_argument(
-        "--format",
-        choices=["jsonl", "csv", "api-keys"],
-        help="the file's format (default: from its extension)",
-    )
-    importing.set_defaults(handler=cmd_import)
-
-    export = sub.add_parser("export", help="every token's metadata as JSONL (no secrets)")
-    export.set_defaults(handler=cmd_export)

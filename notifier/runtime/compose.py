@@ -21,7 +21,7 @@ from notifier.sources.config import FileSourceConfig, SourceConfig, SqlSourceCon
 from notifier.sources.file import FileSource
 from notifier.sources.sql import SqlSource
 from notifier.sources.store import StoreSource
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 
 @dataclass

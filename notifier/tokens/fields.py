@@ -10,6 +10,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Required, TypedDict, Unpack
 
 from notifier.core.durations import format_duration
 from notifier.core.limits import EARLIEST_TIME, MAX_LIFETIME, MAX_LIFETIME_TEXT
@@ -140,13 +141,15 @@ def lifetime_text(value: timedelta) -> str:
     return format_duration(value)
 
 
-def check_fields(
-    fields: TokenFields,
-    *,
-    now: datetime,
-    max_lifetime: timedelta | None = None,
-    not_after: datetime | None = None,
-) -> TokenFields:
+class ExpiryBounds(TypedDict, total=False):
+    """What bounds an expiry: *now*, and the optional limits of :func:`check_expiry`."""
+
+    now: Required[datetime]
+    max_lifetime: timedelta | None
+    not_after: datetime | None
+
+
+def check_fields(fields: TokenFields, **bounds: Unpack[ExpiryBounds]) -> TokenFields:
     """Return *fields* normalised, or raise :class:`TokenInputError` naming the first bad one.
 
     The expiry must lie in the future and within :data:`~notifier.core.limits.MAX_LIFETIME` of
@@ -155,8 +158,9 @@ def check_fields(
     outlive it, and a caller that never expires puts no bound here.
     """
     expires_at = fields.expires_at
+    max_lifetime, not_after = bounds.get("max_lifetime"), bounds.get("not_after")
     if expires_at is not None:
-        check_expiry(expires_at, now=now, max_lifetime=max_lifetime, not_after=not_after)
+        check_expiry(expires_at, **bounds)
     elif max_lifetime is not None:
         raise TokenInputError(
             f"expires_at: is required; tokens live at most {lifetime_text(max_lifetime)} "
@@ -209,4 +213,29 @@ def check_expiry(
             f"expires_at: {expires_at.isoformat()} is after the expiry of the token making it "
             f"({not_after.isoformat()}); a token cannot make one that outlives itself"
         )
+    return expires_at
+
+
+def rotated_expiry(
+    now: datetime,
+    *,
+    expires_at: datetime | None,
+    ttl: timedelta | None,
+    old_lifetime: timedelta | None,
+) -> datetime | None:
+    """A rotated token's new expiry: *expires_at*, or after *ttl*, or after the old lifetime.
+
+    *old_lifetime* is the rotated token's own (expiry less creation), None if it never expired.
+    """
+    if expires_at is None and ttl is not None:
+        if not timedelta(0) < ttl <= MAX_LIFETIME:
+            raise TokenInputError(f"ttl: must be positive and at most {MAX_LIFETIME_TEXT}")
+        return now + ttl
+    if expires_at is None and old_lifetime is not None:
+        if old_lifetime > MAX_LIFETIME:
+            raise TokenInputError(
+                f"expires_at: the token's own lifetime is more than {MAX_LIFETIME_TEXT}, "
+                "too long to carry over to the new one"
+            )
+        return now + old_lifetime
     return expires_at

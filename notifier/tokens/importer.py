@@ -44,7 +44,7 @@ from notifier.tokens.fields import (
     check_text,
     lifetime_text,
 )
-from notifier.tokens.store import RECORD_FIELDS, ImportRecord
+from notifier.tokens.transfer import RECORD_FIELDS, ImportRecord
 
 FORMATS = ("jsonl", "csv", "api-keys")
 _HASH = re.compile(r"(?:sha256:)?([0-9a-f]{64})")

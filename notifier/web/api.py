@@ -33,7 +33,7 @@ from notifier.resources import CreatedToken, NotificationResource, TokenResource
 from notifier.runtime.compose import Components
 from notifier.runtime.logs import rfc3339
 from notifier.tokens.fields import TokenInputError
-from notifier.tokens.store import TokenNotFoundError, TokenStateError, TokenStore
+from notifier.tokens.lifecycle import TokenNotFoundError, TokenStateError, TokenStore
 from notifier.web.auth import Access, Authenticator, Principal, requires
 from notifier.web.errors import ERROR_RESPONSES, ApiError, ApiProblem
 from notifier.web.lastused import LastUse

@@ -41,8 +41,8 @@ from notifier.core.clock import Clock
 from notifier.db.database import DatabaseUnavailableError
 from notifier.resources import VerifiedToken
 from notifier.tokens.fields import ALL_PERMISSIONS
+from notifier.tokens.lifecycle import TokenStore
 from notifier.tokens.secrets import fingerprint
-from notifier.tokens.store import TokenStore
 from notifier.web.errors import RETRY_UNAVAILABLE_S, ApiProblem, error_response
 from notifier.web.lastused import LastUse
 from notifier.web.ratelimit import FailureThrottle, RateLimiter

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from notifier.db.database import DatabaseUnavailableError
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 log = structlog.get_logger("notifier.web")
 

@@ -48,7 +48,7 @@ from notifier.db.database import Database, DatabaseUnavailableError
 from notifier.notifications import changed_since, latest_change
 from notifier.resources import NotificationResource
 from notifier.runtime.logs import rfc3339
-from notifier.tokens.store import TokenNotFoundError, TokenStore
+from notifier.tokens.lifecycle import TokenNotFoundError, TokenStore
 from notifier.web.auth import Principal
 
 log = structlog.get_logger("notifier.web")

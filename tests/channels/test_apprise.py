@@ -21,7 +21,7 @@ from notifier.sinks import EVERYTHING
 from notifier.sinks.apprise import AppriseSink
 from notifier.sinks.config import check_sink
 from notifier.sources.config import OptionError
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 from .conftest import FAST
 

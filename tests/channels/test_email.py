@@ -33,7 +33,7 @@ from notifier.sinks.config import check_sink
 from notifier.sinks.email import EmailSink, header_text
 from notifier.sources.config import FileSourceConfig
 from notifier.sources.file import FileSource
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 from .conftest import FAST, Mailbox, free_port
 

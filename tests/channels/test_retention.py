@@ -19,7 +19,7 @@ from notifier.delivery.retention import prune_if_due
 from notifier.delivery.snoozes import snooze
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 DAY = timedelta(days=1)
 POLICY = Policy(

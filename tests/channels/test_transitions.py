@@ -26,7 +26,7 @@ from notifier.sinks import Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
 from notifier.tokens.importer import read_records
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

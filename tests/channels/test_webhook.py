@@ -30,7 +30,7 @@ from notifier.sinks import EVERYTHING, Route
 from notifier.sinks.log import LogSink
 from notifier.sinks.registry import Retry
 from notifier.sinks.webhook import WebhookSink
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 from .conftest import FAST
 

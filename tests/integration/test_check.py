@@ -29,7 +29,7 @@ from notifier.notifications import changed_since_query, list_notifications
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route, Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

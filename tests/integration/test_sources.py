@@ -33,7 +33,7 @@ from notifier.sources.config import FileSourceConfig, SqlSourceConfig
 from notifier.sources.file import FileSource
 from notifier.sources.sql import SqlSource
 from notifier.sources.store import StoreSource
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 from .test_check import RecordingSink
 

@@ -14,8 +14,8 @@ from notifier.db import migrate
 from notifier.db.database import Database, DatabaseUnavailableError, db_now
 from notifier.db.models import Base, Token
 from notifier.tokens.fields import TokenInputError
+from notifier.tokens.lifecycle import TokenNotFoundError, TokenStore
 from notifier.tokens.secrets import hash_secret
-from notifier.tokens.store import TokenNotFoundError, TokenStore
 
 POLICY = Policy(
     detection_window=timedelta(hours=168),

@@ -20,7 +20,7 @@ from notifier.delivery.checker import Checker
 from notifier.sinks.ui import UiSink
 from notifier.tokens.fields import TokenInputError
 from notifier.tokens.importer import read_records
-from notifier.tokens.store import TokenNotFoundError, TokenStateError, TokenStore
+from notifier.tokens.lifecycle import TokenNotFoundError, TokenStateError, TokenStore
 
 from .test_check import RecordingSink
 

@@ -23,7 +23,7 @@ from notifier.db.database import Database, DatabaseUnavailableError
 from notifier.db.models import DeliveryStateRow
 from notifier.delivery.checker import Checker
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 from .conftest import outage
 

@@ -27,7 +27,7 @@ from notifier.db.models import DeliveryStateRow
 from notifier.delivery.checker import Checker
 from notifier.delivery.leases import holder_gone, lease_owner
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome
-from notifier.tokens.store import TokenStore
+from notifier.tokens.lifecycle import TokenStore
 
 DAY = timedelta(days=1)
 POLICY = Policy(

@@ -1,0 +1,125 @@
+"""``notifier tokens import`` and ``tokens export``: token files in and out.
+
+An import is all or nothing; an interruption says truthfully whether the commit happened.
+Export writes JSONL in exactly the shape import reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from notifier import exitcodes
+from notifier.audit import os_actor
+from notifier.cli.interrupts import Deferral, Interrupted
+from notifier.cli.output import fail, opened
+from notifier.config.settings import Settings
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Upsert tokens from a JSONL, CSV or api-keys.json file, all or nothing."""
+    from notifier.tokens.importer import detect_format  # noqa: PLC0415
+
+    try:
+        file_format = args.format or detect_format(Path(args.file))
+    except ValueError as error:
+        fail(str(error))
+        return exitcodes.USAGE
+    progress = _ImportProgress()
+    try:
+        return _import(settings, args, file_format, progress)
+    except Interrupted as interrupted:
+        # Signals are held back from just before the commit until *progress* says whether it
+        # happened, so this line is true whenever the signal came.
+        if progress.committed_rows is None:
+            fail("interrupted; nothing was imported")
+        else:
+            fail(f"interrupted after the commit; all {progress.committed_rows} rows were imported")
+        return interrupted.exit_code
+
+
+@dataclass
+class _ImportProgress:
+    """How far an import got, for the line an interruption prints."""
+
+    committed_rows: int | None = None  # set once the commit has returned
+
+
+def _import(
+    settings: Settings, args: argparse.Namespace, file_format: str, progress: _ImportProgress
+) -> int:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from notifier.tokens.importer import ImportDataError, read_records  # noqa: PLC0415
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        fail(f"cannot read {args.file}: {reason}")
+        return exitcodes.NOINPUT
+    with opened(settings) as parts:
+        try:
+            records = read_records(
+                text,
+                file_format,
+                now=parts.clock.now(),
+                max_lifetime=settings.token_max_lifetime,
+            )
+        except ImportDataError as error:
+            for row_error in error.errors:
+                fail(f"{args.file}: {row_error}")
+            fail(f"nothing imported: {len(error.errors)} bad row(s)")
+            return exitcodes.DATAERR
+        deferral = Deferral()
+        with tqdm(
+            total=len(records),
+            unit="token",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+            desc="importing",
+        ) as bar:
+            try:
+                report = parts.tokens.import_records(
+                    records, actor=os_actor(), progress=bar.update, before_commit=deferral.start
+                )
+                progress.committed_rows = len(records)
+            finally:
+                deferral.end()  # raises Interrupted now if a signal came during the commit
+    sys.stdout.write(
+        f"Imported {len(records)} token(s): {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged.\n"
+    )
+    return exitcodes.OK
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    """Write every token's metadata as JSONL, in the shape import reads."""
+    del args
+    try:
+        with opened(settings) as parts:
+            for record in parts.tokens.export():
+                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except Interrupted as interrupted:
+        fail("interrupted; the export is incomplete")
+        return interrupted.exit_code
+    return exitcodes.OK
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``import`` and ``export`` to the subparsers of ``tokens``."""
+    importing = sub.add_parser("import", help="upsert tokens from JSONL, CSV or api-keys.json")
+    importing.add_argument("file", help="the file to read, or - for stdin (with --format)")
+    importing.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "api-keys"],
+        help="the file's format (default: from its extension)",
+    )
+    importing.set_defaults(handler=cmd_import)
+
+    export = sub.add_parser("export", help="every token's metadata as JSONL (no secrets)")
+    export.set_defaults(handler=cmd_export)
