@@ -146,7 +146,7 @@ def exploring() -> bool:
 # Hypothesis: every run of `make test` draws the same examples (derandomized, as Hypothesis's
 # own "ci" profile does), so the suite passes every time or fails every time. To look for new
 # failures, NOTIFIER_TEST_EXPLORE=1 draws fresh ones; each failure then prints the blob that
-# reproduces it. `--hypothesis-profile` still chooses. tests/web/test_openapi.py fixes
+# reproduces it. `--hypothesis-profile` still chooses. tests/integration/test_web_openapi.py fixes
 # schemathesis's own seed the same way.
 hypothesis.settings.register_profile(
     "notifier-fixed", hypothesis.settings.get_profile("ci"), print_blob=True

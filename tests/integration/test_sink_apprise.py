@@ -22,8 +22,7 @@ from notifier.sinks.apprise import AppriseSink
 from notifier.sinks.config import check_sink
 from notifier.sources.config import OptionError
 from notifier.tokens.store import TokenStore
-
-from .conftest import FAST
+from tests.receivers import FAST
 
 DAY = timedelta(days=1)
 POLICY = Policy(

@@ -34,8 +34,7 @@ from notifier.sinks.email import EmailSink, header_text
 from notifier.sources.config import FileSourceConfig
 from notifier.sources.file import FileSource
 from notifier.tokens.store import TokenStore
-
-from .conftest import FAST, Mailbox, free_port
+from tests.receivers import FAST, Mailbox, free_port
 
 DAY = timedelta(days=1)
 POLICY = Policy(

@@ -31,9 +31,10 @@ from notifier.sinks.log import LogSink
 from notifier.sinks.registry import Retry
 from notifier.sinks.webhook import WebhookSink
 from notifier.tokens.store import TokenStore
+from tests.receivers import FAST, recent_clock
 
-from .conftest import FAST
-
+# A clock near the real now: a receiver refuses webhook timestamps more than 5 minutes old.
+clock = recent_clock
 SECRET = "whsec_Mi8JO7oq/kVHutsJmJIFB9PN4mfLBS9csiUzYNB3ODo="
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json").read_text()
@@ -238,7 +239,7 @@ class TestFailures:
 
     def test_unreachable_receiver(self, database: Database, clock: FixedClock) -> None:
         """A closed port is a transient failure naming no URL."""
-        from .conftest import free_port  # noqa: PLC0415
+        from tests.receivers import free_port  # noqa: PLC0415
 
         hook = WebhookSink(
             "webhook",
