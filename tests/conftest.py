@@ -101,13 +101,27 @@ def database_url(request: pytest.FixtureRequest) -> URL:
     return url
 
 
-@pytest.fixture
-def database(database_url: URL) -> Iterator[Database]:
-    """A migrated database on each backend."""
-    db = Database(database_url)
+def _migrated(url: URL) -> Iterator[Database]:
+    db = Database(url)
     migrate.upgrade(db)
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def database(database_url: URL) -> Iterator[Database]:
+    """A migrated database on each backend."""
+    yield from _migrated(database_url)
+
+
+@pytest.fixture
+def sqlite_database(sqlite_url: URL) -> Iterator[Database]:
+    """A migrated SQLite file, for tests about something else than the backend.
+
+    A module whose tests take ``database`` runs them on SQLite only with
+    ``database = sqlite_database``.
+    """
+    yield from _migrated(sqlite_url)
 
 
 @pytest.fixture
