@@ -101,13 +101,27 @@ def database_url(request: pytest.FixtureRequest) -> URL:
     return url
 
 
-@pytest.fixture
-def database(database_url: URL) -> Iterator[Database]:
-    """A migrated database on each backend."""
-    db = Database(database_url)
+def _migrated(url: URL) -> Iterator[Database]:
+    db = Database(url)
     migrate.upgrade(db)
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def database(database_url: URL) -> Iterator[Database]:
+    """A migrated database on each backend."""
+    yield from _migrated(database_url)
+
+
+@pytest.fixture
+def sqlite_database(sqlite_url: URL) -> Iterator[Database]:
+    """A migrated SQLite file, for tests about something else than the backend.
+
+    A module whose tests take ``database`` runs them on SQLite only with
+    ``database = sqlite_database``.
+    """
+    yield from _migrated(sqlite_url)
 
 
 @pytest.fixture
@@ -146,7 +160,7 @@ def exploring() -> bool:
 # Hypothesis: every run of `make test` draws the same examples (derandomized, as Hypothesis's
 # own "ci" profile does), so the suite passes every time or fails every time. To look for new
 # failures, NOTIFIER_TEST_EXPLORE=1 draws fresh ones; each failure then prints the blob that
-# reproduces it. `--hypothesis-profile` still chooses. tests/web/test_openapi.py fixes
+# reproduces it. `--hypothesis-profile` still chooses. tests/integration/test_web_openapi.py fixes
 # schemathesis's own seed the same way.
 hypothesis.settings.register_profile(
     "notifier-fixed", hypothesis.settings.get_profile("ci"), print_blob=True

@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
+from tests import web_tier
+
+# The web tier in this process, for the tests that drive it with a browser or a process.
+make_web = web_tier.make_web
+web = web_tier.web
+serve_in_thread = web_tier.serve_in_thread
 
 BIN = Path(sys.executable).parent
 
@@ -141,3 +149,57 @@ def tracked(kind: type[Running]) -> Iterator[type[Running]]:
 def daemon() -> Iterator[type[RunningDaemon]]:
     """Start daemons with ``daemon(env)``; any left running are killed afterwards."""
     yield from tracked(RunningDaemon)
+
+
+class RunningServe(RunningDaemon):
+    """A ``notifier serve`` process whose stderr is read line by line as it arrives."""
+
+    command = "serve"
+
+
+@pytest.fixture
+def serve_process() -> Iterator[type[RunningServe]]:
+    """Start ``notifier serve`` with ``serve_process(env)``; any left running are killed."""
+    yield from tracked(RunningServe)
+
+
+class JournalDaemon(RunningDaemon):
+    """A ``notifier run`` whose stderr is a stream socket named in JOURNAL_STREAM.
+
+    That is how systemd connects a service to journald: stdout and stderr are one end of a
+    socket, and ``JOURNAL_STREAM`` holds its ``<device>:<inode>``.
+    """
+
+    def __init__(self, environment: dict[str, str]) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        status = os.fstat(theirs.fileno())
+        self.journal_stream = f"{status.st_dev}:{status.st_ino}"
+        self.process = subprocess.Popen(
+            [*notifier_command(), "run"],
+            env={**environment, "JOURNAL_STREAM": self.journal_stream},
+            stdout=theirs.fileno(),
+            stderr=theirs.fileno(),
+            text=True,
+        )
+        theirs.close()
+        self._socket = ours
+        self._stream = ours.makefile("r", encoding="utf-8")
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self._queue.put(line.rstrip("\n"))
+
+    def close(self) -> None:
+        super().close()
+        self._stream.close()
+        self._socket.close()
+
+
+@pytest.fixture
+def journal_daemon() -> Iterator[type[JournalDaemon]]:
+    """Start ``notifier run`` with stderr on a journal-like socket; killed afterwards."""
+    yield from tracked(JournalDaemon)

@@ -14,7 +14,7 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook
 from werkzeug import Request, Response
 
-from tests.channels.conftest import Mailbox, free_port
+from tests.receivers import Mailbox, free_port
 
 from .conftest import cli
 

@@ -1,7 +1,7 @@
 """The check pass against real databases, with the real log and ui sinks.
 
-The sinks defined here implement the Sink protocol the way a channel would (one that fails,
-one that records what it received); they stand in for remote receivers, not for our code.
+The test sinks (notifier.testing's, and one that crashes) implement the Sink protocol the way
+a channel would; they stand in for remote receivers, not for our code.
 """
 
 from __future__ import annotations
@@ -26,57 +26,16 @@ from notifier.db.models import DeliveryStateRow, Meta, Notification, Token
 from notifier.delivery.checker import Checker, PassReport
 from notifier.delivery.ledger.candidates import closing_query, due_query
 from notifier.notifications import changed_since_query, list_notifications
-from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route, Sink
+from notifier.sinks import Outcome, Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
+from notifier.testing import FlakySink, RecordingSink, make_policy
 from notifier.tokens.lifecycle import TokenStore
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=timedelta(hours=24),
-    pass_interval=HOUR,
-    log_slice=DAY,
-)
+POLICY = make_policy()
 _state = DeliveryStateRow.__table__
-
-
-class RecordingSink:
-    """A receiver that accepts everything and remembers it."""
-
-    kinds = MESSAGE_KINDS
-    digest = False
-
-    def __init__(self, name: str = "recorder", route: Route = EVERYTHING) -> None:
-        self.name = name
-        self.route = route
-        self.received: list[Notice] = []
-
-    def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
-        self.received.extend(notices)
-        return [Outcome.sent()] * len(notices)
-
-    def close(self) -> None:
-        pass
-
-
-class FlakySink(RecordingSink):
-    """A receiver that fails (transiently or for good) until told to recover."""
-
-    def __init__(self, name: str = "flaky", *, permanent: bool = False) -> None:
-        super().__init__(name)
-        self.failing = True
-        self.permanent = permanent
-        self.attempts = 0
-
-    def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
-        self.attempts += len(notices)
-        if self.failing:
-            return [Outcome.failed("receiver answered 503", permanent=self.permanent)] * len(
-                notices
-            )
-        return super().deliver(notices)
 
 
 class CrashingSink(RecordingSink):
@@ -225,12 +184,7 @@ class TestBackoff:
     ) -> None:
         """Stored due times follow a configuration change on the next pass."""
         _, sink = setup
-        every_pass = Policy(
-            detection_window=POLICY.detection_window,
-            backoff_interval=timedelta(0),
-            pass_interval=HOUR,
-            log_slice=DAY,
-        )
+        every_pass = make_policy(backoff_interval=timedelta(0))
         clock.advance(HOUR)
         make_checker(database, clock, [sink], policy=every_pass).run()
         assert len(sink.received) == 2
@@ -327,7 +281,7 @@ class TestDelivery:
         for _ in range(3):
             assert checker.run().failures == 3
             clock.advance(HOUR)
-        flaky.failing = False
+        flaky.recover()
         checker.run()
         for _ in range(5):
             clock.advance(HOUR)

@@ -25,7 +25,6 @@ from sqlalchemy.engine import URL
 from structlog.testing import capture_logs
 
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Policy
 from notifier.db.database import Database
 from notifier.delivery.checker import Checker
 from notifier.sources import SourceError
@@ -33,18 +32,13 @@ from notifier.sources.config import FileSourceConfig, SqlSourceConfig
 from notifier.sources.file import FileSource
 from notifier.sources.sql import SqlSource
 from notifier.sources.store import StoreSource
+from notifier.testing import RecordingSink, make_policy
 from notifier.tokens.lifecycle import TokenStore
-
-from .test_check import RecordingSink
+from tests.conftest import sqlite_database
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=timedelta(hours=24),
-    pass_interval=timedelta(hours=1),
-    log_slice=DAY,
-)
+POLICY = make_policy()
 COLUMNS = {
     "id": "key_id",
     "name": "label",
@@ -125,20 +119,8 @@ def checker(
     )
 
 
-@pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock(NOW)
-
-
-@pytest.fixture
-def database(sqlite_url: URL) -> Iterator[Database]:
-    """Our own database: SQLite here; the other system's varies (the store runs on both)."""
-    from notifier.db import migrate  # noqa: PLC0415
-
-    db = Database(sqlite_url)
-    migrate.upgrade(db)
-    yield db
-    db.dispose()
+# Our own database: SQLite here; the other system's varies (the store runs on both).
+database = sqlite_database
 
 
 @pytest.fixture

@@ -9,20 +9,15 @@ from sqlalchemy import select, text
 
 from notifier.audit import list_events
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Policy
 from notifier.db import migrate
 from notifier.db.database import Database, DatabaseUnavailableError, db_now
 from notifier.db.models import Base, Token
+from notifier.testing import make_policy
 from notifier.tokens.fields import TokenInputError
 from notifier.tokens.lifecycle import TokenNotFoundError, TokenStore
 from notifier.tokens.secrets import hash_secret
 
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=timedelta(hours=24),
-    pass_interval=timedelta(hours=1),
-    log_slice=timedelta(days=1),
-)
+POLICY = make_policy()
 
 
 def store(database: Database, clock: FixedClock, pepper: str | None = None) -> TokenStore:

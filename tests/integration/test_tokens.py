@@ -13,24 +13,17 @@ from structlog.testing import capture_logs
 
 from notifier.audit import list_events
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Policy
 from notifier.db.database import Database
 from notifier.db.models import Token
 from notifier.delivery.checker import Checker
 from notifier.sinks.ui import UiSink
+from notifier.testing import RecordingSink, make_policy
 from notifier.tokens.fields import TokenInputError
 from notifier.tokens.importer import read_records
 from notifier.tokens.lifecycle import TokenNotFoundError, TokenStateError, TokenStore
 
-from .test_check import RecordingSink
-
 DAY = timedelta(days=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=timedelta(hours=24),
-    pass_interval=timedelta(hours=1),
-    log_slice=DAY,
-)
+POLICY = make_policy()
 
 
 def store(database: Database, clock: FixedClock, pepper: str | None = None) -> TokenStore:

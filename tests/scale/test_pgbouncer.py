@@ -28,7 +28,7 @@ from notifier.db.database import Database
 from notifier.db.models import Token
 from tests.acceptance import conftest as acceptance
 from tests.acceptance.conftest import RunningDaemon, cli
-from tests.channels.conftest import free_port
+from tests.receivers import free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 PREPARE_AFTER = 5  # psycopg's default prepare_threshold: executions before it prepares

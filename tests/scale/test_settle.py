@@ -17,23 +17,18 @@ from sqlalchemy.engine import URL
 
 from notifier.core.clock import FixedClock
 from notifier.core.model import Notice
-from notifier.core.policy import Policy
 from notifier.db import migrate
 from notifier.db.database import Database, DatabaseUnavailableError
 from notifier.db.models import DeliveryStateRow
 from notifier.delivery.checker import Checker
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome
+from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
 
 from .conftest import outage
 
 DAY = timedelta(days=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=DAY,
-    pass_interval=timedelta(hours=1),
-    log_slice=DAY,
-)
+POLICY = make_policy()
 _state = DeliveryStateRow.__table__
 
 

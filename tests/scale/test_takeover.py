@@ -21,21 +21,16 @@ from structlog.testing import capture_logs
 
 from notifier.core.clock import FixedClock
 from notifier.core.model import Notice
-from notifier.core.policy import Policy
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
 from notifier.delivery.checker import Checker
 from notifier.delivery.leases import holder_gone, lease_owner
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome
+from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
 
 DAY = timedelta(days=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=DAY,
-    pass_interval=timedelta(hours=1),
-    log_slice=DAY,
-)
+POLICY = make_policy()
 _state = DeliveryStateRow.__table__
 
 # A process that runs one pass whose sink never returns: it says its lease owner, holds the

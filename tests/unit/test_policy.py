@@ -11,17 +11,13 @@ from notifier.core.model import (
     Threshold,
     WatchedToken,
 )
-from notifier.core.policy import Policy, days_left
+from notifier.core.policy import days_left
+from notifier.testing import make_policy
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=timedelta(hours=24),
-    pass_interval=timedelta(hours=1),
-    log_slice=DAY,
-)
+POLICY = make_policy()
 
 
 def token(expires_in: timedelta | None, *, revoked_at: datetime | None = None) -> WatchedToken:

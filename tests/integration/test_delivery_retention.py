@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import URL
 
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Policy
-from notifier.db import migrate
 from notifier.db.database import Database
 from notifier.db.models import AuditEvent, Base, DeliveryStateRow, Notification, Snooze
 from notifier.delivery.checker import Checker
@@ -19,23 +14,16 @@ from notifier.delivery.retention import prune_if_due
 from notifier.delivery.snoozes import snooze
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
+from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
+from tests.conftest import sqlite_database
 
 DAY = timedelta(days=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=timedelta(hours=24),
-    pass_interval=timedelta(hours=1),
-    log_slice=DAY,
-)
+POLICY = make_policy()
 
 
-@pytest.fixture
-def database(sqlite_url: URL) -> Iterator[Database]:
-    db = Database(sqlite_url)
-    migrate.upgrade(db)
-    yield db
-    db.dispose()
+# Retention, not the backend, is under test here: SQLite only.
+database = sqlite_database
 
 
 def count(database: Database, model: type[Base]) -> int:

@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from .conftest import Web
+from tests.web_tier import Web
 
 STATIC = ("index.html", "app.js", "app.css")
 

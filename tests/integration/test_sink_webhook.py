@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,11 @@ import jsonschema
 import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
-from sqlalchemy.engine import URL
 from standardwebhooks.webhooks import Webhook
 from structlog.testing import capture_logs
 from werkzeug import Request, Response
 
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Policy
-from notifier.db import migrate
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
 from notifier.delivery.checker import Checker
@@ -30,30 +26,24 @@ from notifier.sinks import EVERYTHING, Route
 from notifier.sinks.log import LogSink
 from notifier.sinks.registry import Retry
 from notifier.sinks.webhook import WebhookSink
+from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
+from tests.conftest import sqlite_database
+from tests.receivers import FAST, recent_clock
 
-from .conftest import FAST
-
+# A clock near the real now: a receiver refuses webhook timestamps more than 5 minutes old.
+clock = recent_clock
 SECRET = "whsec_Mi8JO7oq/kVHutsJmJIFB9PN4mfLBS9csiUzYNB3ODo="
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "docs" / "webhook-payload.schema.json").read_text()
 )
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=timedelta(hours=24),
-    pass_interval=HOUR,
-    log_slice=DAY,
-)
+POLICY = make_policy()
 
 
-@pytest.fixture
-def database(sqlite_url: URL) -> Iterator[Database]:
-    db = Database(sqlite_url)
-    migrate.upgrade(db)
-    yield db
-    db.dispose()
+# The receiver, not the backend, is under test here: SQLite only.
+database = sqlite_database
 
 
 class Receiver:
@@ -238,7 +228,7 @@ class TestFailures:
 
     def test_unreachable_receiver(self, database: Database, clock: FixedClock) -> None:
         """A closed port is a transient failure naming no URL."""
-        from .conftest import free_port  # noqa: PLC0415
+        from tests.receivers import free_port  # noqa: PLC0415
 
         hook = WebhookSink(
             "webhook",

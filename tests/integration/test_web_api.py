@@ -13,8 +13,7 @@ from structlog.testing import capture_logs
 
 from notifier.audit import list_events
 from notifier.db.models import Token
-
-from .conftest import DAY, ApiClient, Web, WebFactory
+from tests.web_tier import DAY, ApiClient, Web, WebFactory
 
 V1 = "/api/v1"
 
@@ -208,7 +207,7 @@ class TestAuthorisation:
         assert scope in body["message"]
 
     # The stream never ends, and httpx's ASGI transport waits for the end of a body: the
-    # stream's own scope is checked over a socket in tests/web/test_stream.py.
+    # stream's own scope is checked over a socket in tests/acceptance/test_web_stream.py.
     @pytest.mark.parametrize(
         ("method", "path", "scope"), [row for row in SCOPED if not row[1].endswith("stream")]
     )

@@ -8,7 +8,6 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from email.message import Message
 from pathlib import Path
@@ -20,11 +19,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select
-from sqlalchemy.engine import URL
 
 from notifier.core.clock import FixedClock
-from notifier.core.policy import Policy
-from notifier.db import migrate
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
 from notifier.delivery.checker import Checker
@@ -33,25 +29,17 @@ from notifier.sinks.config import check_sink
 from notifier.sinks.email import EmailSink, header_text
 from notifier.sources.config import FileSourceConfig
 from notifier.sources.file import FileSource
+from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
-
-from .conftest import FAST, Mailbox, free_port
+from tests.conftest import sqlite_database
+from tests.receivers import FAST, Mailbox, free_port
 
 DAY = timedelta(days=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=timedelta(hours=24),
-    pass_interval=timedelta(hours=1),
-    log_slice=DAY,
-)
+POLICY = make_policy()
 
 
-@pytest.fixture
-def database(sqlite_url: URL) -> Iterator[Database]:
-    db = Database(sqlite_url)
-    migrate.upgrade(db)
-    yield db
-    db.dispose()
+# The receiver, not the backend, is under test here: SQLite only.
+database = sqlite_database
 
 
 def email_sink(port: int, **options: Any) -> EmailSink:

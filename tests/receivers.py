@@ -1,4 +1,4 @@
-"""Real receivers on 127.0.0.1 for the channel tests: HTTP (pytest-httpserver) and SMTP."""
+"""Real receivers on 127.0.0.1 for the sink tests: a free port, an SMTP mailbox, fast retries."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ FAST = Retry(
 
 
 @pytest.fixture
-def clock() -> FixedClock:
+def recent_clock() -> FixedClock:
     """A clock near the real now, so webhook timestamps pass a receiver's freshness check."""
     return FixedClock(datetime.now(UTC).replace(microsecond=0))
 

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from notifier.config.settings import load_settings
+from tests.deploy import DEPLOY, REPO, credential_name, example_variables, tool
 
-from .conftest import DEPLOY, REPO, RunningDaemon, credential_name, example_variables, tool
+from .conftest import RunningDaemon
 
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"

@@ -13,8 +13,9 @@ import pytest
 from notifier.config.settings import Settings
 from notifier.core.durations import parse_duration
 from notifier.runtime.daemon import HEARTBEAT
+from tests.deploy import DEPLOY, REPO, credential_name, example_variables, tool
 
-from .conftest import DEPLOY, REPO, RunningDaemon, credential_name, example_variables, tool
+from .conftest import RunningDaemon
 
 UNIT = DEPLOY / "systemd" / "notifier.service"
 EXEC_START = "/opt/notifier/bin/notifier"

@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from notifier.web.stream import StreamOptions
-
-from .conftest import DAY, Served, Web, WebFactory
+from tests.web_tier import DAY, Served, Web, WebFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"

@@ -10,8 +10,7 @@ import pytest
 from notifier.web.auth import client_address, parse_address, throttle_key
 from notifier.web.ratelimit import FailureThrottle, RateLimiter, Throttled
 from notifier.web.stream import InvalidCursorError, StreamSlots, parse_event_id
-
-from .conftest import Ticker
+from tests.web_tier import Ticker
 
 PROXIES = (ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("2001:db8::/32"))
 

@@ -11,9 +11,8 @@ import structlog
 
 from notifier.runtime import logs
 from notifier.sinks.log import LogSink
+from tests.deploy import REPO, tool
 from tests.unit.test_logs import notice
-
-from .conftest import REPO, tool
 
 OPERATIONS = REPO / "docs" / "operations.md"
 SENTENCE = "Warn: API Token ci-deploy (ID abc123) will expire in less than 3 days."

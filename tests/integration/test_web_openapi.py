@@ -32,8 +32,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import derive_operation_seed
 
 from tests.conftest import exploring
-
-from .conftest import DAY, Web, WebFactory
+from tests.web_tier import DAY, Web, WebFactory
 
 STREAM = "/api/v1/notifications/stream"
 FIXED_SEED = 20260101  # the seed every run uses unless told to explore; any number would do
@@ -65,7 +64,7 @@ class Target:
 def target(make_web: WebFactory) -> Target:
     """The app with a '*' token, a token about to expire and its notification."""
     # Both limits off: schemathesis sends hundreds of requests, many with a wrong token, from
-    # one (unknown) address; tests/web/test_api.py covers the limits.
+    # one (unknown) address; test_web_api.py covers the limits.
     web = make_web(NOTIFIER_API_RATE_LIMIT="1000000", NOTIFIER_API_AUTH_FAILURE_LIMIT="0")
     web.token(name="ci-deploy", ttl=2 * DAY)
     web.parts.checker.run()
@@ -155,7 +154,7 @@ def test_the_seed_is_fixed_unless_exploring(
 
 def test_the_document_covers_the_api(target: Target) -> None:
     """/openapi.json lists every endpoint with both ways of presenting a token."""
-    from .conftest import ApiClient  # noqa: PLC0415
+    from tests.web_tier import ApiClient  # noqa: PLC0415
 
     document = ApiClient(target.web.app, None, "127.0.0.1", "bearer").get("/openapi.json").json()
     paths = set(document["paths"])

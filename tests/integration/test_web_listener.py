@@ -15,8 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from notifier.web.stream import StreamOptions
-
-from .conftest import Served, Web, WebFactory
+from tests.web_tier import Served, Web, WebFactory
 
 ServeInThread = Callable[[Web, StreamOptions | None], Served]
 

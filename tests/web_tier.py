@@ -1,4 +1,7 @@
-"""The web tier under test: the real app over a real database, called through ASGI or a socket."""
+"""The web tier under test: the real app over a real database, called through ASGI or a socket.
+
+The fixtures are shared by tests/integration and tests/acceptance; each conftest names them.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +26,6 @@ from notifier.web.api import WebApi
 from notifier.web.app import Probe, create_app
 from notifier.web.server import WebServer, bind
 from notifier.web.stream import StreamOptions
-from tests.acceptance import conftest as acceptance
-from tests.acceptance.conftest import RunningDaemon, tracked
-
-# The acceptance tests' fixtures: a minimal environment for subprocesses, daemons killed after.
-env = acceptance.env
-daemon = acceptance.daemon
 
 DAY = timedelta(days=1)
 
@@ -214,15 +211,3 @@ def _wait_until_answering(base: str) -> None:
         except httpx.TransportError:
             threading.Event().wait(0.02)
     raise AssertionError(f"{base} never answered")
-
-
-class RunningServe(RunningDaemon):
-    """A ``notifier serve`` process whose stderr is read line by line as it arrives."""
-
-    command = "serve"
-
-
-@pytest.fixture
-def serve_process() -> Iterator[type[RunningServe]]:
-    """Start ``notifier serve`` with ``serve_process(env)``; any left running are killed."""
-    yield from tracked(RunningServe)

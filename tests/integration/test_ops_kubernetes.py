@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from notifier.config.settings import ConfigError, load_settings
-
-from .conftest import DEPLOY, REPO, credential_name, example_variables, tool
+from tests.deploy import DEPLOY, REPO, credential_name, example_variables, tool
 
 K8S = DEPLOY / "kubernetes"
 MANIFESTS = sorted(path for path in K8S.glob("*.yaml") if path.name != "kustomization.yaml")

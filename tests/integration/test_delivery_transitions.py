@@ -25,17 +25,13 @@ from notifier.notifications import acknowledge, list_notifications
 from notifier.sinks import Sink
 from notifier.sinks.log import LogSink
 from notifier.sinks.ui import UiSink
+from notifier.testing import make_policy
 from notifier.tokens.importer import read_records
 from notifier.tokens.lifecycle import TokenStore
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=timedelta(hours=24),
-    pass_interval=HOUR,
-    log_slice=DAY,
-)
+POLICY = make_policy()
 THRESHOLDS = replace(
     POLICY,
     thresholds=(

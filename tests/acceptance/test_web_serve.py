@@ -9,9 +9,9 @@ import socket
 import httpx
 
 from tests.acceptance.conftest import RunningDaemon, cli
+from tests.integration.test_web_api import V1
 
 from .conftest import RunningServe
-from .test_api import V1
 
 
 def admin_token(env: dict[str, str]) -> dict[str, str]:

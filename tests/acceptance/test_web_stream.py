@@ -19,9 +19,10 @@ from structlog.testing import capture_logs
 
 from notifier.web.stream import StreamOptions
 from tests.acceptance.conftest import cli
+from tests.integration.test_web_api import V1, warned
+from tests.web_tier import Served, Web, WebFactory
 
-from .conftest import RunningServe, Served, Web, WebFactory
-from .test_api import V1, warned
+from .conftest import RunningServe
 
 FAST = StreamOptions(
     poll=timedelta(milliseconds=200),

@@ -12,8 +12,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from notifier.runtime.metrics import Metrics
-
-from .conftest import DEPLOY
+from tests.deploy import DEPLOY
 
 RULES = DEPLOY / "prometheus" / "notifier.rules.yaml"
 DASHBOARD = DEPLOY / "grafana" / "notifier-dashboard.json"

@@ -3,43 +3,31 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from pytest_httpserver import HTTPServer
-from sqlalchemy.engine import URL
 from werkzeug import Request, Response
 
 from notifier.core.clock import FixedClock
 from notifier.core.model import Notice, NoticeKind
-from notifier.core.policy import Policy
-from notifier.db import migrate
 from notifier.db.database import Database
 from notifier.delivery.checker import Checker
 from notifier.sinks import EVERYTHING
 from notifier.sinks.apprise import AppriseSink
 from notifier.sinks.config import check_sink
 from notifier.sources.config import OptionError
+from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
-
-from .conftest import FAST
+from tests.conftest import sqlite_database
+from tests.receivers import FAST
 
 DAY = timedelta(days=1)
-POLICY = Policy(
-    detection_window=timedelta(hours=168),
-    backoff_interval=timedelta(hours=24),
-    pass_interval=timedelta(hours=1),
-    log_slice=DAY,
-)
+POLICY = make_policy()
 
 
-@pytest.fixture
-def database(sqlite_url: URL) -> Iterator[Database]:
-    db = Database(sqlite_url)
-    migrate.upgrade(db)
-    yield db
-    db.dispose()
+# The receiver, not the backend, is under test here: SQLite only.
+database = sqlite_database
 
 
 def apprise_sink(url: str, **options: str) -> AppriseSink:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from tests.deploy import REPO
 
 DISTRIBUTION = "credential-expiry-notifier"
 # Every place that tells an operator what to install: docs, README, deploy files, hints in code.
