@@ -11,6 +11,7 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy.engine import URL
 from werkzeug import Request, Response
 
+from notifier.config.options import OptionError
 from notifier.core.clock import FixedClock
 from notifier.core.model import Notice, NoticeKind
 from notifier.core.policy import Policy
@@ -20,7 +21,6 @@ from notifier.delivery.checker import Checker
 from notifier.sinks import EVERYTHING
 from notifier.sinks.apprise import AppriseSink
 from notifier.sinks.config import check_sink
-from notifier.sources.config import OptionError
 from notifier.tokens.store import TokenStore
 
 from .conftest import FAST
