@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import timedelta
-from typing import Annotated, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator
+from pydantic_settings import NoDecode
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -95,14 +96,14 @@ def between(low: int, high: int, low_means: str = "") -> AfterValidator:
     return AfterValidator(check)
 
 
-def split_csv(value: object) -> object:
+def _split_csv(value: object) -> object:
     """Split comma-separated text into stripped parts."""
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(","))
     return value
 
 
-def check_sink_names(value: tuple[str, ...]) -> tuple[str, ...]:
+def _check_sink_names(value: tuple[str, ...]) -> tuple[str, ...]:
     """At least one sink, each a known kind, none twice."""
     if not value or value == ("",):
         raise ValueError(f"empty; name at least one sink ({', '.join(SINK_KINDS)})")
@@ -118,7 +119,7 @@ def check_sink_names(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
-def check_source_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+def _check_source_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """At least one source when set, each a known kind, none twice."""
     if value is None:
         return None
@@ -134,7 +135,7 @@ def check_source_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
     return value
 
 
-def parse_thresholds(value: object) -> object:
+def _parse_thresholds(value: object) -> object:
     """Comma-separated thresholds: durations (30d) and shares of the lifetime (10%)."""
     if not isinstance(value, str):
         return value
@@ -167,7 +168,7 @@ def _threshold(part: str) -> Threshold:
     return Threshold(label=part, duration=duration)
 
 
-def parse_http_address(value: object) -> object:
+def _parse_http_address(value: object) -> object:
     """``HOST:PORT``, ``[IPv6]:PORT``, or ``off`` (None)."""
     if not isinstance(value, str):
         return value
@@ -189,7 +190,7 @@ def parse_http_address(value: object) -> object:
     return HttpAddress(host, port)
 
 
-def parse_log_level(value: object) -> object:
+def _parse_log_level(value: object) -> object:
     """A level name in any case; WARN and FATAL as their stdlib names."""
     if isinstance(value, str):
         level = value.strip().upper()
@@ -200,7 +201,7 @@ def parse_log_level(value: object) -> object:
     return value
 
 
-def lowercase(value: object) -> object:
+def _lowercase(value: object) -> object:
     """Text stripped and in lower case."""
     return value.strip().lower() if isinstance(value, str) else value
 
@@ -210,7 +211,7 @@ _STATE_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 _SUPPORTED_DATABASES = "supported: sqlite, postgresql"
 
 
-def parse_database_url(value: object) -> object:
+def _parse_database_url(value: object) -> object:
     """A URL of a database notifier keeps its own state in, with its driver normalised."""
     # Messages never repeat the URL: secrets.describe() shows it once, with its password redacted.
     if value is None:
@@ -302,7 +303,7 @@ def normalise_database_url(url: URL) -> URL:
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_networks(value: object) -> object:
+def _parse_networks(value: object) -> object:
     """Comma-separated CIDRs (a bare address is its own /32 or /128)."""
     if not isinstance(value, str):
         return value
@@ -317,15 +318,37 @@ def parse_networks(value: object) -> object:
     return tuple(networks)
 
 
-def check_token_prefix(value: str) -> str:
+def _check_token_prefix(value: str) -> str:
     """1-16 letters, digits or ``_``, starting with a letter."""
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,15}", value):
         raise ValueError("expected 1-16 letters, digits or '_', starting with a letter")
     return value
 
 
-def check_slice_name(value: str) -> str:
+def _check_slice_name(value: str) -> str:
     """One word of letters."""
     if not re.fullmatch(r"[^\W\d_]{1,32}", value):
         raise ValueError("expected one word of letters (e.g. day, hour)")
     return value
+
+
+# --- the types of the settings, each with its parser --------------------------------------------
+# NoDecode: pydantic-settings would otherwise read a list or a NamedTuple as JSON (["x", 1]).
+
+DatabaseUrl = Annotated[str | None, BeforeValidator(_parse_database_url)]
+SliceName = Annotated[str, AfterValidator(_check_slice_name)]
+SinkNames = Annotated[
+    tuple[str, ...], NoDecode, BeforeValidator(_split_csv), AfterValidator(_check_sink_names)
+]
+SourceNames = Annotated[
+    tuple[str, ...] | None,
+    NoDecode,
+    BeforeValidator(_split_csv),
+    AfterValidator(_check_source_names),
+]
+Thresholds = Annotated[tuple[Threshold, ...], NoDecode, BeforeValidator(_parse_thresholds)]
+LogFormat = Annotated[Literal["text", "json", "logfmt"], BeforeValidator(_lowercase)]
+LogLevel = Annotated[str, BeforeValidator(_parse_log_level)]
+ListenAddress = Annotated[HttpAddress | None, NoDecode, BeforeValidator(_parse_http_address)]
+TokenPrefix = Annotated[str, AfterValidator(_check_token_prefix)]
+Networks = Annotated[tuple[IpNetwork, ...], NoDecode, BeforeValidator(_parse_networks)]

@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import PydanticBaseSettingsSource
 
 from notifier.config.parsing import ConfigError, redact_url
-from notifier.config.weak_secrets import is_placeholder, key_weakness
+from notifier.config.weak_secrets import KEY_ADVICE, is_placeholder, key_weakness
 from notifier.core.durations import DurationError, format_in_one_unit, parse_duration
 
 PREFIX = "NOTIFIER_"
@@ -217,7 +217,7 @@ def _parses_to(text: str, value: object) -> bool:
 # --- the checks of secret settings: none repeats the value ---------------------------------------
 
 
-def given(unset_means: str, advice: str = "put the real value in its place") -> BeforeValidator:
+def _given(unset_means: str, advice: str = "put the real value in its place") -> BeforeValidator:
     """Refuse an empty secret or one of our placeholders; *unset_means* what leaving it does.
 
     An empty NAME= would otherwise turn the secret off (no pepper) while `config show` prints
@@ -237,7 +237,7 @@ def given(unset_means: str, advice: str = "put the real value in its place") -> 
     return BeforeValidator(check)
 
 
-def http_url(value: SecretStr | None) -> SecretStr | None:
+def _http_url(value: SecretStr | None) -> SecretStr | None:
     """An http(s) URL with a host, stripped."""
     if value is None:
         return None
@@ -247,7 +247,7 @@ def http_url(value: SecretStr | None) -> SecretStr | None:
     return SecretStr(value.get_secret_value().strip())
 
 
-def long_key(value: SecretStr | None) -> SecretStr | None:
+def _long_key(value: SecretStr | None) -> SecretStr | None:
     """32 or more characters without spaces, stripped (a key with every scope)."""
     if value is None:
         return None
@@ -257,7 +257,7 @@ def long_key(value: SecretStr | None) -> SecretStr | None:
     return SecretStr(text)
 
 
-def hard_to_guess(value: SecretStr | None) -> SecretStr | None:
+def _hard_to_guess(value: SecretStr | None) -> SecretStr | None:
     """A key notifier verifies with, held to the entropy floor of weak_secrets.py."""
     # The message never says how close it came.
     if value is None:
@@ -266,3 +266,22 @@ def hard_to_guess(value: SecretStr | None) -> SecretStr | None:
     if weakness is not None:
         raise ValueError(weakness)
     return value
+
+
+DatabasePassword = Annotated[
+    SecretStr | None, _given("when the URL carries the password or none is needed")
+]
+Pepper = Annotated[
+    SecretStr | None,
+    _given("to hash tokens without a pepper (plain SHA-256)", KEY_ADVICE),
+    AfterValidator(_hard_to_guess),
+]
+HeartbeatUrl = Annotated[
+    SecretStr | None, _given("for no heartbeat ping"), AfterValidator(_http_url)
+]
+BootstrapKey = Annotated[
+    SecretStr | None,
+    _given("once a real token exists", KEY_ADVICE),
+    AfterValidator(_long_key),
+    AfterValidator(_hard_to_guess),
+]

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     AliasChoices,
-    BeforeValidator,
     Field,
-    SecretStr,
     SkipValidation,
     ValidationError,
     ValidationInfo,
@@ -30,7 +27,6 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -46,39 +42,36 @@ from notifier.config.instances import (
 from notifier.config.parsing import (
     LOG_LEVELS,
     ConfigError,
+    DatabaseUrl,
     HttpAddress,
     IpNetwork,
+    ListenAddress,
+    LogFormat,
+    LogLevel,
+    Networks,
     NonNegativeDuration,
     PositiveDuration,
     SecondOrMore,
+    SinkNames,
+    SliceName,
+    SourceNames,
+    Thresholds,
+    TokenPrefix,
     between,
-    check_sink_names,
-    check_slice_name,
-    check_source_names,
-    check_token_prefix,
-    lowercase,
     normalise_database_url,
-    parse_database_url,
-    parse_http_address,
-    parse_log_level,
-    parse_networks,
-    parse_thresholds,
     redact_url,
-    split_csv,
 )
 from notifier.config.secrets import (
+    BootstrapKey,
+    DatabasePassword,
+    HeartbeatUrl,
+    Pepper,
     SecretFilesSource,
     describe,
-    given,
-    hard_to_guess,
-    http_url,
-    long_key,
     value_origin,
     written_duration,
 )
-from notifier.config.weak_secrets import KEY_ADVICE
 from notifier.core.durations import format_in_one_unit
-from notifier.core.model import Threshold
 from notifier.sinks.config import SinkConfig
 from notifier.sinks.registry import SINK_KINDS
 from notifier.sources.config import SourceConfig
@@ -120,7 +113,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
 
-    database_url: Annotated[str | None, BeforeValidator(parse_database_url)] = _setting(
+    database_url: DatabaseUrl = _setting(
         "NOTIFIER_DATABASE_URL",
         default=None,
         description=(
@@ -132,9 +125,7 @@ class Settings(BaseSettings):
         ),
         example="sqlite:////var/lib/notifier/notifier.db",
     )
-    database_password: Annotated[
-        SecretStr | None, given("when the URL carries the password or none is needed")
-    ] = _setting(
+    database_password: DatabasePassword = _setting(
         "NOTIFIER_DATABASE_PASSWORD",
         default=None,
         secret=True,
@@ -167,15 +158,13 @@ class Settings(BaseSettings):
         default="24h",
         description='The unit X counts in "will expire in less than X days" (at least 1s).',
     )
-    log_slice_name: Annotated[str, AfterValidator(check_slice_name)] = _setting(
+    log_slice_name: SliceName = _setting(
         "NOTIFIER_LOG_SLICE_NAME",
         "ROX_TOKEN_EXPIRATION_LOG_SLICE_DURATION_NAME",
         default="day",
         description="The word for one slice; the plural adds 's'.",
     )
-    sinks: Annotated[
-        tuple[str, ...], NoDecode, BeforeValidator(split_csv), AfterValidator(check_sink_names)
-    ] = _setting(
+    sinks: SinkNames = _setting(
         "NOTIFIER_SINKS",
         default="log,ui",
         description=(
@@ -184,17 +173,15 @@ class Settings(BaseSettings):
             + ". Unset: log,ui plus every sink NOTIFIER_CONFIG_FILE defines."
         ),
     )
-    thresholds: Annotated[tuple[Threshold, ...], NoDecode, BeforeValidator(parse_thresholds)] = (
-        _setting(
-            "NOTIFIER_THRESHOLDS",
-            default="",
-            description=(
-                "Points before expiry that notify, comma-separated: durations (30d,7d,1d) and/or "
-                "shares of the token's lifetime (10%). Entering a tighter one notifies at once, "
-                "whatever the backoff. Empty: the detection window alone decides."
-            ),
-            example="30d,7d,1d",
-        )
+    thresholds: Thresholds = _setting(
+        "NOTIFIER_THRESHOLDS",
+        default="",
+        description=(
+            "Points before expiry that notify, comma-separated: durations (30d,7d,1d) and/or "
+            "shares of the token's lifetime (10%). Entering a tighter one notifies at once, "
+            "whatever the backoff. Empty: the detection window alone decides."
+        ),
+        example="30d,7d,1d",
     )
     notify_expired: bool = _setting(
         "NOTIFIER_NOTIFY_EXPIRED",
@@ -225,12 +212,7 @@ class Settings(BaseSettings):
             "are pruned."
         ),
     )
-    token_sources: Annotated[
-        tuple[str, ...] | None,
-        NoDecode,
-        BeforeValidator(split_csv),
-        AfterValidator(check_source_names),
-    ] = _setting(
+    token_sources: SourceNames = _setting(
         "NOTIFIER_SOURCES",
         default=None,
         description=(
@@ -252,12 +234,12 @@ class Settings(BaseSettings):
         ),
         example="/etc/notifier/notifier.toml",
     )
-    log_format: Annotated[Literal["text", "json", "logfmt"], BeforeValidator(lowercase)] = _setting(
+    log_format: LogFormat = _setting(
         "NOTIFIER_LOG_FORMAT",
         default="text",
         description="text (one human line per event), json, or logfmt.",
     )
-    log_level: Annotated[str, BeforeValidator(parse_log_level)] = _setting(
+    log_level: LogLevel = _setting(
         "NOTIFIER_LOG_LEVEL",
         default="INFO",
         description=(
@@ -273,16 +255,13 @@ class Settings(BaseSettings):
         ),
         example="/var/log/notifier/notifier.log",
     )
-    # NoDecode: a NamedTuple would otherwise be read as JSON (["x", 1] passed as an address).
-    http_address: Annotated[HttpAddress | None, NoDecode, BeforeValidator(parse_http_address)] = (
-        _setting(
-            "NOTIFIER_HTTP_ADDRESS",
-            default="127.0.0.1:8080",
-            description="HOST:PORT of the HTTP listener (/healthz, /readyz, /metrics, the API and "
-            "the web page); port 0 picks a free port and logs it; off disables it.",
-        )
+    http_address: ListenAddress = _setting(
+        "NOTIFIER_HTTP_ADDRESS",
+        default="127.0.0.1:8080",
+        description="HOST:PORT of the HTTP listener (/healthz, /readyz, /metrics, the API and "
+        "the web page); port 0 picks a free port and logs it; off disables it.",
     )
-    token_prefix: Annotated[str, AfterValidator(check_token_prefix)] = _setting(
+    token_prefix: TokenPrefix = _setting(
         "NOTIFIER_TOKEN_PREFIX",
         default="ntf_",
         description="The prefix of generated token secrets (prefix + 48 hex characters).",
@@ -292,11 +271,7 @@ class Settings(BaseSettings):
         default="8760h",
         description="Lifetime of a token created without --ttl or --expires-at (one year).",
     )
-    token_pepper: Annotated[
-        SecretStr | None,
-        given("to hash tokens without a pepper (plain SHA-256)", KEY_ADVICE),
-        AfterValidator(hard_to_guess),
-    ] = _setting(
+    token_pepper: Pepper = _setting(
         "NOTIFIER_TOKEN_PEPPER",
         default=None,
         secret=True,
@@ -336,9 +311,7 @@ class Settings(BaseSettings):
         default="30s",
         description="On SIGTERM, how long a running pass may take to finish before exit.",
     )
-    heartbeat_url: Annotated[
-        SecretStr | None, given("for no heartbeat ping"), AfterValidator(http_url)
-    ] = _setting(
+    heartbeat_url: HeartbeatUrl = _setting(
         "NOTIFIER_HEARTBEAT_URL",
         default=None,
         secret=True,
@@ -356,26 +329,22 @@ class Settings(BaseSettings):
             "with Retry-After; counted in each process, not shared by replicas. 0: no limit."
         ),
     )
-    api_allowed_ips: Annotated[tuple[IpNetwork, ...], NoDecode, BeforeValidator(parse_networks)] = (
-        _setting(
-            "NOTIFIER_API_ALLOWED_IPS",
-            default="0.0.0.0/0,::/0",
-            description=(
-                "Client addresses (CIDRs, comma-separated) the HTTP API answers; others get 403. "
-                "Health, metrics and the page itself are not restricted."
-            ),
-        )
+    api_allowed_ips: Networks = _setting(
+        "NOTIFIER_API_ALLOWED_IPS",
+        default="0.0.0.0/0,::/0",
+        description=(
+            "Client addresses (CIDRs, comma-separated) the HTTP API answers; others get 403. "
+            "Health, metrics and the page itself are not restricted."
+        ),
     )
-    trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode, BeforeValidator(parse_networks)] = (
-        _setting(
-            "NOTIFIER_TRUSTED_PROXIES",
-            default="",
-            description=(
-                "Proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client for "
-                "NOTIFIER_API_ALLOWED_IPS; from any other peer the header is ignored."
-            ),
-            example="10.0.0.0/8",
-        )
+    trusted_proxies: Networks = _setting(
+        "NOTIFIER_TRUSTED_PROXIES",
+        default="",
+        description=(
+            "Proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client for "
+            "NOTIFIER_API_ALLOWED_IPS; from any other peer the header is ignored."
+        ),
+        example="10.0.0.0/8",
     )
     api_last_used_interval: SecondOrMore = _setting(
         "NOTIFIER_API_LAST_USED_INTERVAL",
@@ -421,12 +390,7 @@ class Settings(BaseSettings):
             "until some close."
         ),
     )
-    bootstrap_token: Annotated[
-        SecretStr | None,
-        given("once a real token exists", KEY_ADVICE),
-        AfterValidator(long_key),
-        AfterValidator(hard_to_guess),
-    ] = _setting(
+    bootstrap_token: BootstrapKey = _setting(
         "NOTIFIER_BOOTSTRAP_TOKEN",
         default=None,
         secret=True,
