@@ -83,7 +83,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
     """Print the effective settings and where each came from."""
-    from notifier.config.settings import show  # noqa: PLC0415
+    from notifier.config.render import show  # noqa: PLC0415
 
     shown = show(settings)
     if args.json:
@@ -103,7 +103,7 @@ def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_config_example(settings: Settings | None, args: argparse.Namespace) -> int:
     """Print config.example.env, generated from the settings model."""
     del settings, args
-    from notifier.config.settings import example_env  # noqa: PLC0415
+    from notifier.config.render import example_env  # noqa: PLC0415
 
     sys.stdout.write(example_env())
     return exitcodes.OK
@@ -229,7 +229,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "needs_settings", True):
         return cmd_config_example(None, args)
 
-    from notifier.config.settings import load_settings, unknown_variables  # noqa: PLC0415
+    from notifier.config.render import unknown_variables  # noqa: PLC0415
+    from notifier.config.settings import load_settings  # noqa: PLC0415
     from notifier.runtime import logs  # noqa: PLC0415
 
     try:

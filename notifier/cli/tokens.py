@@ -264,7 +264,7 @@ def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 def _read_presented() -> str | None:
     """The secret to verify: NOTIFIER_TOKEN, else stdin (a prompt without echo on a terminal)."""
-    from notifier.config.settings import presented_token  # noqa: PLC0415
+    from notifier.config.secrets import presented_token  # noqa: PLC0415
 
     from_env = presented_token()
     if from_env is not None:

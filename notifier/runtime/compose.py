@@ -17,9 +17,9 @@ from notifier.delivery.checker import Checker
 from notifier.sinks import Sink
 from notifier.sinks.registry import Retry, SinkContext, build_sink
 from notifier.sources import TokenSource
-from notifier.sources.config import FileSourceConfig, SourceConfig, SqlSourceConfig
-from notifier.sources.file import FileSource
-from notifier.sources.sql import SqlSource
+from notifier.sources.config import SourceConfig
+from notifier.sources.file import FileSource, FileSourceConfig
+from notifier.sources.sql import SqlSource, SqlSourceConfig
 from notifier.sources.store import StoreSource
 from notifier.tokens.lifecycle import TokenStore
 

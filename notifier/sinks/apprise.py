@@ -11,15 +11,41 @@ carries the channel's token.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from notifier.config.options import KindOptions, OptionError, option_list
 from notifier.core.model import Notice
 from notifier.sinks import MESSAGE_KINDS, Outcome, Route
+from notifier.sinks.config import ROUTE_OPTIONS, check_templates
 from notifier.sinks.registry import Retry, SinkContext
 from notifier.sinks.retrying import Retrier, Transient
 from notifier.sinks.templates import DEFAULT_TITLE, inline, load, token_context
+
+OPTIONS = KindOptions(("urls", "title", "template", *ROUTE_OPTIONS), secrets=frozenset({"urls"}))
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check that Apprise is installed and understands every URL, and that the templates compile."""
+    urls = option_list("urls", options.get("urls"))
+    if not urls:
+        raise OptionError("urls", "is required: one or more Apprise URLs (json://, slack://, ...)")
+    try:
+        import apprise  # noqa: PLC0415 - an optional extra
+    except ImportError:
+        raise OptionError(
+            "urls",
+            "the apprise library is not installed: pip install apprise (in notifier's environment)",
+        ) from None
+    for url in urls:
+        if apprise.Apprise.instantiate(url) is None:
+            scheme = url.split("://", 1)[0]
+            raise OptionError("urls", f"Apprise does not understand a {scheme}:// URL")
+    return {
+        "urls": urls,
+        **check_templates(options, [("title", None), ("template", "apprise.txt.j2")]),
+    }
 
 
 class AppriseSink:

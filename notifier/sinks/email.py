@@ -21,7 +21,7 @@ import smtplib
 import ssl
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -30,8 +30,10 @@ from typing import Any
 
 from jinja2 import Template
 
+from notifier.config.options import KindOptions, OptionError, option_duration, option_list
 from notifier.core.model import Notice
 from notifier.sinks import MESSAGE_KINDS, Outcome, Route
+from notifier.sinks.config import ROUTE_OPTIONS, check_templates
 from notifier.sinks.registry import Retry, SinkContext
 from notifier.sinks.retrying import Permanent, Retrier, Transient
 from notifier.sinks.templates import DEFAULT_SUBJECT, inline, load, token_context
@@ -41,6 +43,71 @@ _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 # separators: none belongs in a header, and the line breaks among them would end it.
 _HEADER_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _NO_RECIPIENT = "no recipient: the token's owner is not an email address and no 'to' is set"
+OPTIONS = KindOptions(
+    (
+        "host",
+        "port",
+        "security",
+        "username",
+        "password",
+        "from",
+        "to",
+        "subject",
+        "template",
+        "html_template",
+        "timeout",
+        *ROUTE_OPTIONS,
+    ),
+    secrets=frozenset({"password"}),
+)
+# A configured address (from, to); a token's owner is matched by _EMAIL, which also refuses <>.
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the SMTP server, its login, the sender, the recipients and the templates."""
+    host = options.get("host")
+    if not isinstance(host, str) or not host.strip():
+        raise OptionError("host", "is required: the SMTP server")
+    security = str(options.get("security") or "starttls").lower()
+    if security not in _SECURITY_PORTS:
+        raise OptionError("security", "expected starttls, tls or none")
+    port_text = options.get("port")
+    try:
+        port = int(port_text) if port_text is not None else _SECURITY_PORTS[security]
+    except (TypeError, ValueError):
+        raise OptionError("port", f"{port_text!r} is not a port number") from None
+    if not 0 < port < 65536:  # noqa: PLR2004
+        raise OptionError("port", f"{port} is out of range")
+    sender = options.get("from")
+    if not isinstance(sender, str) or not _ADDRESS.fullmatch(sender.strip()):
+        raise OptionError("from", "is required: the sender's email address")
+    recipients = option_list("to", options.get("to"))
+    for address in recipients:
+        if not _ADDRESS.fullmatch(address):
+            raise OptionError("to", f"{address!r} is not an email address")
+    username = options.get("username")
+    password = options.get("password")
+    if (username is None) != (password is None):
+        raise OptionError(
+            "password" if username else "username", "set username and password together"
+        )
+    templates = check_templates(
+        options,
+        [("subject", None), ("template", "email.txt.j2"), ("html_template", "email.html.j2")],
+    )
+    return {
+        **templates,
+        "host": host.strip(),
+        "port": port,
+        "security": security,
+        "username": username,
+        "password": password,
+        "from": sender.strip(),
+        "to": recipients,
+        "timeout": option_duration("timeout", options.get("timeout"), "30s"),
+    }
 
 
 class EmailSink:

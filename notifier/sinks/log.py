@@ -11,10 +11,15 @@ from collections.abc import Sequence
 
 import structlog
 
+from notifier.config.options import KindOptions
 from notifier.core.messages import sentence
 from notifier.core.model import Notice, NoticeKind
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route
+from notifier.sinks.config import ROUTE_OPTIONS, route_only
 from notifier.sinks.registry import SinkContext
+
+OPTIONS = KindOptions(ROUTE_OPTIONS)  # the route alone
+check_options = route_only
 
 
 class LogSink:

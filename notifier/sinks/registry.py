@@ -1,6 +1,7 @@
 """The sink kinds, their instance names (``kind`` or ``kind:label``), and their construction.
 
-A new kind is one module with a ``build(name, context)`` function and one line here.
+A new kind is one module with its options (``OPTIONS``, ``check_options(options)``) and a
+``build(name, context)`` function, and one line here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from notifier.sinks import EVERYTHING, Route
@@ -28,7 +30,7 @@ SINK_KINDS: dict[str, str] = {
     "email": "one digest per recipient per pass, over SMTP",
     "apprise": "Slack, Teams, Telegram, ntfy, Matrix and 100+ more, through Apprise",
 }
-_BUILDERS: dict[str, str] = {
+_MODULES: dict[str, str] = {
     "log": "notifier.sinks.log",
     "ui": "notifier.sinks.ui",
     "webhook": "notifier.sinks.webhook",
@@ -80,9 +82,13 @@ class SinkContext:
     stop: threading.Event | None = None
 
 
+def sink_module(kind: str) -> ModuleType:
+    """The module of the sink *kind*, imported when first asked for."""
+    return importlib.import_module(_MODULES[kind])
+
+
 def build_sink(name: str, context: SinkContext) -> Sink:
     """Build the sink instance called *name*."""
     kind, _label = parse_sink_name(name)
-    module = importlib.import_module(_BUILDERS[kind])
-    builder: Callable[[str, SinkContext], Sink] = module.build
+    builder: Callable[[str, SinkContext], Sink] = sink_module(kind).build
     return builder(name, context)

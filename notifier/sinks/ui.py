@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Integer, bindparam, case, literal_column, null, update
 
+from notifier.config.options import KindOptions
 from notifier.core.clock import Clock
 from notifier.core.ids import short_id
 from notifier.core.messages import HINT, sentence
@@ -20,7 +21,11 @@ from notifier.core.model import Notice, NoticeKind
 from notifier.db.database import BulkStatement, Database
 from notifier.db.models import Notification
 from notifier.sinks import EVERYTHING, Outcome, Route
+from notifier.sinks.config import ROUTE_OPTIONS, route_only
 from notifier.sinks.registry import SinkContext
+
+OPTIONS = KindOptions(ROUTE_OPTIONS)  # the route alone
+check_options = route_only
 
 _LEVELS = {
     NoticeKind.EXPIRING: "warning",

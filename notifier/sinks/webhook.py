@@ -13,25 +13,69 @@ notifier/sinks/retrying.py).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
 import notifier
+from notifier.config.options import KindOptions, OptionError, option_duration
 from notifier.core.clock import Clock
 from notifier.core.model import Notice
 from notifier.sinks import MESSAGE_KINDS, Outcome, Route
+from notifier.sinks.config import ROUTE_OPTIONS
 from notifier.sinks.payload import payload
 from notifier.sinks.registry import Retry, SinkContext
 from notifier.sinks.retrying import Permanent, Retrier, Transient
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
+OPTIONS = KindOptions(("url", "secret", "timeout", *ROUTE_OPTIONS), frozenset({"url", "secret"}))
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a webhook's URL, signing secret and timeout."""
+    secret = options.get("secret")
+    if secret is not None:
+        if not isinstance(secret, str):
+            raise OptionError("secret", "expected text")
+        try:
+            webhook_secret_key(secret)
+        except ValueError as error:
+            raise OptionError("secret", str(error)) from None
+    return {
+        "url": _http_url("url", options.get("url")),
+        "secret": secret,
+        "timeout": option_duration("timeout", options.get("timeout"), "10s"),
+    }
+
+
+def _http_url(option: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise OptionError(option, "is required")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise OptionError(option, "expected an http:// or https:// URL")
+    return value.strip()
+
+
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: base64 after an optional ``whsec_``."""
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("expected whsec_ followed by base64 (openssl rand -base64 32)") from None
+    if len(key) < 16:  # noqa: PLR2004 - the Standard Webhooks minimum is 24 bytes; 16 is a floor
+        raise ValueError("too short: use at least 24 random bytes (openssl rand -base64 32)")
+    return key
 
 
 class WebhookSink:

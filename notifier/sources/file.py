@@ -10,16 +10,40 @@ the row named, rather than silently dropping a token.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
+from notifier.config.options import KindOptions, OptionError, option_timezone
 from notifier.core.model import WatchedToken
 from notifier.core.policy import in_window
 from notifier.sources import SourceError
-from notifier.sources.config import FileSourceConfig
+
+OPTIONS = KindOptions(("path", "timezone"))
+
+
+@dataclass(frozen=True, slots=True)
+class FileSourceConfig:
+    """A JSON, JSONL or YAML file of tokens, re-read on every pass."""
+
+    name: str
+    path: Path
+    timezone: ZoneInfo
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> FileSourceConfig:
+    """Check the options of the file source *name*."""
+    timezone = option_timezone(options.get("timezone"))
+    path = options.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise OptionError("path", "is required: the file of tokens to watch")
+    return FileSourceConfig(name=name, path=Path(path.strip()), timezone=timezone)
+
 
 _FIELDS = frozenset(
     {

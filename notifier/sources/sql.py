@@ -12,10 +12,12 @@ the storage; the exact window is then applied to the converted times.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import (
@@ -31,13 +33,123 @@ from sqlalchemy import (
     table,
     tuple_,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from notifier.config.options import KindOptions, OptionError, option_timezone
 from notifier.core.model import WatchedToken
 from notifier.core.policy import in_window
 from notifier.db.external import read_only_engine
 from notifier.sources import SourceError
-from notifier.sources.config import SqlSourceConfig
+
+# The options of a sql source; the URL may carry a password (_FILE and credentials apply).
+OPTIONS = KindOptions(("url", "table", "schema", "columns", "timezone"), secrets=frozenset({"url"}))
+COLUMN_ROLES = ("id", "name", "expires_at", "revoked_at", "revoked", "owner", "created_at")
+REQUIRED_COLUMNS = ("id", "name", "expires_at")
+_IDENTIFIER_MAX = 128
+_PORT_END = 65536  # one past the largest TCP port
+
+
+@dataclass(frozen=True, slots=True)
+class SqlSourceConfig:
+    """A table in another database, read-only, with its columns mapped onto ours."""
+
+    name: str
+    url: URL
+    table: str
+    schema: str | None
+    columns: Mapping[str, str]  # our role (id, name, expires_at, ...) -> their column
+    timezone: ZoneInfo  # for naive timestamps
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> SqlSourceConfig:
+    """Check the options of the sql source *name*."""
+    timezone = option_timezone(options.get("timezone"))
+    return SqlSourceConfig(
+        name=name,
+        url=_url(options.get("url")),
+        table=_identifier("table", options.get("table"), required=True) or "",
+        schema=_identifier("schema", options.get("schema"), required=False),
+        columns=_columns(options.get("columns")),
+        timezone=timezone,
+    )
+
+
+def _url(value: object) -> URL:
+    if not isinstance(value, str) or not value.strip():
+        raise OptionError("url", "is required: the SQLAlchemy URL of the database to read")
+    # Messages never repeat the URL: it may carry a password.
+    try:
+        url = make_url(value.strip())
+    except ArgumentError:
+        raise OptionError("url", "not a database URL") from None
+    except ValueError:  # SQLAlchemy's int() of the port
+        raise OptionError(
+            "url", "not a database URL: the port after the host must be a number"
+        ) from None
+    if url.port is not None and not 0 < url.port < _PORT_END:
+        raise OptionError("url", f"port {url.port} is out of range (1-65535)")
+    if url.drivername in {"postgres", "postgresql"}:
+        url = url.set(drivername="postgresql+psycopg")
+    elif url.drivername in {"mysql", "mariadb"}:
+        url = url.set(drivername=f"{url.drivername}+pymysql")
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise OptionError("url", f"unknown database driver {url.drivername!r}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        extra = (
+            " (pip install pymysql, in notifier's environment)"
+            if url.get_backend_name() == "mysql"
+            else ""
+        )
+        raise OptionError(
+            "url", f"the driver for {url.drivername!r} is not installed: {error}{extra}"
+        ) from None
+    return url
+
+
+def _identifier(option: str, value: object, *, required: bool) -> str | None:
+    """A table or schema name: any text without NUL, quoted by SQLAlchemy when used."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise OptionError(option, "is required")
+        return None
+    if not isinstance(value, str) or "\x00" in value or len(value) > _IDENTIFIER_MAX:
+        raise OptionError(option, f"{value!r} is not a table or column name")
+    return value.strip()
+
+
+def _columns(value: object) -> dict[str, str]:
+    """The column mapping: ``id=key_id,name=label,...`` or a TOML table."""
+    if isinstance(value, str):
+        pairs: dict[str, object] = {}
+        for part in filter(None, (piece.strip() for piece in value.split(","))):
+            role, separator, column = part.partition("=")
+            if not separator:
+                raise OptionError("columns", f"{part!r} is not role=column")
+            pairs[role.strip()] = column.strip()
+        value = pairs
+    if not isinstance(value, Mapping):
+        raise OptionError("columns", "is required: role=column pairs (id, name, expires_at, ...)")
+    columns: dict[str, str] = {}
+    for role, column in value.items():
+        if role not in COLUMN_ROLES:
+            raise OptionError(
+                "columns", f"unknown role {role!r} (known: {', '.join(COLUMN_ROLES)})"
+            )
+        checked = _identifier("columns", column, required=True)
+        assert checked is not None  # noqa: S101 - required=True
+        columns[str(role)] = checked
+    missing = [role for role in REQUIRED_COLUMNS if role not in columns]
+    if missing:
+        raise OptionError("columns", f"no column mapped for {', '.join(missing)}")
+    if "revoked" in columns and "revoked_at" in columns:
+        raise OptionError("columns", "map revoked (a flag) or revoked_at (a time), not both")
+    return columns
+
 
 _WIDEN = timedelta(days=1)
 _FETCH = 1000

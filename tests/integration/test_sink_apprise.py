@@ -9,6 +9,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from notifier.config.options import OptionError
 from notifier.core.clock import FixedClock
 from notifier.core.model import Notice, NoticeKind
 from notifier.db.database import Database
@@ -16,7 +17,6 @@ from notifier.delivery.checker import Checker
 from notifier.sinks import EVERYTHING
 from notifier.sinks.apprise import AppriseSink
 from notifier.sinks.config import check_sink
-from notifier.sources.config import OptionError
 from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
 from tests.conftest import sqlite_database

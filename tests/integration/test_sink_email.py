@@ -27,8 +27,7 @@ from notifier.delivery.checker import Checker
 from notifier.sinks import EVERYTHING
 from notifier.sinks.config import check_sink
 from notifier.sinks.email import EmailSink, header_text
-from notifier.sources.config import FileSourceConfig
-from notifier.sources.file import FileSource
+from notifier.sources.file import FileSource, FileSourceConfig
 from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
 from tests.conftest import sqlite_database
@@ -285,7 +284,7 @@ class TestTemplates:
 
     def test_broken_template_is_a_config_error(self, tmp_path: Path) -> None:
         """A template that does not compile is refused when the sink is configured."""
-        from notifier.sources.config import OptionError  # noqa: PLC0415
+        from notifier.config.options import OptionError  # noqa: PLC0415
 
         template = tmp_path / "bad.j2"
         template.write_text("{% for %}")

@@ -28,9 +28,8 @@ from notifier.core.clock import FixedClock
 from notifier.db.database import Database
 from notifier.delivery.checker import Checker
 from notifier.sources import SourceError
-from notifier.sources.config import FileSourceConfig, SqlSourceConfig
-from notifier.sources.file import FileSource
-from notifier.sources.sql import SqlSource
+from notifier.sources.file import FileSource, FileSourceConfig
+from notifier.sources.sql import SqlSource, SqlSourceConfig
 from notifier.sources.store import StoreSource
 from notifier.testing import RecordingSink, make_policy
 from notifier.tokens.lifecycle import TokenStore

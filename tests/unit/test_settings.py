@@ -11,16 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifier import cli
+from notifier.config.render import example_env, show
 from notifier.config.settings import (
     ConfigError,
     HttpAddress,
     Settings,
-    example_env,
     load_settings,
     redact_url,
-    show,
 )
-from notifier.sources.config import SqlSourceConfig
+from notifier.sources.sql import SqlSourceConfig
 
 REPO = Path(__file__).resolve().parents[2]
 # A key as `openssl rand -hex 32` makes one.

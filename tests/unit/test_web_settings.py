@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.config.settings import ConfigError, load_settings, show
+from notifier.config.render import show
+from notifier.config.settings import ConfigError, load_settings
 
 KEY = "bootstrap-0123456789abcdef0123456789abcdef"
 
