@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from notifier.web.auth import client_address, parse_address, throttle_key
+from notifier.web.access import client_address, parse_address, throttle_key
 from notifier.web.ratelimit import FailureThrottle, RateLimiter, Throttled
 from notifier.web.stream import InvalidCursorError, StreamSlots, parse_event_id
 
