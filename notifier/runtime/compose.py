@@ -170,13 +170,10 @@ def web_api(
         throttle=FailureThrottle(settings.api_auth_failure_limit, monotonic=monotonic),
     )
     return WebApi(
-        tokens=parts.tokens,
         database=parts.database,
-        clock=parts.clock,
+        authenticator=authenticator,
         default_ttl=settings.token_default_ttl,
         detection_window=settings.detection_window,
-        access=access,
-        authenticator=authenticator,
         stream=stream or StreamOptions(),
         streams=StreamSlots(settings.api_max_streams_per_token),
         listener=ListenerLimits(

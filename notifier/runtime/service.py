@@ -143,6 +143,7 @@ class Shell:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
+        logs.use_journal_priorities(self._service.parts.settings.journal_stream)
         try:
             if server is not None and sock is not None:
                 server.start(sock)

@@ -14,7 +14,6 @@ from datetime import timedelta
 from notifier.core.clock import Clock
 from notifier.db.database import Database
 from notifier.tokens.store import TokenStore
-from notifier.web.access import Access
 from notifier.web.auth import Authenticator
 from notifier.web.server import ListenerLimits
 from notifier.web.stream import StreamOptions, StreamSlots
@@ -26,17 +25,24 @@ PREFIX = "/api/v1"  # every route of the API is under it
 class WebApi:
     """The API's collaborators and limits, built once per process by the composition root."""
 
-    tokens: TokenStore
     database: Database
-    clock: Clock
+    authenticator: Authenticator  # its token store and clock are the API's
     default_ttl: timedelta
     detection_window: timedelta
-    access: Access
-    authenticator: Authenticator
     stream: StreamOptions = field(default_factory=StreamOptions)
     closing: threading.Event = field(default_factory=threading.Event)
     streams: StreamSlots = field(default_factory=lambda: StreamSlots(5))
     listener: ListenerLimits = field(default_factory=ListenerLimits)
+
+    @property
+    def tokens(self) -> TokenStore:
+        """The token store the API reads and writes: the one that authenticates its callers."""
+        return self.authenticator.store
+
+    @property
+    def clock(self) -> Clock:
+        """The clock of every decision the API takes."""
+        return self.authenticator.clock
 
     def close(self) -> None:
         """End the live streams and write the pending last-use times; the server is stopping."""

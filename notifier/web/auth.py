@@ -268,3 +268,10 @@ def requires(scope: Scope_ | None) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+# The callers of each scope, as route parameters.
+TokenReader = Annotated[Principal, Depends(requires("tokens:read"))]
+TokenWriter = Annotated[Principal, Depends(requires("tokens:write"))]
+NotificationReader = Annotated[Principal, Depends(requires("notifications:read"))]
+NotificationWriter = Annotated[Principal, Depends(requires("notifications:write"))]

@@ -80,7 +80,7 @@ class TestRateLimiter:
             limiter.acquire(key)
         ticker.advance(600)
         limiter.acquire("d")
-        assert set(limiter._accepted) == {"d"}
+        assert limiter.keys() == {"d"}
 
 
 class TestFailureThrottle:
@@ -115,11 +115,11 @@ class TestFailureThrottle:
         throttle = FailureThrottle(3, window_s=60, monotonic=ticker)
         for _ in range(1000):
             throttle.fail("a")
-        assert len(throttle._failures["a"]) == 3
+        assert throttle.count("a") == 3
         throttle.fail("b")
         ticker.advance(61)
         throttle.check("c")
-        assert throttle._failures == {}
+        assert throttle.keys() == frozenset()
 
     def test_zero_means_off(self) -> None:
         """A limit of 0 never refuses."""

@@ -16,9 +16,9 @@ from notifier.resources import VerifiedToken
 from notifier.web.api import PREFIX, WebApi
 from notifier.web.auth import Principal, requires
 from notifier.web.errors import ERROR_RESPONSES
-from notifier.web.routes.notifications import add_notification_routes
+from notifier.web.routes.notifications import notification_routes
 from notifier.web.routes.queries import SingleValuedQuery
-from notifier.web.routes.tokens import add_token_routes
+from notifier.web.routes.tokens import token_routes
 
 
 def api_router(api: WebApi) -> APIRouter:
@@ -31,13 +31,12 @@ def api_router(api: WebApi) -> APIRouter:
         "/auth/whoami",
         tags=["auth"],
         summary="The presented token: id, name, role, scopes and expiry",
-        response_model=VerifiedToken,
     )
     def whoami(
         principal: Annotated[Principal, Depends(requires(None))],
     ) -> VerifiedToken:
         return principal.describe()
 
-    add_token_routes(router, api)
-    add_notification_routes(router, api)
+    router.include_router(token_routes(api))
+    router.include_router(notification_routes(api))
     return router

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from notifier.notifications import NotificationNotFoundError, acknowledge, list_notifications
 from notifier.resources import NotificationResource
 from notifier.web.api import WebApi
-from notifier.web.auth import Principal, requires
+from notifier.web.auth import NotificationReader, NotificationWriter
 from notifier.web.errors import NOT_FOUND, ApiProblem, missing_as_404
 from notifier.web.stream import (
     InvalidCursorError,
@@ -22,17 +22,16 @@ from notifier.web.stream import (
 _STREAM_RETRY_S = 30  # Retry-After for a token that already holds its streams
 
 
-def add_notification_routes(router: APIRouter, api: WebApi) -> None:
-    """Add the notification routes, the stream among them, to *router*."""
+def notification_routes(api: WebApi) -> APIRouter:
+    """The notification routes, the stream among them."""
+    router = APIRouter(tags=["notifications"])
 
     @router.get(
         "/notifications",
-        tags=["notifications"],
         summary="UI notifications, most urgent first (scope notifications:read)",
-        response_model=list[NotificationResource],
     )
     def notifications(
-        principal: Annotated[Principal, Depends(requires("notifications:read"))],
+        principal: NotificationReader,
         active: Annotated[
             bool | None,
             Query(description="true: only active ones; false: only acknowledged or resolved"),
@@ -46,14 +45,12 @@ def add_notification_routes(router: APIRouter, api: WebApi) -> None:
 
     @router.post(
         "/notifications/{notification_id}/ack",
-        tags=["notifications"],
         summary="Acknowledge until the next notice (scope notifications:write)",
-        response_model=NotificationResource,
         responses=NOT_FOUND,
     )
     def acknowledge_notification(
         notification_id: str,
-        principal: Annotated[Principal, Depends(requires("notifications:write"))],
+        principal: NotificationWriter,
     ) -> NotificationResource:
         with missing_as_404(NotificationNotFoundError):
             return acknowledge(
@@ -62,7 +59,6 @@ def add_notification_routes(router: APIRouter, api: WebApi) -> None:
 
     @router.get(
         "/notifications/stream",
-        tags=["notifications"],
         summary="Server-Sent Events: new and changed notifications (notifications:read)",
         response_class=StreamingResponse,
         responses={
@@ -73,7 +69,7 @@ def add_notification_routes(router: APIRouter, api: WebApi) -> None:
         },
     )
     def stream(
-        principal: Annotated[Principal, Depends(requires("notifications:read"))],
+        principal: NotificationReader,
         last_event_id: Annotated[str | None, Header(max_length=64)] = None,
     ) -> StreamingResponse:
         try:
@@ -93,9 +89,7 @@ def add_notification_routes(router: APIRouter, api: WebApi) -> None:
                 headers={"Retry-After": str(_STREAM_RETRY_S)},
             )
         try:
-            stream = NotificationStream(
-                api.database, api.tokens, principal, api.stream, api.closing
-            )
+            stream = NotificationStream(api, principal)
             watch = stream.start(resume_from)
         except BaseException:
             api.streams.give_back(key)
@@ -106,3 +100,5 @@ def add_notification_routes(router: APIRouter, api: WebApi) -> None:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    return router

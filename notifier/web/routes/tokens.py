@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from notifier.resources import CreatedToken, TokenResource
 from notifier.tokens.fields import TokenInputError
 from notifier.tokens.store import TokenNotFoundError, TokenStateError
 from notifier.web.api import PREFIX, WebApi
-from notifier.web.auth import Principal, requires
+from notifier.web.auth import Principal, TokenReader, TokenWriter
 from notifier.web.errors import NOT_FOUND, ApiError, ApiProblem, caller_gone, missing_as_404
 from notifier.web.routes.lifetimes import (
     asked_field,
@@ -55,23 +55,20 @@ def _created(token: CreatedToken) -> JSONResponse:
     )
 
 
-def add_token_routes(router: APIRouter, api: WebApi) -> None:
-    """Add the token routes to *router*: the reads first, so ``/tokens/expiring`` is no id."""
+def token_routes(api: WebApi) -> APIRouter:
+    """The token routes; the reads first, so that ``/tokens/expiring`` is not taken for an id."""
+    router = APIRouter(tags=["tokens"])
     _add_reads(router, api)
     _add_writes(router, api)
+    return router
 
 
 def _add_reads(router: APIRouter, api: WebApi) -> None:
     """List, expiring, get: scope tokens:read."""
 
-    @router.get(
-        "/tokens",
-        tags=["tokens"],
-        summary="Tokens, soonest expiry first (scope tokens:read)",
-        response_model=list[TokenResource],
-    )
+    @router.get("/tokens", summary="Tokens, soonest expiry first (scope tokens:read)")
     def list_tokens(
-        principal: Annotated[Principal, Depends(requires("tokens:read"))],
+        principal: TokenReader,
         all_tokens: Annotated[bool, Query(alias="all", description="revoked tokens too")] = False,
         revoked: Annotated[bool, Query(description="only revoked tokens")] = False,
     ) -> list[TokenResource]:
@@ -84,12 +81,10 @@ def _add_reads(router: APIRouter, api: WebApi) -> None:
 
     @router.get(
         "/tokens/expiring",
-        tags=["tokens"],
         summary="Tokens that expire within a time from now (scope tokens:read)",
-        response_model=list[TokenResource],
     )
     def expiring_tokens(
-        principal: Annotated[Principal, Depends(requires("tokens:read"))],
+        principal: TokenReader,
         within: Annotated[
             str | None,
             Query(
@@ -103,16 +98,10 @@ def _add_reads(router: APIRouter, api: WebApi) -> None:
         window = query_duration(within, "within") if within is not None else api.detection_window
         return api.tokens.list(expiring_within=window)
 
-    @router.get(
-        "/tokens/{token_id}",
-        tags=["tokens"],
-        summary="One token (scope tokens:read)",
-        response_model=TokenResource,
-        responses=NOT_FOUND,
-    )
+    @router.get("/tokens/{token_id}", summary="One token (scope tokens:read)", responses=NOT_FOUND)
     def get_token(
         token_id: str,
-        principal: Annotated[Principal, Depends(requires("tokens:read"))],
+        principal: TokenReader,
     ) -> TokenResource:
         del principal
         with missing_as_404(TokenNotFoundError):
@@ -124,20 +113,18 @@ def _add_writes(router: APIRouter, api: WebApi) -> None:
 
     @router.post(
         "/tokens",
-        tags=["tokens"],
         summary="Create a token; its secret is in this answer and never again (tokens:write)",
         status_code=201,
         response_model=CreatedToken,
     )
     def create_token(
         body: TokenCreate,
-        principal: Annotated[Principal, Depends(requires("tokens:write"))],
+        principal: TokenWriter,
     ) -> JSONResponse:
         return _created(_create(api, body, principal))
 
     @router.delete(
         "/tokens/{token_id}",
-        tags=["tokens"],
         summary="Revoke a token now; the record stays (scope tokens:write)",
         description=(
             "Answers the revoked token's record (200) when the caller also holds tokens:read, "
@@ -149,7 +136,7 @@ def _add_writes(router: APIRouter, api: WebApi) -> None:
     )
     def revoke_token(
         token_id: str,
-        principal: Annotated[Principal, Depends(requires("tokens:write"))],
+        principal: TokenWriter,
     ) -> Response:
         with missing_as_404(TokenNotFoundError):
             revoked = api.tokens.revoke(token_id, actor=principal.actor)
@@ -159,7 +146,6 @@ def _add_writes(router: APIRouter, api: WebApi) -> None:
 
     @router.post(
         "/tokens/{token_id}/rotate",
-        tags=["tokens"],
         summary="A new secret with the same name, scopes and owner (scope tokens:write)",
         status_code=201,
         response_model=CreatedToken,
@@ -167,7 +153,7 @@ def _add_writes(router: APIRouter, api: WebApi) -> None:
     )
     def rotate_token(
         token_id: str,
-        principal: Annotated[Principal, Depends(requires("tokens:write"))],
+        principal: TokenWriter,
         body: TokenRotate | None = None,
     ) -> JSONResponse:
         return _created(_rotate(api, token_id, principal, body or TokenRotate()))
