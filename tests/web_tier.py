@@ -21,7 +21,7 @@ from notifier.config.settings import load_settings
 from notifier.core.clock import Clock, FixedClock, SystemClock
 from notifier.db import migrate
 from notifier.resources import CreatedToken
-from notifier.runtime.compose import Components, build
+from notifier.runtime.compose import Components, build, web_api
 from notifier.web.api import WebApi
 from notifier.web.app import Probe, create_app
 from notifier.web.server import WebServer, bind
@@ -142,7 +142,7 @@ def make_web(
         parts = build(load_settings(), clock=chosen)
         migrate.upgrade(parts.database)
         ticker = Ticker()
-        api = WebApi.from_components(parts, monotonic=ticker)
+        api = web_api(parts, monotonic=ticker)
         app = create_app(
             liveness=lambda: Probe(ok=True),
             readiness=lambda: Probe(ok=True),

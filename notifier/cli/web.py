@@ -19,8 +19,8 @@ log = structlog.get_logger("notifier.cli")
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Serve the web tier on NOTIFIER_HTTP_ADDRESS until SIGTERM/SIGINT."""
     del args
+    from notifier.runtime.serve import WebService  # noqa: PLC0415
     from notifier.web.server import HttpBindError  # noqa: PLC0415 - heavy, only for `serve`
-    from notifier.web.service import WebService  # noqa: PLC0415
 
     if settings.http_address is None:
         sys.stderr.write(
@@ -29,7 +29,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         return exitcodes.CONFIG
     try:
-        code = WebService(settings).run(settings.http_address)
+        code = WebService(settings).run()
     except HttpBindError as error:
         log.error("http.bind_failed", reason=str(error))
         return exitcodes.UNAVAILABLE

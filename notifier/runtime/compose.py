@@ -1,13 +1,28 @@
 """The composition root: the one place that builds and wires the parts from the settings.
 
-The CLI and the daemon both start here; nothing below reads the environment or picks its own
-collaborators.
+The CLI, the daemon and the web tier all start here; nothing below reads the environment or
+picks its own collaborators.
+
+- :func:`build`: the parts every command uses (database, policy, sources, sinks, checker,
+  token store);
+- :func:`web_api`: the HTTP API over them, with the access rules and limits of the settings;
+- :func:`build_daemon` and :func:`build_serve`: what ``notifier run`` and ``notifier serve``
+  add (the API when they listen, metrics, the dead-man's switch, sd_notify), handed to the
+  service shell (:mod:`notifier.runtime.service`).
+
+The web tier, metrics and sd_notify are imported only when built, so that short CLI commands
+do not import FastAPI, uvicorn or prometheus-client.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from notifier.config.settings import Settings
 from notifier.core.clock import Clock, SystemClock
@@ -22,6 +37,15 @@ from notifier.sources.file import FileSource, FileSourceConfig
 from notifier.sources.sql import SqlSource, SqlSourceConfig
 from notifier.sources.store import StoreSource
 from notifier.tokens.lifecycle import TokenStore
+
+if TYPE_CHECKING:
+    from notifier.runtime.deadman import Heartbeat
+    from notifier.runtime.metrics import Metrics
+    from notifier.runtime.sdnotify import SystemdNotifier
+    from notifier.web.api import WebApi
+    from notifier.web.app import MetricsExposition, Probe
+    from notifier.web.server import WebServer
+    from notifier.web.stream import StreamOptions
 
 
 @dataclass
@@ -113,3 +137,125 @@ def build_source(config: SourceConfig, database: Database) -> TokenSource:
     if isinstance(config, FileSourceConfig):
         return FileSource(config)
     return StoreSource(database)
+
+
+def web_api(
+    parts: Components,
+    *,
+    stream: StreamOptions | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> WebApi:
+    """The HTTP API over *parts*, with the access rules and limits of their settings."""
+    from notifier.web.access import Access  # noqa: PLC0415 - the web tier, only when served
+    from notifier.web.api import WebApi  # noqa: PLC0415
+    from notifier.web.auth import Authenticator  # noqa: PLC0415
+    from notifier.web.lastused import LastUse  # noqa: PLC0415
+    from notifier.web.ratelimit import FailureThrottle, RateLimiter  # noqa: PLC0415
+    from notifier.web.server import ListenerLimits  # noqa: PLC0415
+    from notifier.web.stream import StreamOptions, StreamSlots  # noqa: PLC0415
+
+    settings = parts.settings
+    bootstrap = settings.bootstrap_token
+    access = Access(
+        allowed=settings.api_allowed_ips,
+        trusted_proxies=settings.trusted_proxies,
+        bootstrap_token=bootstrap.get_secret_value() if bootstrap is not None else None,
+    )
+    authenticator = Authenticator(
+        parts.tokens,
+        parts.clock,
+        access,
+        RateLimiter(settings.api_rate_limit, monotonic=monotonic),
+        LastUse(parts.tokens, settings.api_last_used_interval, monotonic=monotonic),
+        throttle=FailureThrottle(settings.api_auth_failure_limit, monotonic=monotonic),
+    )
+    return WebApi(
+        database=parts.database,
+        authenticator=authenticator,
+        default_ttl=settings.token_default_ttl,
+        detection_window=settings.detection_window,
+        stream=stream or StreamOptions(),
+        streams=StreamSlots(settings.api_max_streams_per_token),
+        listener=ListenerLimits(
+            header_timeout=settings.http_header_timeout,
+            max_connections=settings.http_max_connections,
+        ),
+    )
+
+
+@dataclass(kw_only=True)
+class Service:
+    """What a long-running command runs on: the parts, its stop, and the API it serves."""
+
+    parts: Components
+    stop: threading.Event  # set by SIGTERM/SIGINT; reaches the pass and the network sinks
+    api: WebApi | None  # None when NOTIFIER_HTTP_ADDRESS is off
+    exposition: MetricsExposition | None = None  # /metrics, when the process has metrics
+
+    def web_server(
+        self, *, liveness: Callable[[], Probe], readiness: Callable[[], Probe]
+    ) -> WebServer | None:
+        """The app under uvicorn, around the shell's probes; None when nothing is served."""
+        if self.api is None:
+            return None
+        from notifier.web.app import create_app  # noqa: PLC0415
+        from notifier.web.server import WebServer  # noqa: PLC0415
+
+        app = create_app(
+            liveness=liveness, readiness=readiness, metrics=self.exposition, api=self.api
+        )
+        # WebServer: uvicorn without its own X-Forwarded-For handling, ending the live streams
+        # on shutdown (notifier/web/server.py).
+        return WebServer(app, self.api)
+
+    def close(self) -> None:
+        """Release the parts."""
+        self.parts.close()
+
+
+@dataclass(kw_only=True)
+class DaemonService(Service):
+    """``notifier run``: the service, plus what tells the world about its passes."""
+
+    metrics: Metrics
+    systemd: SystemdNotifier
+    watchdog: timedelta | None  # systemd's WatchdogSec=, when it watches this process
+    heartbeat: Heartbeat | None  # NOTIFIER_HEARTBEAT_URL, pinged after each successful pass
+
+    def close(self) -> None:
+        """Release the parts, then the systemd socket."""
+        super().close()
+        self.systemd.close()
+
+
+def build_daemon(settings: Settings, *, clock: Clock | None = None) -> DaemonService:
+    """``notifier run``: every part, the API when it listens, metrics, heartbeat, sd_notify."""
+    from notifier.runtime.deadman import Heartbeat  # noqa: PLC0415 - only the daemon pings
+    from notifier.runtime.metrics import Metrics  # noqa: PLC0415
+    from notifier.runtime.sdnotify import SystemdNotifier, watchdog_timeout  # noqa: PLC0415
+
+    stop = threading.Event()
+    # The daemon serves metrics, which count tokens within each threshold.
+    parts = build(settings, clock=clock, stop=stop, count_within=True)
+    metrics = Metrics(
+        sinks=[config.name for config in settings.sink_configs],
+        thresholds=[label for label, _ in parts.policy.count_marks],
+        sources=[source.name for source in settings.source_configs],
+    )
+    heartbeat_url = settings.heartbeat_url
+    return DaemonService(
+        parts=parts,
+        stop=stop,
+        api=web_api(parts) if settings.http_address is not None else None,
+        exposition=metrics.exposition,
+        metrics=metrics,
+        systemd=SystemdNotifier(settings.notify_socket),
+        watchdog=watchdog_timeout(settings.watchdog_usec, settings.watchdog_pid, os.getpid()),
+        heartbeat=Heartbeat(heartbeat_url.get_secret_value()) if heartbeat_url else None,
+    )
+
+
+def build_serve(settings: Settings, *, clock: Clock | None = None) -> Service:
+    """``notifier serve``: the parts and the API, without the scheduler's extras."""
+    parts = build(settings, clock=clock)
+    return Service(parts=parts, stop=threading.Event(), api=web_api(parts))

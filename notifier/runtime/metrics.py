@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
+from functools import partial
 
 from prometheus_client import (
     CollectorRegistry,
@@ -43,6 +44,15 @@ from notifier.delivery.checker import PassReport
 
 # From a steady pass on a small table (milliseconds) to a first pass over a large one (minutes).
 PASS_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+# The help text of each series, as /metrics shows it.
+_IN_WINDOW = "Tokens expiring within the threshold (and not revoked), at the last pass."
+_NOTICES = "Notices handed to a sink, by sink, kind and outcome (sent or failed)."
+_SINK_FAILURES = "Deliveries a sink failed; they are retried on a later pass."
+_SOURCE_FAILURES = "Passes in which a token source could not be read; the next pass tries again."
+_PASSES = "Check passes by result: ok, degraded, interrupted, failed."
+_LAST_OK = "When the last pass with no failed delivery ended, in Unix time (0: none yet)."
 
 
 class PassResult(StrEnum):
@@ -79,52 +89,22 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
         self.registry = registry if registry is not None else CollectorRegistry()
         self._thresholds = list(thresholds)
-        self.tokens_in_window = Gauge(
-            "notifier_tokens_in_window",
-            "Tokens expiring within the threshold (and not revoked), at the last pass.",
-            ["threshold"],
-            registry=self.registry,
-        )
-        self.notices = Counter(
-            "notifier_notices",
-            "Notices handed to a sink, by sink, kind and outcome (sent or failed).",
-            ["sink", "kind", "outcome"],
-            registry=self.registry,
-        )
-        self.sink_failures = Counter(
-            "notifier_sink_failures",
-            "Deliveries a sink failed; they are retried on a later pass.",
-            ["sink"],
-            registry=self.registry,
-        )
-        self.source_failures = Counter(
-            "notifier_source_failures",
-            "Passes in which a token source could not be read; the next pass tries again.",
-            ["source"],
-            registry=self.registry,
-        )
+        gauge = partial(Gauge, registry=self.registry)
+        counter = partial(Counter, registry=self.registry)
+        self.tokens_in_window = gauge("notifier_tokens_in_window", _IN_WINDOW, ["threshold"])
+        self.notices = counter("notifier_notices", _NOTICES, ["sink", "kind", "outcome"])
+        self.sink_failures = counter("notifier_sink_failures", _SINK_FAILURES, ["sink"])
+        self.source_failures = counter("notifier_source_failures", _SOURCE_FAILURES, ["source"])
         self.pass_duration = Histogram(
             "notifier_pass_duration_seconds",
             "How long a pass that ran took.",
             buckets=PASS_DURATION_BUCKETS,
             registry=self.registry,
         )
-        self.passes = Counter(
-            "notifier_passes",
-            "Check passes by result: ok, degraded, interrupted, failed.",
-            ["result"],
-            registry=self.registry,
-        )
-        self.last_success = Gauge(
-            "notifier_last_successful_pass_timestamp_seconds",
-            "When the last pass with no failed delivery ended, in Unix time (0: none yet).",
-            registry=self.registry,
-        )
-        build_info = Gauge(
-            "notifier_build_info",
-            "The running notifier's version; always 1.",
-            ["version"],
-            registry=self.registry,
+        self.passes = counter("notifier_passes", _PASSES, ["result"])
+        self.last_success = gauge("notifier_last_successful_pass_timestamp_seconds", _LAST_OK)
+        build_info = gauge(
+            "notifier_build_info", "The running notifier's version; always 1.", ["version"]
         )
         build_info.labels(version=notifier.__version__).set(1)
         ProcessCollector(registry=self.registry)

@@ -7,11 +7,10 @@ Liveness never looks at the database: a daemon that waits correctly for its data
 be killed by its orchestrator for it. Readiness does.
 
 Given a :class:`notifier.web.api.WebApi`, the app also serves the HTTP API under ``/api/v1``
-(behind :class:`notifier.web.auth.Gate`), its OpenAPI document at ``/openapi.json``, and the
-web page at ``/``; see docs/web.md.
+(:mod:`notifier.web.routes`, behind :class:`notifier.web.middleware.Gate`), its OpenAPI
+document at ``/openapi.json``, and the web page at ``/``; see docs/web.md.
 
-``HEAD`` is answered wherever ``GET`` is (:class:`HeadAsGet`): FastAPI's routes take only the
-methods they name, so ``HEAD /`` would be 405.
+``HEAD`` is answered wherever ``GET`` is (:class:`notifier.web.middleware.HeadAsGet`).
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import notifier
+from notifier.web.middleware import CatchUnexpected, Gate, HeadAsGet, readiness_once
 
 if TYPE_CHECKING:
     from notifier.web.api import WebApi
@@ -40,36 +39,6 @@ class Probe:
 
 # Given the request's Accept header, the metrics' exposition and its content type.
 MetricsExposition = Callable[[str | None], tuple[bytes, str]]
-
-
-class HeadAsGet:
-    """ASGI middleware: a HEAD request is answered as its GET would be, without the body.
-
-    The app sees a GET (the same checks, the same status and headers, ``Content-Length``
-    included); the first body message ends the answer empty. A stream is therefore cut at
-    once: the server then reports the client gone, which ends the stream's generator.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass a GET on for a HEAD, and keep its body back."""
-        if scope["type"] != "http" or scope["method"] != "HEAD":
-            await self.app(scope, receive, send)
-            return
-        done = False
-
-        async def headers_only(message: Message) -> None:
-            nonlocal done
-            if done:
-                return
-            if message["type"] == "http.response.body":
-                done = True
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
-            await send(message)
-
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 def create_app(
@@ -112,8 +81,6 @@ def create_app(
         _serve_api(app, api, readiness)
     app.add_middleware(HeadAsGet)
     if api is not None:
-        from notifier.web.errors import CatchUnexpected  # noqa: PLC0415
-
         app.add_middleware(CatchUnexpected)  # outermost: nothing escapes to be logged twice
     return app
 
@@ -121,15 +88,9 @@ def create_app(
 def _serve_api(app: FastAPI, api: WebApi, readiness: Callable[[], Probe]) -> None:
     """Add the API, its error answers, its gate and the page to *app*."""
     from notifier.web import errors, page  # noqa: PLC0415 - only an app with the API needs them
-    from notifier.web.api import api_router, readiness_once  # noqa: PLC0415
-    from notifier.web.auth import Gate  # noqa: PLC0415
+    from notifier.web.routes import api_router  # noqa: PLC0415
 
     errors.install(app)
     app.include_router(api_router(api))
     page.install(app)
-    app.add_middleware(
-        Gate,
-        access=api.access,
-        authenticator=api.authenticator,
-        ready=readiness_once(readiness),
-    )
+    app.add_middleware(Gate, authenticator=api.authenticator, ready=readiness_once(readiness))

@@ -5,8 +5,8 @@ programs (``unauthorized``, ``forbidden``, ``rate_limited``, ``not_found``, ``in
 ``invalid_request``, ``payload_too_large``, ``unavailable``, ``internal``), ``message`` says what
 is wrong for a person, and ``field`` names the field at fault when there is one. No response
 carries a stack trace: an unexpected exception is logged with its traceback and answered with
-a plain 500, once (:class:`CatchUnexpected`: Starlette's own handler would hand the exception
-on to uvicorn, which logs the traceback a second time).
+a plain 500, once (:class:`notifier.web.middleware.CatchUnexpected`: Starlette's own handler
+would hand the exception on to uvicorn, which logs the traceback a second time).
 
 ```
 ApiProblem            raised by the API's own code: status, code, message, field, headers
@@ -19,7 +19,8 @@ Exception             500, logged as api.failed
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -29,7 +30,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from notifier.db.database import DatabaseUnavailableError
 
@@ -70,25 +70,50 @@ class ApiProblem(Exception):  # noqa: N818 - it is a problem report (RFC 9457's 
 
     def response(self) -> JSONResponse:
         """The JSON answer."""
-        return error_response(
-            self.status, self.code, self.message, field=self.field, headers=self.headers
-        )
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    *,
-    field: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    """An :class:`ApiError` answer."""
-    body = ApiError(error=code, message=message, field=field).model_dump()
-    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
+        body = ApiError(error=self.code, message=self.message, field=self.field).model_dump()
+        return JSONResponse(body, status_code=self.status, headers={**NO_STORE, **self.headers})
 
 
 NO_STORE = {"Cache-Control": "no-store"}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ApiError, "description": "No such id"}}
+
+
+def not_found(error: LookupError) -> ApiProblem:
+    """404 for a lookup that found nothing; the store's message names the id."""
+    return ApiProblem(404, "not_found", str(error.args[0]) if error.args else "not found")
+
+
+@contextmanager
+def missing_as_404(*missing: type[LookupError]) -> Iterator[None]:
+    """Answer 404 when the block raises one of *missing* (the store's "no such id")."""
+    try:
+        yield
+    except missing as error:
+        raise not_found(error) from None
+
+
+def caller_gone() -> ApiProblem:
+    """401 for a caller whose token was deleted since the gate admitted it."""
+    return ApiProblem(401, "unauthorized", "the token is not valid")
+
+
+def unavailable(path: object, error: Exception) -> JSONResponse:
+    """503 with ``Retry-After``: the database does not answer; logged as ``api.unavailable``."""
+    log.error("api.unavailable", path=path, reason=str(error))
+    return ApiProblem(
+        503,
+        "unavailable",
+        "the database does not answer; try again shortly",
+        headers={"Retry-After": str(RETRY_UNAVAILABLE_S)},
+    ).response()
+
+
+def failed(method: object, path: object, error: Exception) -> JSONResponse:
+    """500 for an unexpected exception, logged once as ``api.failed`` with its traceback."""
+    # The traceback goes to the log, never into the answer.
+    log.error("api.failed", method=method, path=path, error=type(error).__name__, exc_info=error)
+    return ApiProblem(500, "internal", "an internal error occurred; it has been logged").response()
+
 
 # Each status the API answers with an ApiError, for the OpenAPI document.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -129,11 +154,13 @@ def _validation_failed(request: Request, error: Exception) -> JSONResponse:
     if any(item.get("type") == "json_invalid" for item in errors):
         first = next(item for item in errors if item.get("type") == "json_invalid")
         detail = first.get("ctx", {}).get("error", "")
-        return error_response(400, "invalid_json", f"the body is not valid JSON: {detail}".strip())
+        return ApiProblem(
+            400, "invalid_json", f"the body is not valid JSON: {detail}".strip()
+        ).response()
     described = [_describe(item) for item in errors] or [(None, "the request is invalid")]
-    return error_response(
+    return ApiProblem(
         422, "invalid_request", "; ".join(text for _, text in described), field=described[0][0]
-    )
+    ).response()
 
 
 def _http_error(request: Request, error: Exception) -> JSONResponse:
@@ -144,7 +171,8 @@ def _http_error(request: Request, error: Exception) -> JSONResponse:
     elif error.status_code == 405:  # noqa: PLR2004
         message = f"{request.method} is not allowed on {request.url.path}"
         code = "method_not_allowed"
-        return error_response(405, code, message, headers={"Allow": allowed_methods(request)})
+        allow = {"Allow": allowed_methods(request)}
+        return ApiProblem(405, code, message, headers=allow).response()
     elif error.status_code == 413:  # noqa: PLR2004 - a streamed body past the limit
         message = str(error.detail)
         code = "payload_too_large"
@@ -154,7 +182,7 @@ def _http_error(request: Request, error: Exception) -> JSONResponse:
     else:
         message = str(error.detail)
         code = "http_error"
-    return error_response(error.status_code, code, message, headers=error.headers)
+    return ApiProblem(error.status_code, code, message, headers=error.headers).response()
 
 
 def allowed_methods(request: Request) -> str:
@@ -185,67 +213,11 @@ def _problem(request: Request, error: Exception) -> JSONResponse:
 
 
 def _unavailable(request: Request, error: Exception) -> JSONResponse:
-    log.error("api.unavailable", path=request.url.path, reason=str(error))
-    return error_response(
-        503,
-        "unavailable",
-        "the database does not answer; try again shortly",
-        headers={"Retry-After": str(RETRY_UNAVAILABLE_S)},
-    )
+    return unavailable(request.url.path, error)
 
 
 def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    # The traceback goes to the log, never into the answer.
-    log.error(
-        "api.failed",
-        method=request.method,
-        path=request.url.path,
-        error=type(error).__name__,
-        exc_info=error,
-    )
-    return error_response(500, "internal", "an internal error occurred; it has been logged")
-
-
-class CatchUnexpected:
-    """ASGI middleware: an exception that escapes the app is logged once and answered 500.
-
-    Starlette's handler for ``Exception`` answers, then raises the exception again for the
-    server, and uvicorn logs its traceback too. Here it stops: logged as ``api.failed``, and
-    answered with :class:`ApiError` unless the answer had already started (then the
-    connection is closed, as uvicorn would).
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the app; catch what it raises."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def sending(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        except Exception as error:
-            log.error(
-                "api.failed",
-                method=scope.get("method"),
-                path=scope.get("path"),
-                error=type(error).__name__,
-                exc_info=error,
-            )
-            if not started:
-                response = error_response(
-                    500, "internal", "an internal error occurred; it has been logged"
-                )
-                await response(scope, receive, send)
+    return failed(request.method, request.url.path, error)
 
 
 def install(app: FastAPI) -> None:

@@ -7,7 +7,8 @@ counted. Memory is bounded by *limit* floats per key that was used within the wi
 idle for a whole window are dropped.
 
 :class:`FailureThrottle` counts failed authentications per client address the same way, over a
-minute, and refuses an address past its limit before its next token is even looked at.
+minute, and refuses an address past its limit before its next token is even looked at. Both
+keep their times in a :class:`RollingCount`.
 """
 
 from __future__ import annotations
@@ -18,52 +19,104 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar, TypedDict, Unpack
 
 WINDOW_S = 3600.0
 FAILURE_WINDOW_S = 60.0
 _SWEEP_EVERY_S = 300.0
 
 
-class RateLimiter:
-    """At most *limit* requests per key in any rolling window; 0 means no limit."""
+class WindowOptions(TypedDict, total=False):
+    """How a :class:`RollingCount` counts, when not by its defaults."""
+
+    window_s: float
+    monotonic: Callable[[], float]
+
+
+class RollingCount:
+    """The times of each key's latest events within a rolling window, at most *limit* kept.
+
+    Keys with no event inside the window are dropped every :attr:`sweep_every_s`, so memory
+    follows the keys in use.
+    """
+
+    window_default_s: ClassVar[float]
+    sweep_every_s: ClassVar[float | None] = None  # None: once a window
 
     def __init__(
         self,
         limit: int,
         *,
-        window_s: float = WINDOW_S,
+        window_s: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
-        self._window = window_s
+        self.window_s = self.window_default_s if window_s is None else window_s
+        self._sweep_every_s = self.sweep_every_s or self.window_s
         self._monotonic = monotonic
-        self._accepted: dict[str, deque[float]] = {}
+        self._times: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
-        self._next_sweep = monotonic() + _SWEEP_EVERY_S
+        self._next_sweep = monotonic() + self._sweep_every_s
+
+    def keys(self) -> frozenset[str]:
+        """The keys whose times are kept now."""
+        with self._lock:
+            return frozenset(self._times)
+
+    def count(self, key: str) -> int:
+        """How many times of *key* are kept now."""
+        with self._lock:
+            return len(self._times.get(key, ()))
+
+    def _kept(self, key: str, now: float) -> deque[float]:
+        """*key*'s times inside the window ending *now*, kept from now on; lock held."""
+        self._sweep_when_due(now)
+        return self._prune(self._times.setdefault(key, deque(maxlen=max(1, self.limit))), now)
+
+    def _found(self, key: str, now: float) -> deque[float] | None:
+        """*key*'s times inside the window ending *now*; None for a key never counted."""
+        self._sweep_when_due(now)
+        times = self._times.get(key)
+        return None if times is None else self._prune(times, now)
+
+    def _prune(self, times: deque[float], now: float) -> deque[float]:
+        horizon = now - self.window_s
+        while times and times[0] <= horizon:
+            times.popleft()
+        return times
+
+    def _sweep_when_due(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def _wait(self, times: deque[float], now: float) -> int:
+        """Seconds (>= 1) until the oldest of *times* leaves the window."""
+        return max(1, math.ceil(times[0] - (now - self.window_s)))
+
+    def _sweep(self, now: float) -> None:
+        horizon = now - self.window_s
+        for key in [key for key, times in self._times.items() if not times or times[-1] <= horizon]:
+            del self._times[key]
+        self._next_sweep = now + self._sweep_every_s
+
+
+class RateLimiter(RollingCount):
+    """At most *limit* requests per key in any rolling window; 0 means no limit."""
+
+    window_default_s = WINDOW_S
+    sweep_every_s = _SWEEP_EVERY_S
 
     def acquire(self, key: str) -> int | None:
         """Count a request for *key*; None when allowed, else the seconds to wait (>= 1)."""
         if self.limit <= 0:
             return None
-        now = self._monotonic()
         with self._lock:
-            if now >= self._next_sweep:
-                self._sweep(now)
-            times = self._accepted.setdefault(key, deque())
-            horizon = now - self._window
-            while times and times[0] <= horizon:
-                times.popleft()
-            if len(times) >= self.limit:
-                return max(1, math.ceil(times[0] - horizon))
+            now = self._monotonic()
+            times = self._kept(key, now)
+            if len(times) >= self.limit:  # refused, and not counted
+                return self._wait(times, now)
             times.append(now)
             return None
-
-    def _sweep(self, now: float) -> None:
-        """Drop keys with no request inside the window, so idle tokens cost nothing."""
-        horizon = now - self._window
-        for key in [key for key, times in self._accepted.items() if times[-1] <= horizon]:
-            del self._accepted[key]
-        self._next_sweep = now + _SWEEP_EVERY_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +127,7 @@ class Throttled:
     announce: bool  # the first refusal of this key in a window: log it; later ones are not
 
 
-class FailureThrottle:
+class FailureThrottle(RollingCount):
     """At most *limit* failed authentications per key (a client address) in any rolling window.
 
     Past the limit, :meth:`check` refuses the key until its oldest counted failure is a window
@@ -84,20 +137,11 @@ class FailureThrottle:
     within the window; keys with no failure inside it are dropped.
     """
 
-    def __init__(
-        self,
-        limit: int,
-        *,
-        window_s: float = FAILURE_WINDOW_S,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._monotonic = monotonic
-        self._failures: dict[str, deque[float]] = {}
+    window_default_s = FAILURE_WINDOW_S
+
+    def __init__(self, limit: int, **window: Unpack[WindowOptions]) -> None:
+        super().__init__(limit, **window)
         self._announced: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._next_sweep = monotonic() + window_s
 
     def check(self, key: str) -> Throttled | None:
         """None when *key* may try to authenticate; else how long it must wait."""
@@ -105,39 +149,23 @@ class FailureThrottle:
             return None
         now = self._monotonic()
         with self._lock:
-            if now >= self._next_sweep:
-                self._sweep(now)
-            failures = self._failures.get(key)
-            if failures is None:
-                return None
-            horizon = now - self.window_s
-            while failures and failures[0] <= horizon:
-                failures.popleft()
-            if len(failures) < self.limit:
+            failures = self._found(key, now)
+            if failures is None or len(failures) < self.limit:
                 return None
             announced = self._announced.get(key)
-            announce = announced is None or announced <= horizon
+            announce = announced is None or announced <= now - self.window_s
             if announce:
                 self._announced[key] = now
-            return Throttled(max(1, math.ceil(failures[0] - horizon)), announce)
+            return Throttled(self._wait(failures, now), announce)
 
     def fail(self, key: str) -> None:
-        """Count a failed authentication of *key*."""
-        if self.limit <= 0:
-            return
-        now = self._monotonic()
-        with self._lock:
-            failures = self._failures.setdefault(key, deque())
-            failures.append(now)
-            while len(failures) > self.limit:  # only the newest *limit* can decide
-                failures.popleft()
+        """Count a failed authentication of *key*; only the newest *limit* are kept."""
+        if self.limit > 0:
+            with self._lock:
+                self._times.setdefault(key, deque(maxlen=self.limit)).append(self._monotonic())
 
     def _sweep(self, now: float) -> None:
+        super()._sweep(now)
         horizon = now - self.window_s
-        for key in [
-            key for key, times in self._failures.items() if not times or times[-1] <= horizon
-        ]:
-            del self._failures[key]
         for key in [key for key, at in self._announced.items() if at <= horizon]:
             del self._announced[key]
-        self._next_sweep = now + self.window_s

@@ -7,10 +7,10 @@ a token that silently gets the default lifetime. Durations use the CLI's syntax 
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Protocol, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from notifier.core.durations import DurationError, parse_duration
 from notifier.core.limits import MAX_DURATION, MAX_LIFETIME_TEXT
@@ -42,6 +42,38 @@ def duration(text: str, *, allow_zero: bool = False) -> timedelta:
     return value
 
 
+def _lifetime(text: str | None) -> str | None:
+    if text is not None:
+        duration(text)
+    return text
+
+
+def _grace(text: str | None) -> str | None:
+    if text is not None:
+        duration(text, allow_zero=True)
+    return text
+
+
+# Checked after the type, as a whole: a refusal is the field's own error, not one per branch
+# of the union.
+_Ttl = Annotated[_DURATION_TEXT | None, AfterValidator(_lifetime)]
+_Grace = Annotated[_DURATION_TEXT | None, AfterValidator(_grace)]
+
+
+class _Lifetime(Protocol):
+    ttl: str | None
+    expires_at: datetime | None
+
+
+_Model = TypeVar("_Model", bound=_Lifetime)
+
+
+def _ttl_or_expiry(model: _Model) -> _Model:
+    if model.ttl is not None and model.expires_at is not None:
+        raise ValueError("give ttl or expires_at, not both")
+    return model
+
+
 class TokenCreate(BaseModel):
     """``POST /api/v1/tokens``: a new token.
 
@@ -62,21 +94,10 @@ class TokenCreate(BaseModel):
         default_factory=dict, max_length=100, examples=[{"team": "platform"}]
     )
     description: str | None = Field(None, max_length=2000)
-    ttl: _DURATION_TEXT | None = None
+    ttl: _Ttl = None
     expires_at: AwareDatetime | None = None
 
-    @field_validator("ttl")
-    @classmethod
-    def _ttl_is_a_duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            duration(value)
-        return value
-
-    @model_validator(mode="after")
-    def _one_lifetime(self) -> TokenCreate:
-        if self.ttl is not None and self.expires_at is not None:
-            raise ValueError("give ttl or expires_at, not both")
-        return self
+    _one_lifetime = model_validator(mode="after")(_ttl_or_expiry)
 
 
 class TokenRotate(BaseModel):
@@ -87,26 +108,8 @@ class TokenRotate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    grace: _DURATION_TEXT | None = None
-    ttl: _DURATION_TEXT | None = None
+    grace: _Grace = None
+    ttl: _Ttl = None
     expires_at: AwareDatetime | None = None
 
-    @field_validator("ttl")
-    @classmethod
-    def _ttl_is_a_duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            duration(value)
-        return value
-
-    @field_validator("grace")
-    @classmethod
-    def _grace_is_a_duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            duration(value, allow_zero=True)
-        return value
-
-    @model_validator(mode="after")
-    def _one_lifetime(self) -> TokenRotate:
-        if self.ttl is not None and self.expires_at is not None:
-            raise ValueError("give ttl or expires_at, not both")
-        return self
+    _one_lifetime = model_validator(mode="after")(_ttl_or_expiry)

@@ -5,9 +5,9 @@ Three things differ from a plain ``uvicorn.Server``:
 - ``X-Forwarded-For`` is not applied by uvicorn (``proxy_headers=False``): uvicorn would believe
   it from 127.0.0.1 by default, while the API believes it only from
   ``NOTIFIER_TRUSTED_PROXIES`` (:func:`notifier.web.auth.client_address`).
-- On shutdown the live streams are told to end first (``WebApi.close``): uvicorn waits for
-  open responses to finish, and an event stream never does. The pending last-use times are
-  written then too.
+- On shutdown the live streams are told to end first (:class:`Served`, the API): uvicorn
+  waits for open responses to finish, and an event stream never does. The pending last-use
+  times are written then too.
 - The listener is bounded (:class:`ListenerLimits`): a connection must send each request's
   line and headers within ``NOTIFIER_HTTP_HEADER_TIMEOUT`` of opening or of its previous
   answer, and past ``NOTIFIER_HTTP_MAX_CONNECTIONS`` open connections requests are answered
@@ -24,7 +24,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import h11
 import structlog
@@ -34,9 +34,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from notifier.config.settings import HttpAddress
-
-if TYPE_CHECKING:
-    from notifier.web.api import WebApi
 
 log = structlog.get_logger("notifier.web")
 
@@ -51,6 +48,16 @@ class ListenerLimits:
 
     header_timeout: timedelta = timedelta(seconds=10)  # NOTIFIER_HTTP_HEADER_TIMEOUT
     max_connections: int = 1000  # NOTIFIER_HTTP_MAX_CONNECTIONS
+
+
+class Served(Protocol):
+    """What the server serves beside the app: its limits, and streams to end on shutdown."""
+
+    listener: ListenerLimits
+    closing: threading.Event  # set first on shutdown: the live streams end
+
+    def close(self) -> None:
+        """The server has stopped: write what is pending."""
 
 
 class HeaderDeadlineProtocol(H11Protocol):
@@ -158,7 +165,7 @@ def config(app: FastAPI, limits: ListenerLimits | None = None) -> uvicorn.Config
 class WebServer(uvicorn.Server):
     """uvicorn that ends the live streams before it waits for open responses."""
 
-    def __init__(self, app: FastAPI, api: WebApi | None) -> None:
+    def __init__(self, app: FastAPI, api: Served | None) -> None:
         super().__init__(config(app, api.listener if api is not None else None))
         self._api = api
         self.thread: threading.Thread | None = None

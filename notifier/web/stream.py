@@ -36,6 +36,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
@@ -89,18 +90,23 @@ def parse_event_id(text: str | None, *, now: datetime) -> datetime | None:
     compare without converting, so ``0001-01-01T00:00:00+23:59`` is refused here instead of
     overflowing the first time the stream subtracts its look-back from it.
     """
-    if text is None or not text.strip():
+    shown = (text or "").strip()
+    if not shown:
         return None
     try:
-        moment = datetime.fromisoformat(text.strip())
+        moment = datetime.fromisoformat(shown)
     except ValueError:
-        raise InvalidCursorError(f"{text.strip()!r} is not an event id of this stream") from None
+        raise InvalidCursorError(f"{shown!r} is not an event id of this stream") from None
     if moment.tzinfo is None:
-        raise InvalidCursorError(f"{text.strip()!r} has no timezone; event ids end in Z")
-    if moment < EARLIEST_TIME:
-        raise InvalidCursorError(f"{text.strip()!r} is before 1970")
-    if moment > now + CURSOR_AHEAD:
-        raise InvalidCursorError(f"{text.strip()!r} is more than a day ahead of the server's clock")
+        refusal: str | None = "has no timezone; event ids end in Z"
+    elif moment < EARLIEST_TIME:
+        refusal = "is before 1970"
+    elif moment > now + CURSOR_AHEAD:
+        refusal = "is more than a day ahead of the server's clock"
+    else:
+        refusal = None
+    if refusal is not None:
+        raise InvalidCursorError(f"{shown!r} {refusal}")
     return moment.astimezone(UTC)
 
 
@@ -202,34 +208,36 @@ class Watch:
         return events
 
 
+class StreamHost(Protocol):
+    """Where streams read from, how they poll, and the event that ends them all (the API)."""
+
+    database: Database
+    stream: StreamOptions
+    closing: threading.Event  # set when the server stops
+
+    @property
+    def tokens(self) -> TokenStore:
+        """Where the stream looks whether its caller's token is still valid."""
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationStream:
     """Produce the SSE bytes for one client."""
 
-    def __init__(
-        self,
-        database: Database,
-        tokens: TokenStore,
-        principal: Principal,
-        options: StreamOptions,
-        closing: threading.Event,
-    ) -> None:
-        self._database = database
-        self._tokens = tokens
-        self._principal = principal
-        self._options = options
-        self._closing = closing
+    host: StreamHost
+    principal: Principal
 
     async def events(self, watch: Watch) -> AsyncIterator[bytes]:
         """The stream from *watch*: ready, then notifications as they change, until stopped."""
-        options = self._options
+        options = self.host.stream
         cursor_text = rfc3339(watch.cursor) if watch.cursor is not None else None
-        log.info("stream.opened", token_id=self._principal.token_id or "bootstrap")
+        log.info("stream.opened", token_id=self.principal.token_id or "bootstrap")
         yield f"retry: {options.retry_ms}\n\n".encode()
         yield _event("ready", json.dumps({"cursor": cursor_text}))
         quiet = 0.0
         since_recheck = 0.0
         try:
-            while not self._closing.is_set():
+            while not self.host.closing.is_set():
                 if not await self._wait(options.poll.total_seconds()):
                     break
                 quiet += options.poll.total_seconds()
@@ -251,18 +259,18 @@ class NotificationStream:
                     quiet = 0.0
                     yield b": keep-alive\n\n"
         finally:
-            log.info("stream.closed", token_id=self._principal.token_id or "bootstrap")
+            log.info("stream.closed", token_id=self.principal.token_id or "bootstrap")
 
     async def _wait(self, seconds: float) -> bool:
         """Sleep *seconds* in short steps; False as soon as the server is stopping."""
         left = seconds
         while left > 0:
-            if self._closing.is_set():
+            if self.host.closing.is_set():
                 return False
             step = min(_STEP_S, left)
             await anyio.sleep(step)
             left -= step
-        return not self._closing.is_set()
+        return not self.host.closing.is_set()
 
     def start(self, resume_from: datetime | None) -> Watch:
         """Resume after *resume_from*, or start now: what already happened is not re-sent.
@@ -273,27 +281,27 @@ class NotificationStream:
             # Rows changed shortly before the cursor are sent again: the client's list is
             # keyed by id, so a repeat costs nothing, while a gap would lose an update.
             return Watch(cursor=resume_from)
-        cursor = latest_change(self._database)
+        cursor = latest_change(self.host.database)
         watch = Watch(cursor=cursor)
         if cursor is not None:
-            for row in changed_since(self._database, cursor - self._options.lookback):
+            for row in changed_since(self.host.database, cursor - self.host.stream.lookback):
                 watch.remember(row)
         return watch
 
     def _poll(self, watch: Watch) -> list[NotificationResource]:
         since = (
-            watch.cursor - self._options.lookback
+            watch.cursor - self.host.stream.lookback
             if watch.cursor is not None
             else datetime.min.replace(tzinfo=UTC)
         )
-        return changed_since(self._database, since)
+        return changed_since(self.host.database, since)
 
     def _still_valid(self) -> bool:
-        token_id = self._principal.token_id
+        token_id = self.principal.token_id
         if token_id is None:
             return True
         try:
-            status = self._tokens.get(token_id).status
+            status = self.host.tokens.get(token_id).status
         except TokenNotFoundError:
             return False
         except DatabaseUnavailableError:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from notifier.web.auth import client_address, parse_address, throttle_key
+from notifier.web.access import client_address, parse_address, throttle_key
 from notifier.web.ratelimit import FailureThrottle, RateLimiter, Throttled
 from notifier.web.stream import InvalidCursorError, StreamSlots, parse_event_id
 from tests.web_tier import Ticker
@@ -79,7 +79,7 @@ class TestRateLimiter:
             limiter.acquire(key)
         ticker.advance(600)
         limiter.acquire("d")
-        assert set(limiter._accepted) == {"d"}
+        assert limiter.keys() == {"d"}
 
 
 class TestFailureThrottle:
@@ -114,11 +114,11 @@ class TestFailureThrottle:
         throttle = FailureThrottle(3, window_s=60, monotonic=ticker)
         for _ in range(1000):
             throttle.fail("a")
-        assert len(throttle._failures["a"]) == 3
+        assert throttle.count("a") == 3
         throttle.fail("b")
         ticker.advance(61)
         throttle.check("c")
-        assert throttle._failures == {}
+        assert throttle.keys() == frozenset()
 
     def test_zero_means_off(self) -> None:
         """A limit of 0 never refuses."""

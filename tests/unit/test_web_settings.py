@@ -68,8 +68,7 @@ def test_defaults_allow_every_address_and_trust_no_proxy() -> None:
 
 def test_the_limits_reach_the_api_and_the_listener(monkeypatch: pytest.MonkeyPatch) -> None:
     """The throttle, stream and listener settings are the ones the web tier is built with."""
-    from notifier.runtime.compose import build  # noqa: PLC0415
-    from notifier.web.api import WebApi  # noqa: PLC0415
+    from notifier.runtime.compose import build, web_api  # noqa: PLC0415
     from notifier.web.app import Probe, create_app  # noqa: PLC0415
     from notifier.web.server import WebServer  # noqa: PLC0415
 
@@ -83,7 +82,7 @@ def test_the_limits_reach_the_api_and_the_listener(monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv(name, value)
     parts = build(load_settings())
     try:
-        api = WebApi.from_components(parts)
+        api = web_api(parts)
         assert api.authenticator.throttle.limit == 7
         assert api.streams.limit == 3
         app = create_app(liveness=lambda: Probe(ok=True), readiness=lambda: Probe(ok=True), api=api)
