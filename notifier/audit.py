@@ -84,7 +84,7 @@ class Change:
     actor: str
 
     def audit(
-        self, action: str, token_id: str, name: str, details: dict[str, Any] | None = None
+        self, action: str, token_id: str, name: str | None, details: dict[str, Any] | None = None
     ) -> None:
         """Append the event of *action* on the token *token_id* named *name*."""
         at, actor = self.at, self.actor

@@ -107,17 +107,6 @@ def acknowledge(
                 .where(_notifications.c.id == notification_id)
                 .values(acknowledged_at=now)
             )
-            audit.record(
-                connection,
-                [
-                    audit.event(
-                        at=now,
-                        actor=actor,
-                        action="ack",
-                        token_id=row.token_id,
-                        token_name=row.token_name,
-                        details={"notification_id": notification_id, "source": row.source},
-                    )
-                ],
-            )
+            details = {"notification_id": notification_id, "source": row.source}
+            audit.Change(connection, now, actor).audit("ack", row.token_id, row.token_name, details)
     return get_notification(database, notification_id)

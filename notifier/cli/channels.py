@@ -23,7 +23,8 @@ from notifier.config.settings import Settings
 from notifier.core.limits import MAX_LIFETIME_TEXT, time_in_range
 from notifier.core.messages import escape
 from notifier.core.model import Notice, NoticeKind, WatchedToken
-from notifier.core.policy import days_left, notice_id
+from notifier.core.notices import notice_id
+from notifier.core.policy import days_left
 from notifier.resources import DeliveryResource
 
 TEST_TOKEN_ID = "notifier-test"  # noqa: S105 - an id, not a secret

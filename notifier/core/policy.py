@@ -28,7 +28,6 @@ read and writes back what it returns, so the rules below are tested as a table.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -44,49 +43,10 @@ from notifier.core.model import (
     Threshold,
     WatchedToken,
 )
+from notifier.core.notices import build_notice
 
 # Kinds after which nothing more is said about an expiry.
 _TOLD_FINAL = frozenset({StateKind.EXPIRED, StateKind.RESOLVED})
-
-
-def _build(
-    token: WatchedToken,
-    state: DeliveryState,
-    sink: str,
-    kind: NoticeKind,
-    *,
-    id_expiry: datetime | None,
-    threshold: timedelta | None = None,
-    threshold_label: str | None = None,
-    days: int = 0,
-    seconds: int = 0,
-    reason: str | None = None,
-) -> Notice:
-    """A notice about *token* for *sink*, numbered by the state's count of notices."""
-    return Notice(
-        id=notice_id(
-            source=token.source,
-            token_id=token.token_id,
-            sink=sink,
-            kind=kind,
-            threshold=threshold,
-            expires_at=id_expiry,
-            ordinal=state.notices_sent,
-        ),
-        kind=kind,
-        sink=sink,
-        source=token.source,
-        token_id=token.token_id,
-        token_name=token.name,
-        owner=token.owner,
-        expires_at=token.expires_at,
-        days_left=days,
-        seconds_left=seconds,
-        threshold=threshold,
-        threshold_label=threshold_label,
-        labels=token.labels,
-        reason=reason,
-    )
 
 
 def days_left(expires_at: datetime, now: datetime, slice_length: timedelta) -> int:
@@ -106,31 +66,6 @@ def in_window(
 def is_revoked(token: WatchedToken, now: datetime) -> bool:
     """Revoked at or before *now* (a later revocation is a rotation's grace)."""
     return token.revoked_at is not None and token.revoked_at <= now
-
-
-def notice_id(
-    *,
-    source: str,
-    token_id: str,
-    sink: str,
-    kind: NoticeKind,
-    threshold: timedelta | None,
-    expires_at: datetime | None,
-    ordinal: int,
-) -> str:
-    """Hash the notice's identity into a stable id.
-
-    DESIGN.md's key is (source, token id, sink, kind, threshold, expires_at). The ordinal (how
-    many notices this sink already received for this expiry) is added so that tomorrow's
-    reminder is a new notice for receivers that deduplicate, while a retry of today's, which
-    has not been recorded as sent, keeps its id.
-    """
-    threshold_part = "" if threshold is None else str(int(threshold.total_seconds()))
-    expiry_part = "" if expires_at is None else expires_at.isoformat()
-    key = "\x1f".join(
-        [source, token_id, sink, kind.value, threshold_part, expiry_part, str(ordinal)]
-    )
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +267,7 @@ class Policy:
             source, token_id = token_key or ("", "")
             token = WatchedToken(source=source, token_id=token_id, name="", expires_at=None)
         # The id keys on the expiry the loop was about; the token may no longer have one.
-        notice = _build(token, state, sink, kind, id_expiry=state.expires_at, reason=reason)
+        notice = build_notice(token, state, sink, kind, id_expiry=state.expires_at, reason=reason)
         return Decision(notice, state, None)
 
     def _notice(
@@ -348,7 +283,7 @@ class Policy:
         assert token.expires_at is not None  # noqa: S101 - expiring and expired notices have one
         left = token.expires_at - now
         expiring = kind is NoticeKind.EXPIRING
-        return _build(
+        return build_notice(
             token,
             state,
             sink,

@@ -78,19 +78,7 @@ def snooze(
             .returning(_snoozes.c.id)
         ).scalar_one()
         details = {"source": source, "sink": sink, "until": until.isoformat() if until else None}
-        audit.record(
-            connection,
-            [
-                audit.event(
-                    at=now,
-                    actor=actor,
-                    action="snooze",
-                    token_id=token_id,
-                    token_name=token_name,
-                    details=details,
-                )
-            ],
-        )
+        audit.Change(connection, now, actor).audit("snooze", token_id, token_name, details)
     return SnoozeResource(
         id=snooze_id,
         source=source,
@@ -114,19 +102,8 @@ def unsnooze(
         if removed:
             # The pass postponed the token to the snooze's end; make it due again now.
             make_due(connection, source, token_id, sink)
-            audit.record(
-                connection,
-                [
-                    audit.event(
-                        at=now,
-                        actor=actor,
-                        action="unsnooze",
-                        token_id=token_id,
-                        token_name=None,
-                        details={"source": source, "sink": sink},
-                    )
-                ],
-            )
+            details = {"source": source, "sink": sink}
+            audit.Change(connection, now, actor).audit("unsnooze", token_id, None, details)
     return int(removed)
 
 

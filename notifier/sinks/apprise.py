@@ -10,16 +10,16 @@ carries the channel's token.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 
 from notifier.config.options import KindOptions, OptionError, option_list
 from notifier.core.model import Notice
-from notifier.sinks import MESSAGE_KINDS, Outcome, Route
+from notifier.sinks import Outcome
+from notifier.sinks.base import MessageSink, SinkParts, parts
 from notifier.sinks.config import ROUTE_OPTIONS, check_templates
-from notifier.sinks.registry import Retry, SinkContext
+from notifier.sinks.registry import SinkContext
 from notifier.sinks.retrying import Retrier, Transient
 from notifier.sinks.templates import DEFAULT_TITLE, inline, load, token_context
 
@@ -48,29 +48,13 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class AppriseSink:
+class AppriseSink(MessageSink):
     """Send each notice to a set of Apprise URLs."""
 
-    kinds = MESSAGE_KINDS
-    digest = False
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        options: dict[str, Any],
-        route: Route,
-        retry: Retry,
-        slice_name: str,
-        stop: threading.Event | None = None,
-    ) -> None:
+    def __init__(self, name: str, *, options: dict[str, Any], **common: Unpack[SinkParts]) -> None:
         import apprise  # noqa: PLC0415 - an optional extra, checked at configuration
 
-        self.name = name
-        self.route = route
-        self._retry = retry
-        self._slice_name = slice_name
-        self._stop = stop
+        super().__init__(name, **common)
         self._title = inline(options.get("title"), DEFAULT_TITLE)
         self._body = load(options.get("template"), "apprise.txt.j2")
         self._targets: list[tuple[str, Any]] = []
@@ -103,11 +87,4 @@ class AppriseSink:
 
 def build(name: str, context: SinkContext) -> AppriseSink:
     """Build the apprise sink called *name*."""
-    return AppriseSink(
-        name,
-        options=dict(context.options),
-        route=context.route,
-        retry=context.retry,
-        slice_name=context.slice_name,
-        stop=context.stop,
-    )
+    return AppriseSink(name, options=dict(context.options), **parts(context))

@@ -19,22 +19,22 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
-import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 
 from jinja2 import Template
 
 from notifier.config.options import KindOptions, OptionError, option_duration, option_list
 from notifier.core.model import Notice
-from notifier.sinks import MESSAGE_KINDS, Outcome, Route
+from notifier.sinks import Outcome
+from notifier.sinks.base import MessageSink, SinkParts, parts
 from notifier.sinks.config import ROUTE_OPTIONS, check_templates
-from notifier.sinks.registry import Retry, SinkContext
+from notifier.sinks.registry import SinkContext
 from notifier.sinks.retrying import Permanent, Retrier, Transient
 from notifier.sinks.templates import DEFAULT_SUBJECT, inline, load, token_context
 
@@ -110,10 +110,9 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class EmailSink:
+class EmailSink(MessageSink):
     """Mail each recipient one digest of their tokens."""
 
-    kinds = MESSAGE_KINDS
     digest = True
 
     def __init__(
@@ -121,19 +120,12 @@ class EmailSink:
         name: str,
         *,
         options: dict[str, Any],
-        route: Route,
-        retry: Retry,
-        slice_name: str,
         timeout: timedelta,
-        stop: threading.Event | None = None,
+        **common: Unpack[SinkParts],
     ) -> None:
-        self.name = name
-        self.route = route
+        super().__init__(name, **common)
         self._options = options
-        self._retry = retry
-        self._slice_name = slice_name
         self._timeout = timeout.total_seconds()
-        self._stop = stop
         self._subject = inline(options.get("subject"), DEFAULT_SUBJECT)
         self._text = load(options.get("template"), "email.txt.j2")
         self._html = load(options.get("html_template"), "email.html.j2", html=True)
@@ -296,12 +288,4 @@ def _raise_for(code: int, what: str) -> None:
 def build(name: str, context: SinkContext) -> EmailSink:
     """Build the email sink called *name*."""
     options = dict(context.options)
-    return EmailSink(
-        name,
-        options=options,
-        route=context.route,
-        retry=context.retry,
-        slice_name=context.slice_name,
-        timeout=options["timeout"],
-        stop=context.stop,
-    )
+    return EmailSink(name, options=options, timeout=options["timeout"], **parts(context))

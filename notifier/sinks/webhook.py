@@ -16,12 +16,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
 import httpx
@@ -31,10 +30,11 @@ import notifier
 from notifier.config.options import KindOptions, OptionError, option_duration
 from notifier.core.clock import Clock
 from notifier.core.model import Notice
-from notifier.sinks import MESSAGE_KINDS, Outcome, Route
+from notifier.sinks import Outcome
+from notifier.sinks.base import MessageSink, SinkParts, parts
 from notifier.sinks.config import ROUTE_OPTIONS
 from notifier.sinks.payload import payload
-from notifier.sinks.registry import Retry, SinkContext
+from notifier.sinks.registry import SinkContext
 from notifier.sinks.retrying import Permanent, Retrier, Transient
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
@@ -78,11 +78,8 @@ def webhook_secret_key(secret: str) -> bytes:
     return key
 
 
-class WebhookSink:
+class WebhookSink(MessageSink):
     """POST each notice as JSON to one URL."""
-
-    kinds = MESSAGE_KINDS
-    digest = False
 
     def __init__(
         self,
@@ -91,22 +88,15 @@ class WebhookSink:
         url: str,
         secret: str | None,
         timeout: timedelta,
-        route: Route,
-        retry: Retry,
         clock: Clock,
         window: timedelta,
-        slice_name: str,
-        stop: threading.Event | None = None,
+        **common: Unpack[SinkParts],
     ) -> None:
-        self.name = name
-        self.route = route
+        super().__init__(name, **common)
         self._url = url
         self._signer = Webhook(secret) if secret else None
-        self._retry = retry
         self._clock = clock
         self._window = window
-        self._slice_name = slice_name
-        self._stop = stop
         self._timeout = timeout.total_seconds()
         self._client = self._open_client()
 
@@ -189,10 +179,7 @@ def build(name: str, context: SinkContext) -> WebhookSink:
         url=options["url"],
         secret=options.get("secret"),
         timeout=options["timeout"],
-        route=context.route,
-        retry=context.retry,
         clock=context.clock,
         window=context.window,
-        slice_name=context.slice_name,
-        stop=context.stop,
+        **parts(context),
     )
