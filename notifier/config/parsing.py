@@ -13,14 +13,12 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator
 from pydantic_settings import NoDecode
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from notifier.config.options import OptionError
 from notifier.core.durations import DurationError, parse_duration
 from notifier.core.limits import MAX_LIFETIME_TEXT, duration_in_range
 from notifier.core.model import Threshold
-from notifier.db.database import prepare_threshold
+from notifier.db.urls import state_database_url
 from notifier.sinks.registry import SINK_KINDS, SinkNameError, parse_sink_name
 from notifier.sources.config import parse_source_name
 
@@ -206,68 +204,6 @@ def _lowercase(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-# The databases notifier keeps its own state in, each with the one driver it ships.
-_STATE_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
-_SUPPORTED_DATABASES = "supported: sqlite, postgresql"
-
-
-def _parse_database_url(value: object) -> object:
-    """A URL of a database notifier keeps its own state in, with its driver normalised."""
-    # Messages never repeat the URL: secrets.describe() shows it once, with its password redacted.
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError("expected a database URL")
-    text = value.strip()
-    if not text:
-        raise ValueError("empty; leave it unset for the embedded SQLite default")
-    try:
-        url = make_url(text)
-    except ArgumentError:
-        raise ValueError(
-            f"not a database URL ({_SUPPORTED_DATABASES}; e.g. "
-            "sqlite:////var/lib/notifier/notifier.db or postgresql://user@host/db)"
-        ) from None
-    except ValueError:  # SQLAlchemy's int() of the port
-        raise ValueError(
-            f"not a database URL: the port after the host must be a number ({_SUPPORTED_DATABASES})"
-        ) from None
-    url = normalise_database_url(url)
-    _check_state_database(url)
-    if url.port is not None and not 0 < url.port < 65536:  # noqa: PLR2004 - the TCP port range
-        raise ValueError(f"port {url.port} is out of range (1-65535)")
-    if url.get_backend_name() == "sqlite" and not url.database:
-        raise ValueError("a SQLite URL needs a file path (in-memory databases are not shared)")
-    if "prepare_threshold" in url.query:
-        if url.get_backend_name() != "postgresql":
-            raise ValueError("prepare_threshold is an option of PostgreSQL URLs (psycopg)")
-        prepare_threshold(url.query["prepare_threshold"])  # raises ValueError naming it
-    return url.render_as_string(hide_password=False)
-
-
-def _check_state_database(url: URL) -> None:
-    """Refuse a database or driver other than the two notifier keeps its own state in."""
-    try:
-        url.get_dialect()
-    except NoSuchModuleError:
-        raise ValueError(
-            f"unknown database driver {url.drivername!r} ({_SUPPORTED_DATABASES})"
-        ) from None
-    backend = url.get_backend_name()
-    if backend not in _STATE_DRIVERS:
-        raise ValueError(
-            f"unsupported database {backend!r} for notifier's own state ({_SUPPORTED_DATABASES}); "
-            "to read tokens from such a database, use the sql source and its own URL "
-            "(NOTIFIER_SQL_URL)"
-        )
-    driver = url.get_driver_name()
-    if driver != _STATE_DRIVERS[backend]:
-        raise ValueError(
-            f"driver {driver!r} is not supported: write {backend}:// for the "
-            f"{_STATE_DRIVERS[backend]} driver notifier ships ({_SUPPORTED_DATABASES})"
-        )
-
-
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 # A password may sit in the URL's user part, or in a password= pair (a query, a libpq string).
 _PASSWORD_PAIR = re.compile(
@@ -291,13 +227,6 @@ def redact_url(text: str) -> str:
     if 0 <= colon < at:
         rest = f"{rest[: colon + 1]}***{rest[at:]}"
     return _PASSWORD_PAIR.sub(r"\g<key>***", scheme + separator + rest)
-
-
-def normalise_database_url(url: URL) -> URL:
-    """Map the URL spellings operators use onto the drivers we ship (psycopg 3)."""
-    if url.drivername in {"postgres", "postgresql"}:
-        return url.set(drivername="postgresql+psycopg")
-    return url
 
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -335,7 +264,7 @@ def _check_slice_name(value: str) -> str:
 # --- the types of the settings, each with its parser --------------------------------------------
 # NoDecode: pydantic-settings would otherwise read a list or a NamedTuple as JSON (["x", 1]).
 
-DatabaseUrl = Annotated[str | None, BeforeValidator(_parse_database_url)]
+DatabaseUrl = Annotated[str | None, BeforeValidator(state_database_url)]
 SliceName = Annotated[str, AfterValidator(_check_slice_name)]
 SinkNames = Annotated[
     tuple[str, ...], NoDecode, BeforeValidator(_split_csv), AfterValidator(_check_sink_names)

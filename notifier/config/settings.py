@@ -45,7 +45,6 @@ from notifier.config.parsing import (
     PositiveDuration,
     SecondOrMore,
     between,
-    normalise_database_url,
     redact_url,
 )
 from notifier.config.secrets import (
@@ -56,6 +55,7 @@ from notifier.config.secrets import (
     value_origin,
     written_duration,
 )
+from notifier.db.urls import normalise_database_url
 from notifier.sinks.config import SinkConfig
 from notifier.sources.config import SourceConfig
 

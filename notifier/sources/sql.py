@@ -33,13 +33,14 @@ from sqlalchemy import (
     table,
     tuple_,
 )
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.config.options import KindOptions, OptionError, option_timezone
 from notifier.core.model import WatchedToken
 from notifier.core.policy import in_window
 from notifier.db.external import read_only_engine
+from notifier.db.urls import external_database_url
 from notifier.sources import SourceError
 
 # The options of a sql source; the URL may carry a password (_FILE and credentials apply).
@@ -78,37 +79,10 @@ def check_options(name: str, options: Mapping[str, Any]) -> SqlSourceConfig:
 def _url(value: object) -> URL:
     if not isinstance(value, str) or not value.strip():
         raise OptionError("url", "is required: the SQLAlchemy URL of the database to read")
-    # Messages never repeat the URL: it may carry a password.
     try:
-        url = make_url(value.strip())
-    except ArgumentError:
-        raise OptionError("url", "not a database URL") from None
-    except ValueError:  # SQLAlchemy's int() of the port
-        raise OptionError(
-            "url", "not a database URL: the port after the host must be a number"
-        ) from None
-    if url.port is not None and not 0 < url.port < _PORT_END:
-        raise OptionError("url", f"port {url.port} is out of range (1-65535)")
-    if url.drivername in {"postgres", "postgresql"}:
-        url = url.set(drivername="postgresql+psycopg")
-    elif url.drivername in {"mysql", "mariadb"}:
-        url = url.set(drivername=f"{url.drivername}+pymysql")
-    try:
-        dialect = url.get_dialect()
-    except NoSuchModuleError:
-        raise OptionError("url", f"unknown database driver {url.drivername!r}") from None
-    try:
-        dialect.import_dbapi()
-    except ImportError as error:
-        extra = (
-            " (pip install pymysql, in notifier's environment)"
-            if url.get_backend_name() == "mysql"
-            else ""
-        )
-        raise OptionError(
-            "url", f"the driver for {url.drivername!r} is not installed: {error}{extra}"
-        ) from None
-    return url
+        return external_database_url(value.strip())
+    except ValueError as error:
+        raise OptionError("url", str(error)) from None
 
 
 def _identifier(option: str, value: object, *, required: bool) -> str | None:
