@@ -21,7 +21,10 @@ from notifier.sinks.config import check_sink, every_secret_option, sink_options
 from notifier.sources.config import SECRET_OPTIONS, check_source, source_options
 
 if TYPE_CHECKING:
-    from notifier.config.settings import Settings
+    from collections.abc import Sequence
+
+    from notifier.sinks.config import SinkConfig
+    from notifier.sources.config import SourceConfig
 
 # The config file: table ("sources", "sinks") -> instance name -> its options.
 ConfigDocument = dict[str, dict[str, dict[str, Any]]]
@@ -149,13 +152,11 @@ def instance_options(
     return options, origin
 
 
-def instance_variables(settings: Settings) -> set[str]:
+def instance_variables(sources: Sequence[SourceConfig], sinks: Sequence[SinkConfig]) -> set[str]:
     """The per-instance variables the enabled sources and sinks read, for the typo check."""
     known: set[str] = set()
-    for section, configs in (
-        (SOURCES, settings.source_configs),
-        (SINKS, settings.sink_configs),
-    ):
+    configs: Sequence[SourceConfig] | Sequence[SinkConfig]
+    for section, configs in ((SOURCES, sources), (SINKS, sinks)):
         for config in configs:
             prefix = instance_prefix(config.name)
             kind = section.options(config.name)

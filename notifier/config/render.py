@@ -38,7 +38,7 @@ def unknown_variables(settings: Settings | None = None) -> list[tuple[str, str |
     """``NOTIFIER_*`` variables that name no setting, each with the closest known name."""
     known: set[str] = set(_NOT_SETTINGS)
     if settings is not None:
-        known |= instance_variables(settings)
+        known |= instance_variables(settings.source_configs, settings.sink_configs)
     for field in Settings.model_fields.values():
         described = meta(field)
         if described:
