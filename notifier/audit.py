@@ -11,13 +11,15 @@ import pwd
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Insert, select
 
 from notifier.db.database import Database
 from notifier.db.models import AuditEvent
-from notifier.resources import AuditEventResource
+
+if TYPE_CHECKING:
+    from notifier.resources import AuditEventResource
 
 _events = AuditEvent.__table__
 
@@ -65,6 +67,8 @@ def list_events(
     database: Database, *, token_id: str | None = None, limit: int | None = None
 ) -> list[AuditEventResource]:
     """Events, newest first; for one token when *token_id* is given."""
+    from notifier.resources import AuditEventResource  # noqa: PLC0415 - writers need no pydantic
+
     query = select(_events).order_by(_events.c.at.desc(), _events.c.id.desc())
     if token_id is not None:
         query = query.where(_events.c.token_id == token_id)

@@ -85,7 +85,7 @@ def cmd_sinks_test(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
     """Show the state per (token, sink): last sent, attempts, last error."""
     from notifier.delivery.ledger import EPOCH  # noqa: PLC0415
-    from notifier.delivery.ledger.history import list_deliveries  # noqa: PLC0415
+    from notifier.delivery.ledger.deliveries import list_deliveries  # noqa: PLC0415
 
     with opened(settings) as parts:
         deliveries = list_deliveries(parts.database, sink=args.sink, failed_only=args.failed)

@@ -1,6 +1,6 @@
-"""The ledger outside a pass: what each sink heard, and the few changes other parts ask for.
+"""The ledger outside a pass: the few changes other parts ask of the state.
 
-Reading the state (``notifier deliveries list``), making a token's rows due again (an
+Making a token's rows due again (an
 unsnooze, a changed policy), forgetting a deleted token, and pruning closed loops. An
 unsnooze bumps the rows' version, as the pass's own writes do, so a pass that read a row
 before it writes nothing over it.
@@ -11,30 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, and_, delete, func, update
 
-from notifier.db.database import Database
 from notifier.delivery.ledger.codec import EPOCH, STATE
-from notifier.resources import DeliveryResource
-
-
-def list_deliveries(
-    database: Database, *, sink: str | None = None, failed_only: bool = False
-) -> list[DeliveryResource]:
-    """State per (token, sink), failures first, then by token."""
-    query = select(STATE).order_by(
-        STATE.c.attempts.desc(), STATE.c.source, STATE.c.token_id, STATE.c.sink
-    )
-    if sink is not None:
-        query = query.where(STATE.c.sink == sink)
-    if failed_only:
-        query = query.where(STATE.c.attempts > 0)
-    with database.read() as connection:
-        rows = connection.execute(query).mappings().all()
-    return [
-        DeliveryResource.model_validate({**row, "leased": row["lease_owner"] is not None})
-        for row in rows
-    ]
 
 
 def make_due(connection: Connection, source: str, token_id: str, sink: str | None) -> None:
