@@ -49,7 +49,7 @@ def prune(database: Database, now: datetime, retention: timedelta) -> dict[str, 
                     or_(notifications.c.resolved_at < cutoff, notifications.c.last_seen < cutoff)
                 )
             ).rowcount,
-            "delivery_state": history.prune(connection, cutoff),
+            **history.prune(connection, cutoff),
             "audit_events": connection.execute(delete(events).where(events.c.at < cutoff)).rowcount,
             "snoozes": connection.execute(delete(snoozes).where(snoozes.c.until < now)).rowcount,
         }

@@ -61,7 +61,7 @@ class Revocation:
     already_revoked: bool  # True: it was revoked before (token.revoked_at says when)
 
 
-def _forget_delivery_state(connection: Connection, token_ids: Sequence[str]) -> None:
+def _forget_history(connection: Connection, token_ids: Sequence[str]) -> None:
     """Delete the delivery state (through the ledger) and UI notifications of *token_ids*.
 
     A deleted token's rows would otherwise outlive it.
@@ -297,7 +297,7 @@ class TokenStore:
             row = self._row(change.connection, token_id)
             resource = token_resource(row, now, self.policy)
             change.connection.execute(delete(_tokens).where(_tokens.c.id == token_id))
-            _forget_delivery_state(change.connection, [token_id])
+            _forget_history(change.connection, [token_id])
             change.audit("delete", token_id, row["name"], {"expires_at": iso(row["expires_at"])})
         log.info("token.deleted", token_id=token_id)
         return resource

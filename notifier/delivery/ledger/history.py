@@ -43,10 +43,13 @@ def forget(connection: Connection, source: str, token_ids: Sequence[str]) -> Non
     )
 
 
-def prune(connection: Connection, cutoff: datetime) -> int:
-    """Delete closed loops last touched before *cutoff*; open loops and leased rows stay."""
+def prune(connection: Connection, cutoff: datetime) -> dict[str, int]:
+    """Delete closed loops last touched before *cutoff*; open loops and leased rows stay.
+
+    Return how many rows went, under the table's name (retention's log field).
+    """
     last_touched = func.coalesce(STATE.c.last_attempt_at, STATE.c.last_sent_at)
-    return connection.execute(
+    gone = connection.execute(
         delete(STATE).where(
             and_(
                 STATE.c.next_due_at.is_(None),
@@ -55,3 +58,4 @@ def prune(connection: Connection, cutoff: datetime) -> int:
             )
         )
     ).rowcount
+    return {STATE.name: gone}
