@@ -8,7 +8,6 @@ a secret was read, never its value.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,7 +16,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import PydanticBaseSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from notifier.config.parsing import ConfigError, redact_url
 from notifier.config.weak_secrets import KEY_ADVICE, is_placeholder, key_weakness
@@ -26,14 +30,39 @@ from notifier.core.durations import DurationError, format_in_one_unit, parse_dur
 PREFIX = "NOTIFIER_"
 
 
+class _Environment(BaseSettings):
+    """No settings: what pydantic-settings reads the environment for, before any load."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore")
+
+
+class _Reading:
+    """The environment as pydantic-settings' source read it for the latest load."""
+
+    variables: Mapping[str, str] | None = None
+
+
+def remember_environment(source: PydanticBaseSettingsSource) -> None:
+    """Keep what *source* (the load's EnvSettingsSource) read, for :func:`environment`."""
+    if isinstance(source, EnvSettingsSource):
+        _Reading.variables = _text(source)
+
+
 def environment() -> Mapping[str, str]:
-    """The process environment: besides pydantic-settings' own source, the one place it is read.
+    """The environment as pydantic-settings read it: nothing of notifier reads os.environ.
 
     The per-instance variables, the typo check and the origin of each value depend on what
-    other settings say (the sinks listed, the config file), so they cannot be fields of a
-    pydantic-settings source; they all read the environment through here.
+    other settings say (the sinks listed, the config file), so they cannot be fields; they
+    read the mapping the latest load's EnvSettingsSource read, so that every part of one load
+    sees one reading. Before any load, a source of no settings reads it.
     """
-    return os.environ
+    if _Reading.variables is None:
+        return _text(EnvSettingsSource(_Environment))
+    return _Reading.variables
+
+
+def _text(source: EnvSettingsSource) -> dict[str, str]:
+    return {name: value for name, value in source.env_vars.items() if value is not None}
 
 
 @dataclass(frozen=True, slots=True)

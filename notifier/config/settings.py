@@ -52,6 +52,7 @@ from notifier.config.secrets import (
     HeartbeatUrl,
     SecretFilesSource,
     describe,
+    remember_environment,
     value_origin,
     written_duration,
 )
@@ -218,6 +219,7 @@ class Settings(CoreSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Read init values, then the environment, then secret files and credentials."""
         del dotenv_settings, file_secret_settings  # systemd's EnvironmentFile= does that job
+        remember_environment(env_settings)  # the one reading of the environment, for the rest
         return (init_settings, env_settings, SecretFilesSource(settings_cls))
 
     # --- derived values ---------------------------------------------------------------------

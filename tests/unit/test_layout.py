@@ -3,7 +3,8 @@
 - the delivery state is the ledger's: only ``notifier/delivery/ledger`` (and ``db/``, which
   defines it) imports its table;
 - dialects stay in ``db/``: no module elsewhere asks which database it runs on;
-- sources only list: ``notifier/sources`` imports nothing of the delivery state or sinks.
+- sources only list: ``notifier/sources`` imports nothing of the delivery state or sinks;
+- the environment is read by pydantic-settings alone (config/secrets.py hands on its reading).
 """
 
 from __future__ import annotations
@@ -78,3 +79,17 @@ def test_sources_know_nothing_of_sinks_or_state(path: Path) -> None:
     names = imported_names(path)
     assert not [n for n in names if n.startswith(("notifier.sinks", "notifier.delivery"))]
     assert "notifier.db.models.DeliveryStateRow" not in names
+
+
+@pytest.mark.parametrize(
+    "path", modules(outside=()), ids=lambda path: str(path.relative_to(PACKAGE))
+)
+def test_only_pydantic_settings_reads_the_environment(path: Path) -> None:
+    """The settings' sources read it once per load; everything else asks config/secrets.py."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    reads = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "environb"}
+    ]
+    assert not reads, f"{path} reads the environment itself at lines {reads}"
