@@ -13,6 +13,7 @@ import structlog
 
 import notifier
 from notifier import exitcodes
+from notifier.cli import interrupts
 from notifier.cli.audit import add_commands as add_audit_commands
 from notifier.cli.channels import add_commands as add_channel_commands
 from notifier.cli.interrupts import Interrupted, installed
@@ -253,6 +254,7 @@ def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> int:
     try:
         code = handler(settings, args)
         sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+        interrupts.done()
     except BrokenPipeError:
         # The reader went away (`notifier tokens list | head`): stop quietly, and keep the
         # interpreter's final flush of stdout from failing again (the signal module's

@@ -38,11 +38,14 @@ class _State:
         self.deferring = 0
         self.pending: int | None = None
         self.raised = False
+        self.done = False
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         del frame
         if self.raised:
             return  # already stopping: a second Ctrl-C must not interrupt the unwinding
+        if self.done:
+            return  # the command has done its work and said so: its answer stands
         if self.deferring:
             if self.pending is None:
                 self.pending = signum
@@ -65,7 +68,7 @@ def installed(signals: tuple[signal.Signals, ...]) -> Iterator[None]:
         yield
         return
     previous: dict[signal.Signals, Any] = {}
-    _state.deferring, _state.pending, _state.raised = 0, None, False
+    _state.deferring, _state.pending, _state.raised, _state.done = 0, None, False, False
     try:
         for sig in signals:
             previous[sig] = signal.signal(sig, _state.on_signal)
@@ -74,6 +77,15 @@ def installed(signals: tuple[signal.Signals, ...]) -> Iterator[None]:
         for sig, handler in previous.items():
             # None: a handler not set from Python; the default is the nearest we can restore.
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def done() -> None:
+    """The command has done its work and written its answer: later signals change neither.
+
+    A signal while the process winds down then prints no "interrupted" line after, say,
+    "Imported 40000 token(s)", and the command's exit code stands.
+    """
+    _state.done = True
 
 
 class Deferral:

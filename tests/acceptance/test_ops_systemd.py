@@ -6,6 +6,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -140,6 +142,14 @@ class TestUnitSettings:
         assert value in directives()[key]
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    """Poll *condition* until it holds; fail after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.05)
+
+
 class TestLogrotate:
     def test_config_parses(self, tmp_path: Path) -> None:
         """The logrotate config parses without an error (debug mode: nothing is rotated)."""
@@ -170,6 +180,9 @@ class TestLogrotate:
             {**env, "NOTIFIER_HTTP_ADDRESS": "off", "NOTIFIER_LOG_FILE": str(log_file)}
         )
         running.wait_for(r"check\.completed")
+        # stderr shows a line before the file handler writes it: rotate only once the file
+        # has it, or a rename in between sends it to the fresh file.
+        wait_until(lambda: "check.completed" in log_file.read_text(encoding="utf-8"))
         # The shipped config, with its path and its systemctl pointed at this test's daemon.
         config = (DEPLOY / "logrotate" / "notifier").read_text(encoding="utf-8")
         config = config.replace("/var/log/notifier/notifier.log", str(log_file))
