@@ -1,8 +1,8 @@
-"""Pass cost: the Checker against the raw-SQL limit, measured in the same run.
+"""Pass cost: the Checker against two baselines, measured in the same run.
 
 N tokens, about k of them inside the detection window (bench/generate.py). For each backend
-(SQLite, PostgreSQL) and each (N, k), every repeat runs two worker processes on the same
-database, in alternating order:
+(SQLite, PostgreSQL) and each (N, k), every repeat runs three worker processes on the same
+database, each kind first, second and last in turn:
 
 - **ours**: a :class:`~notifier.delivery.checker.Checker` with the log sink (to a file) and
   the ui sink, as ``notifier check`` builds it; a warm-up pass, then the timed **first pass** (every
@@ -12,7 +12,13 @@ database, in alternating order:
   the due query, a write transaction for the claims with RETURNING, one for the ui upsert, one
   for the outcomes), the same per-pass statements (the policy and replica rows read, this
   replica's row written; snoozes, window count, closing query), and a stdlib log line per
-  notice to a file.
+  notice to a file. Its ratio is our overhead over our own design;
+- **minimal**: the minimal work of the same job (#13), the baseline the goals are set
+  against: for each sink, one query of the due tokens of the window (and the last backoff
+  interval, for expired notices) left-joined with their state; a log line per notice (log)
+  or an upserted notification (ui); the state rows upserted; one transaction per sink. No
+  claims, leases, paging, replica rows, snoozes or closing query: its ratio is what the
+  design's promises cost on top of the job (docs/performance.md).
 
 Each worker reports its timings and its peak RSS (``ru_maxrss``): flat peak memory as N grows
 shows that nothing is materialised in proportion to the table. The machine is shared and
@@ -61,6 +67,7 @@ PASS_INTERVAL = timedelta(hours=1)
 LOOKBACK = BACKOFF  # Policy.lookback with expired notices on
 NEXT_DUE = NOW + BACKOFF - PASS_INTERVAL / 2  # backoff end, less the tolerance
 SINKS = ("log", "ui")
+KINDS = ("ours", "raw", "minimal")
 LEASE_SECONDS = 600.0
 ROUNDS = 3  # timed rounds per worker process
 ANALYZE_AFTER = 500  # as notifier.delivery.checker._ANALYZE_AFTER
@@ -506,6 +513,104 @@ def raw(url: URL, log_path: Path) -> dict[str, float]:
     return result
 
 
+# --- minimal ----------------------------------------------------------------------------------
+
+
+MINIMAL_DUE_SQL = f"""
+SELECT {COLUMNS_SQL}
+FROM tokens LEFT OUTER JOIN delivery_state
+  ON delivery_state.source = 'store' AND delivery_state.token_id = tokens.id
+ AND delivery_state.sink = ?
+WHERE tokens.expires_at > ? AND tokens.expires_at <= ?
+  AND (tokens.revoked_at IS NULL OR tokens.revoked_at > ?) AND tokens.superseded_by IS NULL
+  AND (delivery_state.sink IS NULL OR delivery_state.next_due_at <= ?
+       OR delivery_state.expires_at IS NULL OR delivery_state.expires_at != tokens.expires_at)
+"""
+MINIMAL_STATE_SQL = """
+INSERT INTO delivery_state (source, token_id, sink, expires_at, next_due_at, last_sent_at,
+  last_notice_id, last_kind, last_threshold_s, notices_sent, attempts, last_attempt_at,
+  last_error, lease_owner, lease_until, version)
+VALUES ('store', ?, ?, ?, ?, ?, ?, 'expiring', NULL, ?, 0, ?, NULL, NULL, NULL, 0)
+ON CONFLICT (source, token_id, sink) DO UPDATE SET expires_at = excluded.expires_at,
+  next_due_at = excluded.next_due_at, last_sent_at = excluded.last_sent_at,
+  last_notice_id = excluded.last_notice_id, last_kind = excluded.last_kind,
+  last_threshold_s = excluded.last_threshold_s, notices_sent = excluded.notices_sent,
+  attempts = 0, last_attempt_at = excluded.last_attempt_at, last_error = NULL,
+  version = delivery_state.version + 1
+"""
+
+
+def minimal_pass(backend: RawBackend, log: logging.Logger) -> int:
+    """The minimal work of one pass: per sink, one query, the sends, one upsert, one commit.
+
+    What the job needs and nothing the design adds: no claims or leases, no paging, no
+    policy or replica rows, no snoozes, no closing query, no window count.
+    """
+    now_p, horizon_p, from_p = (
+        backend.time(NOW),
+        backend.time(NOW + WINDOW),
+        backend.time(NOW - LOOKBACK),
+    )
+    sent = 0
+    for sink in SINKS:
+        rows = backend.read(
+            backend.sql(MINIMAL_DUE_SQL), [sink, from_p, horizon_p, now_p, now_p]
+        )
+        if not rows:
+            continue
+        states = []
+        notifications = []
+        for row in rows:
+            expires = backend.parse(row[2])
+            days = (expires - NOW) // timedelta(days=1) + 1
+            unit = "day" if days == 1 else "days"
+            message = (
+                f"Warn: API Token {row[1]} (ID {row[0]}) will expire in less than {days} {unit}."
+            )
+            key = f"store\x1f{row[0]}\x1f{sink}\x1fexpiring\x1f\x1f{expires.isoformat()}\x1f0"
+            notice_id = hashlib.sha256(key.encode()).hexdigest()[:32]
+            if sink == "log":
+                log.warning(message)
+            else:
+                notifications.append(
+                    (
+                        hashlib.md5(row[0].encode(), usedforsecurity=False).hexdigest()[:12],
+                        row[0],
+                        row[1],
+                        message,
+                        "Create a new token and revoke this one before it expires.",
+                        row[2],
+                        days,
+                        now_p,
+                        now_p,
+                    )
+                )
+            next_due = backend.time(min(expires, NEXT_DUE))
+            states.append((row[0], sink, row[2], next_due, now_p, notice_id, 1, now_p))
+        with backend.write() as cursor:
+            if notifications:
+                cursor.executemany(backend.sql(UI_SQL), notifications)
+            cursor.executemany(backend.sql(MINIMAL_STATE_SQL), states)
+        backend.created(len(states))
+        sent += len(rows)
+    return sent
+
+
+def minimal(url: URL, log_path: Path) -> dict[str, float]:
+    """Warm up, then time a first and a steady minimal pass."""
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log = logging.getLogger("minimal")
+    log.addHandler(handler)
+    log.propagate = False
+    backend = raw_backend(url)
+    run = partial(minimal_pass, backend, log)
+    result = rounds(url, run, run)
+    backend.close()
+    handler.close()
+    return result
+
+
 # --- orchestration ----------------------------------------------------------------------------
 
 
@@ -532,7 +637,7 @@ def reset(url: URL) -> None:
 
 def worker(kind: str, url: URL, log_path: Path) -> dict[str, float]:
     """Run one side in this process, and add its peak memory."""
-    result = (ours if kind == "ours" else raw)(url, log_path)
+    result = {"ours": ours, "raw": raw, "minimal": minimal}[kind](url, log_path)
     result["maxrss_mb"] = maxrss_mb()
     return result
 
@@ -569,9 +674,10 @@ def measure(
             url = create_postgresql_database(name)
         try:
             generated = generate(url, tokens, inside)
-            samples: dict[str, list[dict[str, float]]] = {"ours": [], "raw": []}
+            samples: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
             for index in range(repeat):
-                order = ("ours", "raw") if index % 2 == 0 else ("raw", "ours")
+                # Each kind runs first, second and last in turn.
+                order = KINDS[index % 3 :] + KINDS[: index % 3]
                 for kind in order:
                     samples[kind].append(run_worker(kind, url, base / f"{kind}.log"))
                     (base / f"{kind}.log").unlink()
@@ -607,6 +713,8 @@ def summarise(  # noqa: PLR0917
         result[key] = median("ours", key)
         result[f"{key}_raw"] = median("raw", key)
         result[f"{key}_ratio"] = result[key] / result[f"{key}_raw"]
+        result[f"{key}_minimal"] = median("minimal", key)
+        result[f"{key}_minimal_ratio"] = result[key] / result[f"{key}_minimal"]
     return result
 
 
@@ -622,8 +730,10 @@ def report(result: dict[str, Any]) -> str:
     scales = (("first", "ms", 1000), ("steady", "ms", 1000), ("maxrss_mb", "MiB", 1))
     for key, unit, scale in scales:
         lines.append(
-            f"  {key:>9}: notifier {result[key] * scale:9.1f} {unit}   raw "
-            f"{result[f'{key}_raw'] * scale:9.1f} {unit}   ratio {result[f'{key}_ratio']:5.2f}x"
+            f"  {key:>9}: notifier {result[key] * scale:8.1f} {unit}"
+            f" | raw {result[f'{key}_raw'] * scale:8.1f} {unit} {result[f'{key}_ratio']:5.2f}x"
+            f" | minimal {result[f'{key}_minimal'] * scale:8.1f} {unit}"
+            f" {result[f'{key}_minimal_ratio']:5.2f}x"
         )
     return "\n".join(lines)
 

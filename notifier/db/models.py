@@ -184,6 +184,16 @@ class DeliveryStateRow(Base):
             sqlite_where=text(OPEN_LOOP_SQL),
             postgresql_where=text(OPEN_LOOP_SQL),
         ),
+        # The same loops by expiry: those that left the window by time, in one range scan
+        # (migration 0004, which also adds the triggers that count changes to tokens).
+        Index(
+            "ix_delivery_state_open_expiry",
+            "source",
+            "sink",
+            "expires_at",
+            sqlite_where=text(OPEN_LOOP_SQL),
+            postgresql_where=text(OPEN_LOOP_SQL),
+        ),
         # The primary key is the main lookup path; SQLite then stores rows in it directly.
         {"sqlite_with_rowid": False},
     )

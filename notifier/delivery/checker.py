@@ -62,7 +62,16 @@ from notifier.core.policy import Policy
 from notifier.db.database import Database
 from notifier.delivery.coordination import Coordination
 from notifier.delivery.leases import lease_owner
-from notifier.delivery.ledger import Candidate, Item, Key, Ledger, View, record_row, view
+from notifier.delivery.ledger import (
+    Candidate,
+    Item,
+    Key,
+    Ledger,
+    View,
+    Walks,
+    record_row,
+    view,
+)
 from notifier.delivery.retention import prune_if_due
 from notifier.delivery.snoozes import Snoozes, active_snoozes
 from notifier.sinks import Outcome, Sink, accepts
@@ -151,6 +160,8 @@ class Checker:
         self._replicas = Coordination(database, self._owner, lease)
         # Seconds per notice each sink took lately: sizes its next chunk.
         self._pace: dict[str, float] = {}
+        # The last walk over each sink's open loops that found nothing to close.
+        self._walks = Walks()
 
     @property
     def owner(self) -> str:
@@ -170,7 +181,12 @@ class Checker:
         for source in self._sources:
             try:
                 seen = view(
-                    source, self._database, now, self._policy.horizon, self._policy.lookback
+                    source,
+                    self._database,
+                    now,
+                    self._policy.horizon,
+                    self._policy.lookback,
+                    self._walks,
                 )
             except SourceError as error:
                 # One broken source is skipped for this pass; the others go on.

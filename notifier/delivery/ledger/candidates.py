@@ -13,7 +13,13 @@ For the store, both are one keyset join of its table with the state, inside the 
   returning only what is due: a steady pass in which nothing is due reads no rows into
   Python;
 - the **closing query** walks the sink's open loops and finds each one's token by primary
-  key.
+  key. A token leaves the window by a change (revoked, rotated, deleted, its expiry moved)
+  or by time (expired past the lookback, or a revocation scheduled for later came).
+  Triggers count the changes (migration 0004), so the walk over every open loop runs only
+  when the count moved since the last walk of this (source, sink) that found nothing, or
+  when a scheduled revocation seen in the window since then has come (:class:`Walks`);
+  otherwise only the loops that left by time are read, by one range scan of the open
+  loops' expiry index. A steady pass then reads no open loop at all.
 
 Another source's window (``sql``, ``file``) is read once per pass and matched with the
 state here, a batch of ids at a time.
@@ -22,14 +28,27 @@ state here, a batch of ids at a time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Row, Select, literal, not_, or_, select, tuple_
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    case,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    select,
+    tuple_,
+)
 
 from notifier.core.model import DeliveryState, WatchedToken
 from notifier.db.database import Database
-from notifier.db.models import UtcDateTime
+from notifier.db.models import Meta, UtcDateTime
 from notifier.delivery.ledger.codec import COLUMNS, STATE, Candidate, decode, is_open_loop
 from notifier.sources import TokenSource
 from notifier.sources.store import COLUMNS as TOKEN_COLUMNS
@@ -37,6 +56,9 @@ from notifier.sources.store import STORE, TOKENS, StoreSource, in_window, token_
 
 StateRow = tuple[DeliveryState, datetime | None, int]  # state, next_due_at, version
 _TOKEN_WIDTH = len(TOKEN_COLUMNS)
+META = Meta.__table__
+_ONE = literal_column("1", Integer())
+CHANGES = "tokens.changes"  # the count the triggers of migration 0004 keep
 
 
 class View(Protocol):
@@ -57,12 +79,89 @@ class View(Protocol):
         ...
 
 
-def view(
-    source: TokenSource, database: Database, now: datetime, horizon: timedelta, lookback: timedelta
+@dataclass(slots=True)
+class _Walk:
+    """A walk over a (source, sink)'s open loops that found none to close."""
+
+    changes: int  # the count of token changes read before it
+    horizon: timedelta
+    lookback: timedelta
+    revocation: datetime | None  # the earliest revocation scheduled in the window since
+
+
+class Walks:
+    """The last walk over each (source, sink)'s open loops that found nothing to close.
+
+    Kept by the checker across passes, in memory: a new process walks once. The walk can be
+    left out while it still holds: no change to tokens counted since (a count the walk read
+    before it started, so a change during the walk is seen next pass), the same window, and
+    no revocation scheduled in the window since has come. A scheduled revocation (a rotated
+    token's grace, an imported future ``revoked_at``) takes a token out of the window
+    without a change.
+    """
+
+    def __init__(self) -> None:
+        self._walks: dict[tuple[str, str], _Walk] = {}
+
+    def holds(  # noqa: PLR0917 - what the walk must have seen the same
+        self,
+        source: str,
+        sink: str,
+        changes: int | None,
+        horizon: timedelta,
+        lookback: timedelta,
+        now: datetime,
+    ) -> bool:
+        """Whether the last clean walk still says that no loop left the window by a change."""
+        walk = self._walks.get((source, sink))
+        return (
+            walk is not None
+            and changes is not None
+            and walk.changes == changes
+            and walk.horizon == horizon
+            and walk.lookback == lookback
+            and (walk.revocation is None or walk.revocation > now)
+        )
+
+    def saw(self, source: str, revocation: datetime | None) -> None:
+        """Fold the earliest revocation a pass saw scheduled in *source*'s window in."""
+        if revocation is None:
+            return
+        for (walked, _), walk in self._walks.items():
+            if walked == source and (walk.revocation is None or revocation < walk.revocation):
+                walk.revocation = revocation
+
+    def found_nothing(  # noqa: PLR0917
+        self,
+        source: str,
+        sink: str,
+        changes: int | None,
+        horizon: timedelta,
+        lookback: timedelta,
+        revocation: datetime | None,
+    ) -> None:
+        """Remember a walk that found no loop to close (it counts only with a known count)."""
+        if changes is None:
+            self._walks.pop((source, sink), None)
+            return
+        self._walks[source, sink] = _Walk(changes, horizon, lookback, revocation)
+
+    def forget(self, source: str, sink: str) -> None:
+        """The walk found loops to close: walk again next pass."""
+        self._walks.pop((source, sink), None)
+
+
+def view(  # noqa: PLR0917 - the pass's moment and window, and what it remembers
+    source: TokenSource,
+    database: Database,
+    now: datetime,
+    horizon: timedelta,
+    lookback: timedelta,
+    walks: Walks | None = None,
 ) -> View:
     """What the pass at *now* sees of *source*; a source that cannot be read raises."""
     if isinstance(source, StoreSource):
-        return StoreView(source, now, horizon, lookback)
+        return StoreView(source, now, horizon, lookback, walks or Walks())
     tokens = source.window(now, horizon, lookback)
     return WindowView(source.name, tokens, database, now, source.by_ids)
 
@@ -71,14 +170,26 @@ class StoreView:
     """The store's window at one pass's ``now``, joined with the state in SQL."""
 
     def __init__(
-        self, store: StoreSource, now: datetime, horizon: timedelta, lookback: timedelta
+        self,
+        store: StoreSource,
+        now: datetime,
+        horizon: timedelta,
+        lookback: timedelta,
+        walks: Walks,
     ) -> None:
         self._store = store
         self._database = store.database
         self._now = now
         self._horizon = horizon
         self._lookback = lookback
-        self.in_window = store.count(now, horizon)
+        self._walks = walks
+        # The count first: a change after this read is counted, and seen next pass.
+        self._changes, self.in_window, self._revocation = _window_summary(
+            self._database, now, horizon, lookback
+        )
+        walks.saw(STORE, self._revocation)
+        # Whether the planner may choose how to join each token with its state.
+        self._planned = self._database.statistics_current(STATE.name)
 
     def within(self, marks: Sequence[tuple[str, timedelta]]) -> dict[str, int]:
         """Count tokens within each mark in one index range scan."""
@@ -96,13 +207,47 @@ class StoreView:
                 None if after is None else (after.expires_at, after.id),
                 batch_size,
                 lookback=self._lookback,
+                planned=self._planned,
             )
 
         return self._pages(page, batch_size)
 
     def closing_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
-        """Yield the sink's open loops whose token left the window, in keyset pages."""
+        """Yield the sink's open loops whose token left the window, in keyset pages.
 
+        All of them when the last walk no longer holds (:class:`Walks`); else only those
+        that left by time.
+        """
+        window = (self._changes, self._horizon, self._lookback)
+        if self._walks.holds(STORE, sink, *window, self._now):
+            return self._pages(self._left_by_time(sink, batch_size), batch_size)
+        return self._walk(sink, batch_size)
+
+    def _walk(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
+        found = False
+        for batch in self._pages(self._every_loop(sink, batch_size), batch_size):
+            found = True
+            yield batch
+        if found:
+            self._walks.forget(STORE, sink)
+        else:
+            self._walks.found_nothing(
+                STORE, sink, self._changes, self._horizon, self._lookback, self._revocation
+            )
+
+    def _left_by_time(self, sink: str, batch_size: int) -> Callable[[Row[Any] | None], Select[Any]]:
+        def page(after: Row[Any] | None) -> Select[Any]:
+            return expired_loops_query(
+                self._database,
+                sink,
+                self._now - self._lookback,
+                after=None if after is None else (after.state_expires_at, after.state_token_id),
+                limit=batch_size,
+            )
+
+        return page
+
+    def _every_loop(self, sink: str, batch_size: int) -> Callable[[Row[Any] | None], Select[Any]]:
         def page(after: Row[Any] | None) -> Select[Any]:
             return closing_query(
                 self._database,
@@ -114,7 +259,7 @@ class StoreView:
                 limit=batch_size,
             )
 
-        return self._pages(page, batch_size)
+        return page
 
     def _pages(
         self, page: Callable[[Row[Any] | None], Select[Any]], size: int
@@ -140,38 +285,72 @@ def due_query(  # noqa: PLR0917 - the window, the page, and where it runs
     limit: int,
     *,
     lookback: timedelta = timedelta(0),
+    planned: bool = False,
 ) -> Select[Any]:
     """One keyset page of the store's tokens in the window that are due for *sink*.
 
-    Due: no state yet, ``next_due_at`` reached, or state about another expiry. The walk
-    follows the index (expires_at, id, ...), so the cost grows with the tokens in the window,
-    not with the table; each token's state is one primary-key probe (``outer_probe``).
+    Due: no state yet, ``next_due_at`` reached, or state about another expiry. The page is
+    found in the index (expires_at, id, revoked_at, superseded_by) alone, each token kept
+    unless its state for the sink says it is not due (``Database.absent``: a primary-key
+    probe, or the anti-join the planner picks when *planned* says its statistics are
+    current); only the page's tokens are then read whole, with their state
+    (``Database.reads_columns_late``: SQLite does that by itself). So the cost grows with
+    the tokens in the window, not with the table, and a steady pass in which nothing is due
+    reads no token row at all.
     """
     match = (STATE.c.source == STORE) & (STATE.c.token_id == TOKENS.c.id) & (STATE.c.sink == sink)
-    state = database.outer_probe(
-        TOKENS, STATE, match, COLUMNS, name="state", also=(STATE.c.next_due_at,)
+    keyset = (
+        None
+        if after is None
+        else tuple_(TOKENS.c.expires_at, TOKENS.c.id)
+        > tuple_(literal(after[0], UtcDateTime()), literal(after[1]))
     )
-    query = (
-        select(*TOKEN_COLUMNS, *state.columns)
-        .select_from(state.joined)
-        .where(
-            in_window(now, horizon, lookback),
-            or_(
-                state.sink.is_(None),
-                state.next_due_at <= now,
-                state.state_expires_at.is_(None),
-                state.state_expires_at != TOKENS.c.expires_at,
-            ),
+    if database.reads_columns_late:
+        # SQLite reads a row's other columns only for the rows a query returns: one join.
+        state = database.outer_probe(
+            TOKENS, STATE, match, COLUMNS, name="state", also=(STATE.c.next_due_at,)
         )
+        query = (
+            select(*TOKEN_COLUMNS, *state.columns)
+            .select_from(state.joined)
+            .where(
+                in_window(now, horizon, lookback),
+                or_(
+                    state.sink.is_(None),
+                    state.next_due_at <= now,
+                    state.state_expires_at.is_(None),
+                    state.state_expires_at != TOKENS.c.expires_at,
+                ),
+            )
+            .order_by(TOKENS.c.expires_at, TOKENS.c.id)
+            .limit(limit)
+        )
+        return query if keyset is None else query.where(keyset)
+    # Not due: a state for this expiry whose next look is later (or never).
+    waiting = (
+        select(_ONE)
+        .select_from(STATE)
+        .where(
+            match,
+            or_(STATE.c.next_due_at.is_(None), STATE.c.next_due_at > now),
+            STATE.c.expires_at == TOKENS.c.expires_at,
+        )
+    )
+    page = (
+        select(TOKENS.c.expires_at, TOKENS.c.id)
+        .where(in_window(now, horizon, lookback), database.absent(waiting, planned=planned))
         .order_by(TOKENS.c.expires_at, TOKENS.c.id)
         .limit(limit)
     )
-    if after is not None:
-        query = query.where(
-            tuple_(TOKENS.c.expires_at, TOKENS.c.id)
-            > tuple_(literal(after[0], UtcDateTime()), literal(after[1]))
-        )
-    return query
+    due = (page if keyset is None else page.where(keyset)).subquery("due")
+    state = database.outer_probe(
+        due.join(TOKENS, TOKENS.c.id == due.c.id), STATE, match, COLUMNS, name="state"
+    )
+    return (
+        select(*TOKEN_COLUMNS, *state.columns)
+        .select_from(state.joined)
+        .order_by(due.c.expires_at, due.c.id)
+    )
 
 
 def closing_query(
@@ -211,6 +390,66 @@ def closing_query(
     if after is not None:
         query = query.where(STATE.c.token_id > after)
     return query
+
+
+def expired_loops_query(
+    database: Database,
+    sink: str,
+    bound: datetime,
+    *,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> Select[Any]:
+    """Open loops of *sink* about an expiry at or before *bound* (the window's start).
+
+    One range scan of the open loops' expiry index, in (expiry, token) keyset pages; each
+    finds its token by primary key. The loop's expiry is its token's, unless the token
+    changed, which the walk over every loop handles.
+    """
+    token = database.outer_probe(
+        STATE, TOKENS, TOKENS.c.id == STATE.c.token_id, TOKEN_COLUMNS, name="token"
+    )
+    query = (
+        select(*token.columns, *COLUMNS)
+        .select_from(token.joined)
+        .where(
+            STATE.c.source == STORE,
+            STATE.c.sink == sink,
+            is_open_loop(),
+            STATE.c.expires_at <= bound,
+        )
+        .order_by(STATE.c.expires_at, STATE.c.token_id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(
+            tuple_(STATE.c.expires_at, STATE.c.token_id)
+            > tuple_(literal(after[0], UtcDateTime()), literal(after[1]))
+        )
+    return query
+
+
+def _window_summary(
+    database: Database, now: datetime, horizon: timedelta, lookback: timedelta
+) -> tuple[int | None, int, datetime | None]:
+    """The count of token changes, the tokens in the window, its earliest revocation.
+
+    In one read, the count first. The tokens counted expire in (now, now + horizon]; the
+    revocation is the earliest scheduled among the whole window's (a revoked one is out).
+    """
+    counted = select(
+        func.count(case((TOKENS.c.expires_at > now, 1))), func.min(TOKENS.c.revoked_at)
+    )
+    with database.read() as connection:
+        changes = connection.execute(select(META.c.value).where(META.c.key == CHANGES)).scalar()
+        inside, revocation = connection.execute(
+            counted.select_from(TOKENS).where(in_window(now, horizon, lookback))
+        ).one()
+    try:
+        count = int(changes) if changes is not None else None
+    except ValueError:
+        count = None  # not ours to fix: walk every pass
+    return count, int(inside), revocation
 
 
 def _candidate(row: Row[Any]) -> Candidate:
