@@ -28,7 +28,7 @@ read and writes back what it returns, so the rules below are tested as a table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from notifier.core.durations import format_duration
@@ -90,11 +90,19 @@ class Policy:
     thresholds: tuple[Threshold, ...] = ()
     notify_expired: bool = True
 
+    _horizon: timedelta = field(init=False, repr=False, compare=False)
+    _tolerance: timedelta = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Asked for every token of every pass: worked out once.
+        fixed = [t.duration for t in self.thresholds if t.duration is not None]
+        object.__setattr__(self, "_horizon", max([self.detection_window, *fixed]))
+        object.__setattr__(self, "_tolerance", min(self.pass_interval, self.backoff_interval) / 2)
+
     @property
     def horizon(self) -> timedelta:
         """How far ahead a pass reads tokens: the window or the widest fixed threshold."""
-        fixed = [t.duration for t in self.thresholds if t.duration is not None]
-        return max([self.detection_window, *fixed])
+        return self._horizon
 
     @property
     def count_marks(self) -> list[tuple[str, timedelta]]:
@@ -117,7 +125,7 @@ class Policy:
     @property
     def tolerance(self) -> timedelta:
         """How early a backoff may be called over: half the pass interval (or the backoff)."""
-        return min(self.pass_interval, self.backoff_interval) / 2
+        return self._tolerance
 
     @property
     def fingerprint(self) -> str:
@@ -339,8 +347,10 @@ class Policy:
         """Return the state and next look after the sink accepted the decision's notice."""
         notice = decision.notice
         kind = StateKind.told(notice.kind) if notice else decision.state.last_kind
-        state = replace(
-            decision.state,
+        # Built whole rather than by dataclasses.replace, which inspects the fields on
+        # every call: this runs once per notice sent.
+        state = DeliveryState(
+            expires_at=decision.state.expires_at,
             last_sent_at=now,
             notices_sent=decision.state.notices_sent + 1,
             attempts=0,

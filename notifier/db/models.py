@@ -7,6 +7,7 @@ Delivery state has no foreign key to ``tokens``: tokens from other sources live 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -50,6 +51,24 @@ def _from_sqlite_text(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+def _to_sqlite(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return sqlite_text(value)
+
+
+def _from_sqlite(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _from_sqlite_text(value)
+    if isinstance(value, datetime):  # pragma: no cover - sqlite3 returns the stored text
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    raise TypeError(f"expected the stored text of a time, got {type(value)!r}")
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every backend; naive values are refused.
 
@@ -66,6 +85,22 @@ class UtcDateTime(TypeDecorator[datetime]):
         if dialect.name == "sqlite":
             return dialect.type_descriptor(_SqliteTimeText())
         return dialect.type_descriptor(DateTime(timezone=True))
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, one function from a time to its text; elsewhere TypeDecorator's way."""
+        if dialect.name == "sqlite":
+            return _to_sqlite
+        return super().bind_processor(dialect)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        """On SQLite, one function from the text to a time; elsewhere TypeDecorator's way.
+
+        TypeDecorator's own wraps the column's processor and this type's method in two more
+        calls per value: a pass reads and writes several times per row.
+        """
+        if dialect.name == "sqlite":
+            return _from_sqlite
+        return super().result_processor(dialect, coltype)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         """UTC; on SQLite, the stored text."""
@@ -173,21 +208,12 @@ class DeliveryStateRow(Base):
     __table_args__ = (
         # The pass reads a (token, sink) by its primary key, and no other index may look as
         # good to a planner without statistics (migration 0003). The one other index holds
-        # a sink's open loops (last told "expiring"), in token order for the closing
-        # query's keyset walk; partial, so only a query that says last_kind = 'expiring'
-        # can take it.
+        # a sink's open loops (last told "expiring") by expiry: those that left the window
+        # by time are one range scan, and the walk over all of them follows it (migration
+        # 0004, which also adds the triggers that count changes to tokens). Partial, so
+        # only a query that says last_kind = 'expiring' can take it.
         Index(
             "ix_delivery_state_open",
-            "source",
-            "sink",
-            "token_id",
-            sqlite_where=text(OPEN_LOOP_SQL),
-            postgresql_where=text(OPEN_LOOP_SQL),
-        ),
-        # The same loops by expiry: those that left the window by time, in one range scan
-        # (migration 0004, which also adds the triggers that count changes to tokens).
-        Index(
-            "ix_delivery_state_open_expiry",
             "source",
             "sink",
             "expires_at",

@@ -15,7 +15,7 @@ from sqlalchemy import Integer, bindparam, case, literal_column, null, update
 
 from notifier.config.options import KindOptions
 from notifier.core.clock import Clock
-from notifier.core.ids import short_id
+from notifier.core.ids import short_ids
 from notifier.core.messages import HINT, sentence
 from notifier.core.model import Notice, NoticeKind
 from notifier.db.database import BulkStatement, Database
@@ -102,7 +102,7 @@ class UiSink:
         """The rows that open or update the notifications of *notices*."""
         return [
             {
-                "id": short_id(),
+                "id": new_id,
                 "token_id": notice.token_id,
                 "source": notice.source,
                 "token_name": notice.token_name,
@@ -114,7 +114,7 @@ class UiSink:
                 "first_seen": now,
                 "last_seen": now,
             }
-            for notice in notices
+            for notice, new_id in zip(notices, short_ids(len(notices)), strict=True)
         ]
 
     def close(self) -> None:

@@ -521,11 +521,17 @@ class TestQueryPlan:
     def test_closing_query_walks_the_open_loops_in_order(
         self, sqlite_url: URL, clock: FixedClock
     ) -> None:
-        """The closing query reads the partial index of open loops, in token order: no sort."""
+        """The closing query reads the partial index of open loops, in its order: no sort."""
         database = Database(sqlite_url)
         migrate.upgrade(database)
         query = closing_query(
-            database, "log", clock.now(), timedelta(hours=168), DAY, after="x", limit=500
+            database,
+            "log",
+            clock.now(),
+            timedelta(hours=168),
+            DAY,
+            after=(clock.now(), "x"),
+            limit=500,
         )
         details = sqlite_plan(database, query)
         database.dispose()

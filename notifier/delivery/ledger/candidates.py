@@ -255,7 +255,7 @@ class StoreView:
                 self._now,
                 self._horizon,
                 self._lookback,
-                after=None if after is None else after.state_token_id,
+                after=None if after is None else (after.state_expires_at, after.state_token_id),
                 limit=batch_size,
             )
 
@@ -360,12 +360,13 @@ def closing_query(
     horizon: timedelta,
     lookback: timedelta,
     *,
-    after: str | None,
+    after: tuple[datetime, str] | None,
     limit: int,
 ) -> Select[Any]:
     """Open loops of *sink* whose token is gone, revoked, rotated, or out of the window.
 
-    The walk follows the sink's open loops, and each finds its token by primary key
+    The walk follows the sink's open loops in (expiry, token) order, as their index has
+    them (an open loop is always about an expiry), and each finds its token by primary key
     (``outer_probe``), so the cost grows with the open loops, not with the tokens table.
     """
     token = database.outer_probe(
@@ -384,11 +385,14 @@ def closing_query(
                 not_(in_window(now, horizon, lookback, token)),
             ),
         )
-        .order_by(STATE.c.token_id)
+        .order_by(STATE.c.expires_at, STATE.c.token_id)
         .limit(limit)
     )
     if after is not None:
-        query = query.where(STATE.c.token_id > after)
+        query = query.where(
+            tuple_(STATE.c.expires_at, STATE.c.token_id)
+            > tuple_(literal(after[0], UtcDateTime()), literal(after[1]))
+        )
     return query
 
 

@@ -13,8 +13,10 @@ of a steady pass at a fleet's scale. So:
   an operator's own ``UPDATE tokens`` is counted too. SQLite's fire per row, when a value
   changed; PostgreSQL's per statement, with its transition tables, so that an import that
   changes a million rows bumps the count once and does not pile row versions on ``meta``;
-- ``ix_delivery_state_open_expiry`` (source, sink, expires_at), partial on open loops, finds
-  the loops that left the window by time with one index range scan.
+- ``ix_delivery_state_open`` (partial on open loops) is keyed (source, sink, expires_at)
+  instead of (source, sink, token_id): the loops that left the window by time are one range
+  scan of it, and the walk over every loop follows it in (expiry, token) order. One index,
+  not two: each loop a pass opens or closes writes it.
 
 Revision ID: 0004
 Revises: 0003
@@ -101,17 +103,23 @@ def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     for statement in _POSTGRESQL if dialect == "postgresql" else _SQLITE:
         op.execute(sa.text(statement))
+    op.drop_index("ix_delivery_state_open", "delivery_state")
+    _open_loops(["source", "sink", "expires_at"])
+
+
+def _open_loops(columns: list[str]) -> None:
     op.create_index(
-        "ix_delivery_state_open_expiry",
+        "ix_delivery_state_open",
         "delivery_state",
-        ["source", "sink", "expires_at"],
+        columns,
         sqlite_where=sa.text(_OPEN_LOOP),
         postgresql_where=sa.text(_OPEN_LOOP),
     )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_delivery_state_open_expiry", "delivery_state")
+    op.drop_index("ix_delivery_state_open", "delivery_state")
+    _open_loops(["source", "sink", "token_id"])
     if op.get_bind().dialect.name == "postgresql":
         for name in ("tokens_changes_update", "tokens_changes_delete", "tokens_changes_truncate"):
             op.execute(sa.text(f"DROP TRIGGER {name} ON tokens"))
