@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
@@ -39,6 +40,7 @@ class BulkStatement:
         self.sql = compiled.string
         binds = {name: bind for bind, name in compiled.bind_names.items()}
         names = list(compiled.positiontup)
+        self.types = [binds[name].type for name in names]  # of each parameter, in order
         wanted = set(keys)
         self._template: list[Any] = []
         # (position, row key, processor, whether None goes through it too)
@@ -83,3 +85,85 @@ class BulkStatement:
         if not parameters:
             return 0
         return connection.exec_driver_sql(self.sql, parameters).rowcount
+
+
+# The casts psycopg's dialect writes after each parameter: the arrays are cast alike.
+_CAST = re.compile(
+    r"::(?:TIMESTAMP WITH(?:OUT)? TIME ZONE|TIMESTAMP|VARCHAR|INTEGER|BIGINT|SMALLINT|TEXT"
+    r"|JSONB|JSON|BOOLEAN|FLOAT|DOUBLE PRECISION|NUMERIC|DATE|UUID|BYTEA)\b"
+)
+
+
+class ArrayStatement(BulkStatement):
+    """A :class:`BulkStatement` run as one statement over arrays, on PostgreSQL.
+
+    psycopg pipelines an executemany, but the server still binds and runs one statement per
+    row: for the pass's batches that is most of its time. Here each column the rows carry is
+    one array parameter, unnested into a row source: ``INSERT ... VALUES (...)`` becomes
+    ``INSERT ... SELECT ... FROM unnest(...) AS v``, and ``UPDATE ... SET ... WHERE`` gets
+    ``FROM unnest(...) AS v`` before its WHERE; each ``%s::TYPE`` the rows fill becomes
+    ``v.cN::TYPE``. The statement text is the same for every batch, so the server plans it
+    once. The rows of one call must not repeat a key (an upsert cannot change a row twice):
+    the pass's batches hold each (token, sink) once.
+    """
+
+    def __init__(self, statement: UpdateBase, dialect: Dialect, keys: Sequence[str]) -> None:
+        super().__init__(statement, dialect, keys)
+        pieces = self.sql.split("%s")
+        if "%%" in self.sql or len(pieces) != len(self.types) + 1:  # pragma: no cover
+            raise TypeError("cannot read the statement's parameters")
+        fed = {index: position for position, (index, *_) in enumerate(self._plan)}
+        casts: list[str] = []
+        body = pieces[0]
+        self._constants: list[int] = []  # template positions still bound one by one
+        offsets: list[int] = []  # where each of those stands in the new text
+        for index, piece in enumerate(pieces[1:]):
+            cast = _CAST.match(piece)
+            if cast is None:
+                raise TypeError(f"parameter {index} has no cast to a known type")
+            casts.append(cast.group(0))
+            if index in fed:
+                body += f"v.c{fed[index]}{piece}"
+            else:
+                offsets.append(len(body))
+                body += f"%s{piece}"
+                self._constants.append(index)
+        rows = ", ".join(f"%s{casts[index]}[]" for index, *_ in self._plan)
+        names = ", ".join(f"c{position}" for position in range(len(self._plan)))
+        source = f"unnest({rows}) AS v({names})"
+        if body.startswith("UPDATE "):
+            at = body.index(" WHERE ")
+            self.sql = f"{body[:at]} FROM {source}{body[at:]}"
+        elif body.startswith("INSERT "):
+            start = body.index(" VALUES (")
+            end = _closing(body, start + len(" VALUES ("))
+            tuple_ = body[start + len(" VALUES (") : end]
+            self.sql = f"{body[:start]} SELECT {tuple_} FROM {source}{body[end + 1 :]}"
+            at = end
+        else:  # pragma: no cover - only inserts and updates are bulk statements
+            raise TypeError("expected an INSERT or an UPDATE")
+        # The constants bound before the row source, then the arrays, then the rest.
+        self._before = sum(1 for offset in offsets if offset < at)
+
+    def execute(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Run the statement once over all *rows*; return the rows it changed."""
+        parameters = self.parameters(rows)
+        if not parameters:
+            return 0
+        columns = [[row[index] for row in parameters] for index, *_ in self._plan]
+        constants = [parameters[0][index] for index in self._constants]
+        bound = [*constants[: self._before], *columns, *constants[self._before :]]
+        return connection.exec_driver_sql(self.sql, tuple(bound)).rowcount
+
+
+def _closing(text: str, start: int) -> int:
+    """The index of the parenthesis that closes the one open before *start*."""
+    depth = 1
+    for index in range(start, len(text)):
+        if text[index] == "(":
+            depth += 1
+        elif text[index] == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+    raise TypeError("unbalanced parentheses")  # pragma: no cover

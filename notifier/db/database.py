@@ -46,7 +46,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import UpdateBase
 from sqlalchemy.sql.functions import FunctionElement
 
-from notifier.db.bulk import BulkStatement
+from notifier.db.bulk import ArrayStatement, BulkStatement
 from notifier.db.models import UtcDateTime
 
 __all__ = [
@@ -124,7 +124,15 @@ class Database:
         self.engine.dispose()
 
     def bulk(self, statement: UpdateBase, keys: Sequence[str]) -> BulkStatement:
-        """*statement* compiled for this database, to run as executemany of rows with *keys*."""
+        """*statement* compiled for this database, to run over many rows with *keys*.
+
+        An executemany; on PostgreSQL one statement over arrays (:class:`ArrayStatement`).
+        """
+        if self.dialect == "postgresql":
+            try:
+                return ArrayStatement(statement, self.engine.dialect, keys)
+            except TypeError:  # pragma: no cover - a statement it cannot rewrite: as it is
+                pass
         return BulkStatement(statement, self.engine.dialect, keys)
 
     def upsert(self, table: Table) -> sqlite_insert.Insert | postgresql_insert.Insert:

@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, bindparam, literal_column, select, update
+from sqlalchemy import Integer, bindparam, event, literal_column, select, update
+from sqlalchemy.engine import URL
 
+from notifier.db import migrate
+from notifier.db.bulk import ArrayStatement
 from notifier.db.database import Database, json_text, upsert
 from notifier.db.models import AuditEvent, DeliveryStateRow, Token
 
@@ -146,6 +149,30 @@ class TestBulkStatement:
         assert changed == 2
         rows = stored(database, _tokens, _tokens.c.id)
         assert [(r["name"], r["revoked_at"]) for r in rows] == [("one", MOMENT), ("two", None)]
+
+    @pytest.mark.postgres
+    def test_postgresql_runs_one_statement_over_arrays(self, postgres_url: URL) -> None:
+        """On PostgreSQL the rows travel as arrays of one statement, not one statement each."""
+        database = Database(postgres_url)
+        migrate.upgrade(database)
+        seen: list[tuple[str, bool]] = []
+
+        def remember(*args: Any) -> None:
+            seen.append((str(args[2]), bool(args[5])))
+
+        bulk = database.bulk(_tokens.insert(), tuple(token_row("x")))
+        event.listen(database.engine, "before_cursor_execute", remember)
+        with database.write() as connection:
+            bulk.execute(connection, [token_row(f"a{n}") for n in range(300)])
+        event.remove(database.engine, "before_cursor_execute", remember)
+        count = len(stored(database, _tokens, _tokens.c.id))
+        database.dispose()
+        assert isinstance(bulk, ArrayStatement)
+        writes = [(sql, many) for sql, many in seen if sql.startswith("INSERT")]
+        assert len(writes) == 1
+        assert "unnest(" in writes[0][0]
+        assert not writes[0][1]  # not an executemany
+        assert count == 300
 
     def test_refuses_keys_the_statement_does_not_use(self, database: Database) -> None:
         """A key the statement has no parameter for is a programming error, said at once."""
