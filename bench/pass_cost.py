@@ -8,11 +8,12 @@ database, each kind first, second and last in turn:
   the ui sink, as ``notifier check`` builds it; a warm-up pass, then the timed **first pass** (every
   in-window token notified) and the timed **steady pass** (everything in backoff);
 - **raw**: the limit: the same statements written by hand in plain ``sqlite3`` / ``psycopg``
-  in one process, with the same commit granularity (per batch of 500: a read transaction for
+  in one process, with the same commit granularity (per batch of 2000: a read transaction for
   the due query, a write transaction for the claims with RETURNING, one for the ui upsert, one
   for the outcomes), the same per-pass statements (the policy and replica rows read, this
-  replica's row written; snoozes, window count, closing query), and a stdlib log line per
-  notice to a file. Its ratio is our overhead over our own design;
+  replica's row written; snoozes, window count, the count of token changes, and the walk
+  over every open loop after a change or else the loops that left by time), and a stdlib
+  log line per notice to a file. Its ratio is our overhead over our own design;
 - **minimal**: the minimal work of the same job (#13), the baseline the goals are set
   against: for each sink, one query of the due tokens of the window (and the last backoff
   interval, for expired notices) left-joined with their state; a log line per notice (log)
@@ -61,7 +62,7 @@ from generate import (
 )
 from sqlalchemy.engine import URL, make_url
 
-BATCH = 500
+BATCH = 2000  # NOTIFIER_BATCH_SIZE's default
 BACKOFF = timedelta(hours=24)
 PASS_INTERVAL = timedelta(hours=1)
 LOOKBACK = BACKOFF  # Policy.lookback with expired notices on
@@ -186,7 +187,17 @@ WHERE delivery_state.source = 'store' AND delivery_state.sink = ?
        tokens.expires_at > ? AND tokens.expires_at <= ?
        AND (tokens.revoked_at IS NULL OR tokens.revoked_at > ?)
        AND tokens.superseded_by IS NULL))
-ORDER BY delivery_state.token_id LIMIT ?
+ORDER BY delivery_state.expires_at, delivery_state.token_id LIMIT ?
+"""
+# The walk over every open loop runs when tokens changed (the count migration 0004's
+# triggers keep); otherwise only the loops whose expiry left the window are read.
+CHANGES_SQL = "SELECT value FROM meta WHERE key = 'tokens.changes'"
+EXPIRED_SQL = f"""
+SELECT {COLUMNS_SQL}
+FROM delivery_state LEFT OUTER JOIN tokens ON tokens.id = delivery_state.token_id
+WHERE delivery_state.source = 'store' AND delivery_state.sink = ?
+  AND delivery_state.last_kind = 'expiring' AND delivery_state.expires_at <= ?
+ORDER BY delivery_state.expires_at, delivery_state.token_id LIMIT ?
 """
 # PostgreSQL: each state row, and each open loop's token, by a LATERAL primary-key probe,
 # as notifier's queries do there (sources/store.py: the planner's choice without statistics
@@ -223,7 +234,7 @@ WHERE delivery_state.source = 'store' AND delivery_state.sink = ?
   AND (t.id IS NULL OR t.expires_at IS NULL OR NOT (
        t.expires_at > ? AND t.expires_at <= ?
        AND (t.revoked_at IS NULL OR t.revoked_at > ?) AND t.superseded_by IS NULL))
-ORDER BY delivery_state.token_id LIMIT ?
+ORDER BY delivery_state.expires_at, delivery_state.token_id LIMIT ?
 """
 CLAIM_SQL = """
 INSERT INTO delivery_state (source, token_id, sink, expires_at, next_due_at, notices_sent,
@@ -265,9 +276,11 @@ class RawBackend:
     db_now = ""
     due_sql = DUE_SQL
     closing_sql = CLOSING_SQL
+    expired_sql = EXPIRED_SQL
 
     def __init__(self, url: URL) -> None:
         self.url = url
+        self.walked: Any = None  # the count of token changes at the last walk
 
     def sql(self, text: str) -> str:
         """The statement in this driver's placeholder style."""
@@ -415,6 +428,8 @@ def raw_pass(backend: RawBackend, log: logging.Logger) -> int:
         )
     backend.read(backend.sql("SELECT * FROM snoozes WHERE until IS NULL OR until > ?"), [now_p])
     backend.read(backend.sql(COUNT_SQL), [now_p, horizon_p, now_p])
+    changes = backend.read(backend.sql(CHANGES_SQL), [])
+    walk = changes != backend.walked  # tokens changed since the last walk: walk again
     sent = 0
     claim_now = backend.db_now.format(seconds=0.0)
     lease_until = backend.db_now.format(seconds=LEASE_SECONDS)
@@ -431,7 +446,11 @@ def raw_pass(backend: RawBackend, log: logging.Logger) -> int:
             if len(rows) < BATCH:
                 break
             after = (rows[-1][2], rows[-1][0])
-        backend.read(backend.sql(backend.closing_sql), [sink, from_p, horizon_p, now_p, BATCH])
+        if walk:
+            backend.read(backend.sql(backend.closing_sql), [sink, from_p, horizon_p, now_p, BATCH])
+        else:
+            backend.read(backend.sql(backend.expired_sql), [sink, from_p, BATCH])
+    backend.walked = changes
     return sent
 
 
@@ -553,9 +572,7 @@ def minimal_pass(backend: RawBackend, log: logging.Logger) -> int:
     )
     sent = 0
     for sink in SINKS:
-        rows = backend.read(
-            backend.sql(MINIMAL_DUE_SQL), [sink, from_p, horizon_p, now_p, now_p]
-        )
+        rows = backend.read(backend.sql(MINIMAL_DUE_SQL), [sink, from_p, horizon_p, now_p, now_p])
         if not rows:
             continue
         states = []

@@ -92,12 +92,18 @@ class Policy:
 
     _horizon: timedelta = field(init=False, repr=False, compare=False)
     _tolerance: timedelta = field(init=False, repr=False, compare=False)
+    _in_window: Zone = field(init=False, repr=False, compare=False)
+    _before_window: Zone = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Asked for every token of every pass: worked out once.
         fixed = [t.duration for t in self.thresholds if t.duration is not None]
         object.__setattr__(self, "_horizon", max([self.detection_window, *fixed]))
         object.__setattr__(self, "_tolerance", min(self.pass_interval, self.backoff_interval) / 2)
+        # Without thresholds a token is in its zone or not: the two zones, made once.
+        window = self.detection_window
+        object.__setattr__(self, "_in_window", Zone(inside=True, entry_before_expiry=window))
+        object.__setattr__(self, "_before_window", Zone(inside=False, entry_before_expiry=window))
 
     @property
     def horizon(self) -> timedelta:
@@ -151,8 +157,7 @@ class Policy:
             return Zone(inside=False, entry_before_expiry=self.horizon if ahead else None)
         left = token.expires_at - now
         if not self.thresholds:
-            inside = left <= self.detection_window
-            return Zone(inside=inside, entry_before_expiry=self.detection_window)
+            return self._in_window if left <= self.detection_window else self._before_window
         distances = sorted(
             (
                 (distance, threshold)

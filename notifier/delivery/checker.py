@@ -140,7 +140,7 @@ class Checker:
         clock: Clock,
         lease: timedelta,
         sources: Sequence[TokenSource] | None = None,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         owner: str | None = None,
         stop: threading.Event | None = None,
         retention: timedelta | None = None,
