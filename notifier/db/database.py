@@ -109,9 +109,16 @@ class Database:
             yield connection
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """Open a short transaction that will write (``BEGIN IMMEDIATE`` on SQLite)."""
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """Open a short transaction that will write (``BEGIN IMMEDIATE`` on SQLite).
+
+        Not *durable*: on PostgreSQL the commit does not wait for the disk, for what costs
+        nothing to lose in a crash (a replica's heartbeat, written again next pass). SQLite
+        in WAL mode with ``synchronous=NORMAL`` never waits for it at a commit.
+        """
         with _translate_unavailable(), self._writer.begin() as connection:
+            if not durable and self.dialect == "postgresql":
+                connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             yield connection
 
     def ping(self) -> None:
@@ -209,21 +216,24 @@ class Database:
         """Whether the planner's choices follow statistics a grown table must refresh."""
         return self.dialect == "postgresql"
 
-    def statistics_current(self, table: str) -> bool:
+    def statistics_current(self, table: str, connection: Connection | None = None) -> bool:
         """Whether the planner's statistics of *table* still describe it (PostgreSQL).
 
         Current: analyzed, and holding no more than twice the rows it held then (the
         ledger refreshes them when a table doubles). Elsewhere there is nothing to go
-        stale: True. The name is this schema's own table, not input.
+        stale: True. The name is this schema's own table, not input. Read in
+        *connection*'s transaction, or in one of its own.
         """
         if not self.plans_by_statistics:
             return True
-        with self.read() as connection:
-            row = connection.exec_driver_sql(
-                "SELECT c.reltuples, s.n_live_tup FROM pg_class c"
-                " JOIN pg_stat_user_tables s ON s.relid = c.oid"
-                f" WHERE c.oid = '{table}'::regclass"
-            ).first()
+        if connection is None:
+            with self.read() as own:
+                return self.statistics_current(table, own)
+        row = connection.exec_driver_sql(
+            "SELECT c.reltuples, s.n_live_tup FROM pg_class c"
+            " JOIN pg_stat_user_tables s ON s.relid = c.oid"
+            f" WHERE c.oid = '{table}'::regclass"
+        ).first()
         if row is None or row[0] is None or row[0] < 0:
             return False  # never analyzed
         analyzed, live = float(row[0]), int(row[1] or 0)

@@ -70,7 +70,8 @@ class Coordination:
             key for key, replica in replicas.items() if replica is None or not replica.live(now)
         ]
         mine = ReplicaPolicy(fingerprint, now, interval)
-        with self._database.write() as connection:
+        # Only this replica's heartbeat, most passes: lost in a crash, it is written again.
+        with self._database.write(durable=redue or bool(gone)) as connection:
             if redue:
                 make_all_due(connection)
                 self._database.put(connection, _meta, key=_POLICY_KEY, value=fingerprint)

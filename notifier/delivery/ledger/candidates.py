@@ -184,12 +184,10 @@ class StoreView:
         self._lookback = lookback
         self._walks = walks
         # The count first: a change after this read is counted, and seen next pass.
-        self._changes, self.in_window, self._revocation = _window_summary(
+        self._changes, self.in_window, self._revocation, self._planned = _window_summary(
             self._database, now, horizon, lookback
         )
         walks.saw(STORE, self._revocation)
-        # Whether the planner may choose how to join each token with its state.
-        self._planned = self._database.statistics_current(STATE.name)
 
     def within(self, marks: Sequence[tuple[str, timedelta]]) -> dict[str, int]:
         """Count tokens within each mark in one index range scan."""
@@ -435,11 +433,13 @@ def expired_loops_query(
 
 def _window_summary(
     database: Database, now: datetime, horizon: timedelta, lookback: timedelta
-) -> tuple[int | None, int, datetime | None]:
-    """The count of token changes, the tokens in the window, its earliest revocation.
+) -> tuple[int | None, int, datetime | None, bool]:
+    """What a pass reads of the store before its batches, in one read, the count first.
 
-    In one read, the count first. The tokens counted expire in (now, now + horizon]; the
-    revocation is the earliest scheduled among the whole window's (a revoked one is out).
+    The count of token changes, the tokens in the window, its earliest revocation, and
+    whether the planner may choose how to join each token with its state. The tokens
+    counted expire in (now, now + horizon]; the revocation is the earliest scheduled among
+    the whole window's (a revoked one is out).
     """
     counted = select(
         func.count(case((TOKENS.c.expires_at > now, 1))), func.min(TOKENS.c.revoked_at)
@@ -449,11 +449,12 @@ def _window_summary(
         inside, revocation = connection.execute(
             counted.select_from(TOKENS).where(in_window(now, horizon, lookback))
         ).one()
+        planned = database.statistics_current(STATE.name, connection)
     try:
         count = int(changes) if changes is not None else None
     except ValueError:
         count = None  # not ours to fix: walk every pass
-    return count, int(inside), revocation
+    return count, int(inside), revocation, planned
 
 
 def _candidate(row: Row[Any]) -> Candidate:
