@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.engine import URL
 from structlog.testing import capture_logs
 
@@ -502,6 +502,31 @@ def postgresql_plan(database: Database, query: Any) -> str:
     compiled = query.compile(database.engine, compile_kwargs={"literal_binds": True})
     with database.read() as connection:
         return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
+
+
+@pytest.mark.postgres
+def test_only_the_heartbeat_commits_without_waiting_for_the_disk(
+    postgres_url: URL, clock: FixedClock
+) -> None:
+    """A steady pass's one write, this replica's policy row, need not survive a crash."""
+    database = Database(postgres_url)
+    migrate.upgrade(database)
+    tokens(database, clock).create(name="a", expires_at=clock.now() + DAY)
+    checker = make_checker(database, clock, [RecordingSink("rec")])
+    checker.run()  # a first pass: claims and records, every commit durable
+    seen: list[str] = []
+
+    def remember(*args: Any) -> None:
+        seen.append(" ".join(str(args[2]).split()))
+
+    event.listen(database.engine, "before_cursor_execute", remember)
+    clock.advance(HOUR)
+    checker.run()
+    event.remove(database.engine, "before_cursor_execute", remember)
+    database.dispose()
+    relaxed = [i for i, sql in enumerate(seen) if sql == "SET LOCAL synchronous_commit TO OFF"]
+    assert len(relaxed) == 1
+    assert seen[relaxed[0] + 1].startswith("INSERT INTO meta")  # the replica's row, next
 
 
 class TestQueryPlan:
