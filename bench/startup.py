@@ -1,0 +1,81 @@
+"""Start-up: short commands on an empty database against a bare interpreter's start.
+
+Each command runs as a process of its own, on a migrated, empty SQLite file; the yardstick is
+``python -c "import sqlite3"`` from the same interpreter. One warm-up round (which also
+writes the bytecode caches, as an install does) is not counted; then every round runs each
+command once, in forward order on even rounds and backward on odd ones, so a drift of the
+machine's speed reaches all of them alike. The medians and their ratios to the yardstick
+are printed.
+
+    python bench/startup.py --runs 21
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PYTHON = Path(sys.executable)
+NOTIFIER = PYTHON.parent / "notifier"
+BASELINE = "bare python"
+COMMANDS: dict[str, list[str]] = {
+    BASELINE: [str(PYTHON), "-c", "import sqlite3"],
+    "notifier --version": [str(NOTIFIER), "--version"],
+    "notifier check": [str(NOTIFIER), "check"],
+    "notifier tokens list": [str(NOTIFIER), "tokens", "list"],
+}
+
+
+def seconds(command: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of *command*, from its start to its exit; it must exit 0."""
+    started = time.perf_counter()
+    subprocess.run(
+        command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    """Measure and print each command's median and its ratio to the bare interpreter."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21, help="counted rounds (default 21)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    options = parser.parse_args()
+    timings: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    with tempfile.TemporaryDirectory(prefix="notifier-startup-") as scratch:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": scratch,
+            "NOTIFIER_DATABASE_URL": f"sqlite:///{Path(scratch) / 'empty.db'}",
+        }
+        subprocess.run([str(NOTIFIER), "db", "upgrade"], env=env, check=True, capture_output=True)
+        for command in COMMANDS.values():  # warm-up: caches, bytecode
+            seconds(command, env)
+        for round_number in range(options.runs):
+            names = list(COMMANDS)
+            for name in names if round_number % 2 == 0 else reversed(names):
+                timings[name].append(seconds(COMMANDS[name], env))
+    median_ms = {name: 1000 * statistics.median(values) for name, values in timings.items()}
+    base = median_ms[BASELINE]
+    result = {
+        "runs": options.runs,
+        "median_ms": {name: round(value, 1) for name, value in median_ms.items()},
+        "ratio": {name: round(value / base, 1) for name, value in median_ms.items()},
+        "seconds": timings,
+    }
+    for name, value in median_ms.items():
+        sys.stdout.write(f"{name:>22}: {value:7.1f} ms  {value / base:5.1f}x\n")
+    if options.json is not None:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        options.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
