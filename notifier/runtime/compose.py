@@ -230,7 +230,6 @@ class DaemonService(Service):
 
 def build_daemon(settings: Settings, *, clock: Clock | None = None) -> DaemonService:
     """``notifier run``: every part, the API when it listens, metrics, heartbeat, sd_notify."""
-    from notifier.runtime.deadman import Heartbeat  # noqa: PLC0415 - only the daemon pings
     from notifier.runtime.metrics import Metrics  # noqa: PLC0415
     from notifier.runtime.sdnotify import SystemdNotifier, watchdog_timeout  # noqa: PLC0415
 
@@ -242,7 +241,12 @@ def build_daemon(settings: Settings, *, clock: Clock | None = None) -> DaemonSer
         thresholds=[label for label, _ in parts.policy.count_marks],
         sources=[source.name for source in settings.source_configs],
     )
-    heartbeat_url = settings.heartbeat_url
+    heartbeat = None
+    if settings.heartbeat_url:
+        # httpx only for a daemon that pings: the idle daemon without it is 3 MiB smaller.
+        from notifier.runtime.deadman import Heartbeat  # noqa: PLC0415
+
+        heartbeat = Heartbeat(settings.heartbeat_url.get_secret_value())
     return DaemonService(
         parts=parts,
         stop=stop,
@@ -251,7 +255,7 @@ def build_daemon(settings: Settings, *, clock: Clock | None = None) -> DaemonSer
         metrics=metrics,
         systemd=SystemdNotifier(settings.notify_socket),
         watchdog=watchdog_timeout(settings.watchdog_usec, settings.watchdog_pid, os.getpid()),
-        heartbeat=Heartbeat(heartbeat_url.get_secret_value()) if heartbeat_url else None,
+        heartbeat=heartbeat,
     )
 
 
