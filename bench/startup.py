@@ -4,8 +4,9 @@ Each command runs as a process of its own, on a migrated, empty SQLite file; the
 ``python -c "import sqlite3"`` from the same interpreter. One warm-up round (which also
 writes the bytecode caches, as an install does) is not counted; then every round runs each
 command once, in forward order on even rounds and backward on odd ones, so a drift of the
-machine's speed reaches all of them alike. The medians and their ratios to the yardstick
-are printed.
+machine's speed reaches all of them alike. The medians of wall time and their ratios to the
+yardstick are printed, and beside them those of CPU time (user + system), which a busy
+machine moves less.
 
     python bench/startup.py --runs 21
 """
@@ -33,13 +34,18 @@ COMMANDS: dict[str, list[str]] = {
 }
 
 
-def seconds(command: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of *command*, from its start to its exit; it must exit 0."""
+def seconds(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of *command*, start to exit; it must exit 0."""
     started = time.perf_counter()
-    subprocess.run(
-        command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    return time.perf_counter() - started
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -48,7 +54,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=21, help="counted rounds (default 21)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     options = parser.parse_args()
-    timings: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    wall: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    cpu: dict[str, list[float]] = {name: [] for name in COMMANDS}
     with tempfile.TemporaryDirectory(prefix="notifier-startup-") as scratch:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -61,17 +68,26 @@ def main() -> None:
         for round_number in range(options.runs):
             names = list(COMMANDS)
             for name in names if round_number % 2 == 0 else reversed(names):
-                timings[name].append(seconds(COMMANDS[name], env))
-    median_ms = {name: 1000 * statistics.median(values) for name, values in timings.items()}
-    base = median_ms[BASELINE]
+                wall_seconds, cpu_seconds = seconds(COMMANDS[name], env)
+                wall[name].append(wall_seconds)
+                cpu[name].append(cpu_seconds)
+    wall_ms = {name: 1000 * statistics.median(values) for name, values in wall.items()}
+    cpu_ms = {name: 1000 * statistics.median(values) for name, values in cpu.items()}
     result = {
         "runs": options.runs,
-        "median_ms": {name: round(value, 1) for name, value in median_ms.items()},
-        "ratio": {name: round(value / base, 1) for name, value in median_ms.items()},
-        "seconds": timings,
+        "median_ms": {name: round(value, 1) for name, value in wall_ms.items()},
+        "ratio": {name: round(value / wall_ms[BASELINE], 1) for name, value in wall_ms.items()},
+        "cpu_median_ms": {name: round(value, 1) for name, value in cpu_ms.items()},
+        "cpu_ratio": {name: round(value / cpu_ms[BASELINE], 1) for name, value in cpu_ms.items()},
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
     }
-    for name, value in median_ms.items():
-        sys.stdout.write(f"{name:>22}: {value:7.1f} ms  {value / base:5.1f}x\n")
+    sys.stdout.write(f"{'':>22}  {'wall':>9}  {'ratio':>6}  {'cpu':>9}  {'ratio':>6}\n")
+    for name in COMMANDS:
+        sys.stdout.write(
+            f"{name:>22}: {wall_ms[name]:6.1f} ms  {result['ratio'][name]:5.1f}x"
+            f"  {cpu_ms[name]:6.1f} ms  {result['cpu_ratio'][name]:5.1f}x\n"
+        )
     if options.json is not None:
         options.json.parent.mkdir(parents=True, exist_ok=True)
         options.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
