@@ -54,6 +54,10 @@ _NOT_FOR_A_SHORT_COMMAND = (
     "uvicorn",
     "yaml",
 )
+# Of notifier's own parts: a pass builds no token store (nor its pydantic resources), and a
+# listing no checker.
+_NOT_FOR_A_PASS = ("notifier.resources", "notifier.tokens.lifecycle")
+_NOT_FOR_A_LISTING = ("notifier.delivery.checker",)
 # What the idle daemon (SQLite, HTTP on, the log and ui sinks) does without.
 _NOT_FOR_THE_IDLE_DAEMON = (
     "alembic",
@@ -119,14 +123,16 @@ def test_anything_else_goes_through_the_whole_command() -> None:
 class TestShortCommands:
     def test_check_imports_only_what_a_pass_needs(self, current: dict[str, str]) -> None:
         """A pass on SQLite imports no web tier, scheduler, Alembic, ORM or PostgreSQL dialect."""
-        result, needless = loaded(["check"], _NOT_FOR_A_SHORT_COMMAND, current)
+        unused = _NOT_FOR_A_SHORT_COMMAND + _NOT_FOR_A_PASS
+        result, needless = loaded(["check"], unused, current)
         assert result.returncode == 0, result.stderr
         assert "check.completed" in result.stderr
         assert needless == []
 
     def test_tokens_list_imports_only_what_a_listing_needs(self, current: dict[str, str]) -> None:
-        """`tokens list` on SQLite imports none of them either."""
-        result, needless = loaded(["tokens", "list"], _NOT_FOR_A_SHORT_COMMAND, current)
+        """`tokens list` on SQLite imports none of them either, nor the checker."""
+        unused = _NOT_FOR_A_SHORT_COMMAND + _NOT_FOR_A_LISTING
+        result, needless = loaded(["tokens", "list"], unused, current)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("ID  NAME")
         assert needless == []
