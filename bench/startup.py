@@ -8,7 +8,13 @@ machine's speed reaches all of them alike. The medians of wall time and their ra
 yardstick are printed, and beside them those of CPU time (user + system), which a busy
 machine moves less.
 
+``--against DIR`` also runs the commands of another checkout (an earlier commit: ``git
+archive <commit> notifier | tar -x -C DIR``) in the same rounds, its package first on
+``PYTHONPATH`` and everything else the same venv, so that before and after are measured
+side by side rather than one after the other.
+
     python bench/startup.py --runs 21
+    python bench/startup.py --runs 21 --against /tmp/before
 """
 
 from __future__ import annotations
@@ -26,8 +32,7 @@ from pathlib import Path
 PYTHON = Path(sys.executable)
 NOTIFIER = PYTHON.parent / "notifier"
 BASELINE = "bare python"
-COMMANDS: dict[str, list[str]] = {
-    BASELINE: [str(PYTHON), "-c", "import sqlite3"],
+NOTIFIER_COMMANDS: dict[str, list[str]] = {
     "notifier --version": [str(NOTIFIER), "--version"],
     "notifier check": [str(NOTIFIER), "check"],
     "notifier tokens list": [str(NOTIFIER), "tokens", "list"],
@@ -53,22 +58,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21, help="counted rounds (default 21)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--against", type=Path, help="a checkout whose commands run in the same rounds"
+    )
     options = parser.parse_args()
-    wall: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    cpu: dict[str, list[float]] = {name: [] for name in COMMANDS}
     with tempfile.TemporaryDirectory(prefix="notifier-startup-") as scratch:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": scratch,
             "NOTIFIER_DATABASE_URL": f"sqlite:///{Path(scratch) / 'empty.db'}",
         }
+        commands = {BASELINE: ([str(PYTHON), "-c", "import sqlite3"], env)}
+        commands.update({name: (command, env) for name, command in NOTIFIER_COMMANDS.items()})
+        if options.against is not None:
+            other = {**env, "PYTHONPATH": str(options.against.resolve())}
+            commands.update(
+                {
+                    f"{name} ({options.against.name})": (command, other)
+                    for name, command in NOTIFIER_COMMANDS.items()
+                }
+            )
+        wall: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}
         subprocess.run([str(NOTIFIER), "db", "upgrade"], env=env, check=True, capture_output=True)
-        for command in COMMANDS.values():  # warm-up: caches, bytecode
-            seconds(command, env)
+        for command, command_env in commands.values():  # warm-up: caches, bytecode
+            seconds(command, command_env)
         for round_number in range(options.runs):
-            names = list(COMMANDS)
+            names = list(commands)
             for name in names if round_number % 2 == 0 else reversed(names):
-                wall_seconds, cpu_seconds = seconds(COMMANDS[name], env)
+                wall_seconds, cpu_seconds = seconds(*commands[name])
                 wall[name].append(wall_seconds)
                 cpu[name].append(cpu_seconds)
     wall_ms = {name: 1000 * statistics.median(values) for name, values in wall.items()}
@@ -82,10 +100,11 @@ def main() -> None:
         "wall_seconds": wall,
         "cpu_seconds": cpu,
     }
-    sys.stdout.write(f"{'':>22}  {'wall':>9}  {'ratio':>6}  {'cpu':>9}  {'ratio':>6}\n")
-    for name in COMMANDS:
+    width = max(len(name) for name in commands)
+    sys.stdout.write(f"{'':>{width}}  {'wall':>9}  {'ratio':>6}  {'cpu':>9}  {'ratio':>6}\n")
+    for name in commands:
         sys.stdout.write(
-            f"{name:>22}: {wall_ms[name]:6.1f} ms  {result['ratio'][name]:5.1f}x"
+            f"{name:>{width}}: {wall_ms[name]:6.1f} ms  {result['ratio'][name]:5.1f}x"
             f"  {cpu_ms[name]:6.1f} ms  {result['cpu_ratio'][name]:5.1f}x\n"
         )
     if options.json is not None:
