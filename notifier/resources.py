@@ -19,7 +19,7 @@ TokenStatus = Literal["active", "expiring", "expired", "revoked", "superseded"]
 class TokenResource(BaseModel):
     """A token's metadata; never its secret or hash."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str
     name: str
@@ -47,7 +47,7 @@ class CreatedToken(TokenResource):
 class VerifiedToken(BaseModel):
     """What ``tokens verify`` and the API's whoami say about a presented secret."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     valid: bool
     reason: Literal["valid", "invalid", "expired", "revoked"]
@@ -61,7 +61,7 @@ class VerifiedToken(BaseModel):
 class AuditEventResource(BaseModel):
     """One entry of the audit trail."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: int
     at: UtcTime
@@ -75,7 +75,7 @@ class AuditEventResource(BaseModel):
 class NotificationResource(BaseModel):
     """A UI notification about one token."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str
     source: str
@@ -98,7 +98,7 @@ class NotificationResource(BaseModel):
 class DeliveryResource(BaseModel):
     """What one sink has heard about one token: ``notifier deliveries list``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     source: str
     token_id: str
@@ -117,7 +117,7 @@ class DeliveryResource(BaseModel):
 class SnoozeResource(BaseModel):
     """A silence on a token's notices."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: int
     source: str

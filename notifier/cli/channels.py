@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notifier import exitcodes
 from notifier.audit import os_actor
@@ -25,7 +25,9 @@ from notifier.core.messages import escape
 from notifier.core.model import Notice, NoticeKind, WatchedToken
 from notifier.core.notices import notice_id
 from notifier.core.policy import days_left
-from notifier.resources import DeliveryResource
+
+if TYPE_CHECKING:
+    from notifier.resources import DeliveryResource  # pydantic models, for `deliveries` only
 
 TEST_TOKEN_ID = "notifier-test"  # noqa: S105 - an id, not a secret
 

@@ -11,7 +11,7 @@ import argparse
 import functools
 import getpass
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notifier import exitcodes
 from notifier.audit import os_actor
@@ -31,9 +31,12 @@ from notifier.cli.transfer import add_commands as add_transfer_commands
 from notifier.config.settings import Settings
 from notifier.core.durations import format_duration
 from notifier.core.messages import escape
-from notifier.resources import CreatedToken, TokenResource
 from notifier.tokens.fields import TokenInputError, lifetime_text, parse_label
-from notifier.tokens.lifecycle import TokenNotFoundError, TokenStateError
+
+if TYPE_CHECKING:
+    # The token store and its resources are imported by the commands that open it: the
+    # parser is built for every command, `check` included (issue #13).
+    from notifier.resources import CreatedToken, TokenResource
 
 
 def _on_a_token(handler: Handler) -> Handler:
@@ -41,6 +44,8 @@ def _on_a_token(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def run(settings: Settings, args: argparse.Namespace) -> int:
+        from notifier.tokens.lifecycle import TokenNotFoundError, TokenStateError  # noqa: PLC0415
+
         try:
             return handler(settings, args)
         except (TokenNotFoundError, TokenStateError) as error:

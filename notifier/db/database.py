@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -37,8 +37,6 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects import postgresql as postgresql_insert
-from sqlalchemy.dialects import sqlite as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.compiler import compiles
@@ -48,6 +46,12 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from notifier.db.bulk import ArrayStatement, BulkStatement
 from notifier.db.models import UtcDateTime
+
+if TYPE_CHECKING:
+    # Each dialect's INSERT is imported when an upsert asks for it: the PostgreSQL dialect
+    # costs a command on SQLite about as much as a bare interpreter's start (issue #13).
+    from sqlalchemy.dialects import postgresql as postgresql_insert
+    from sqlalchemy.dialects import sqlite as sqlite_insert
 
 __all__ = [
     "BulkStatement",
@@ -423,7 +427,11 @@ def _db_now_postgresql(element: db_now, compiler: SQLCompiler, **kw: Any) -> str
 def upsert(dialect: str, table: Table) -> sqlite_insert.Insert | postgresql_insert.Insert:
     """An INSERT that can say ON CONFLICT on the given dialect (both spell it the same)."""
     if dialect == "postgresql":
-        return postgresql_insert.insert(table)
+        from sqlalchemy.dialects import postgresql  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        return postgresql.insert(table)
     if dialect == "sqlite":
-        return sqlite_insert.insert(table)
+        from sqlalchemy.dialects import sqlite  # noqa: PLC0415
+
+        return sqlite.insert(table)
     raise ValueError(f"no upsert for the {dialect!r} dialect")  # pragma: no cover

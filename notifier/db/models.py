@@ -3,6 +3,10 @@
 Every time is stored in UTC: ``timestamp with time zone`` on PostgreSQL, and on SQLite a
 fixed-width ISO text (``YYYY-MM-DD HH:MM:SS.ffffff``), which sorts and compares as time does.
 Delivery state has no foreign key to ``tokens``: tokens from other sources live elsewhere.
+
+The tables are SQLAlchemy Core ``Table`` objects, one class per table holding it as
+``__table__`` (``Token.__table__``), with ``Base.metadata`` for Alembic. Nothing maps rows to
+objects, so the ORM is not imported: it was a tenth of a short command's start-up (#13).
 """
 
 from __future__ import annotations
@@ -14,17 +18,19 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    Column,
     DateTime,
     Dialect,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
     TypeDecorator,
     text,
+    util,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 _REMEMBERED_TIMES = 16_384
 # A delivery state whose last notice was "expiring": an open loop (model.OPEN). Written as
@@ -125,36 +131,62 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class Base(DeclarativeBase):
-    """The declarative base of notifier's tables."""
+class PartialIndex(Index):
+    """An index of the rows *where* selects (SQL text), on SQLite and PostgreSQL alike.
 
-    __table__: ClassVar[Table]  # every model here maps one plain table
+    Written as ``postgresql_where=``, the condition makes SQLAlchemy import the PostgreSQL
+    dialect when the table is defined, for every command on SQLite too (issue #13). Here a
+    dialect's options for the index are made when that dialect first reads them (to compile
+    CREATE INDEX, or for Alembic to compare or render it), and the condition goes in then.
+    """
 
-    type_annotation_map = {datetime: UtcDateTime}  # noqa: RUF012 - SQLAlchemy reads a class dict
+    def __init__(self, name: str, *columns: str, where: str) -> None:
+        super().__init__(name, *columns)
+        self.where_sql = where
+
+    @util.memoized_property
+    def dialect_options(self) -> util.PopulateDict[str, Any]:
+        """Each dialect's options, made when it first asks; partial where it can be."""
+        return util.PopulateDict(self._options_for)
+
+    def _options_for(self, dialect: str) -> Any:
+        options = self._kw_reg_for_dialect_cls(dialect)
+        if dialect in _PARTIAL_INDEX_DIALECTS:
+            options["where"] = text(self.where_sql)
+        return options
+
+
+_PARTIAL_INDEX_DIALECTS = frozenset({"sqlite", "postgresql"})
+
+
+class Base:
+    """What each table's class holds: its ``Table``, in the metadata Alembic compares with."""
+
+    metadata: ClassVar[MetaData] = MetaData()
+    __table__: ClassVar[Table]
 
 
 class Token(Base):
     """A token the daemon issued or imported; only a hash of its secret is kept."""
 
-    __tablename__ = "tokens"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str | None] = mapped_column(String(100))
-    permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
-    owner: Mapped[str | None] = mapped_column(String(200))
-    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    description: Mapped[str | None] = mapped_column(Text)
-    # None for a token imported without a hash: watched for expiry, never accepted.
-    secret_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime]
-    expires_at: Mapped[datetime | None]
-    revoked_at: Mapped[datetime | None]  # in the future while a rotation's grace runs
-    last_used_at: Mapped[datetime | None]
-    rotated_from: Mapped[str | None] = mapped_column(String(64))
-    superseded_by: Mapped[str | None] = mapped_column(String(64))  # set by rotate
-
-    __table_args__ = (
+    __table__ = Table(
+        "tokens",
+        Base.metadata,
+        Column("id", String(64), primary_key=True),
+        Column("name", String(200), nullable=False),
+        Column("role", String(100)),
+        Column("permissions", JSON, nullable=False, default=list),
+        Column("owner", String(200)),
+        Column("labels", JSON, nullable=False, default=dict),
+        Column("description", Text),
+        # None for a token imported without a hash: watched for expiry, never accepted.
+        Column("secret_hash", String(64), unique=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("expires_at", UtcDateTime),
+        Column("revoked_at", UtcDateTime),  # in the future while a rotation's grace runs
+        Column("last_used_at", UtcDateTime),
+        Column("rotated_from", String(64)),
+        Column("superseded_by", String(64)),  # set by rotate
         # The pass walks a range of expires_at in keyset order (expires_at, id); the columns
         # it filters on ride along so the filter needs no table lookup.
         Index("ix_tokens_expiry_keyset", "expires_at", "id", "revoked_at", "superseded_by"),
@@ -164,17 +196,16 @@ class Token(Base):
 class AuditEvent(Base):
     """Who did what to which token, and when; kept after the token itself is deleted."""
 
-    __tablename__ = "audit_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime]
-    actor: Mapped[str] = mapped_column(String(200))  # OS user (CLI) or token id (API)
-    action: Mapped[str] = mapped_column(String(32))
-    token_id: Mapped[str | None] = mapped_column(String(64))
-    token_name: Mapped[str | None] = mapped_column(String(200))
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-
-    __table_args__ = (
+    __table__ = Table(
+        "audit_events",
+        Base.metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("at", UtcDateTime, nullable=False),
+        Column("actor", String(200), nullable=False),  # OS user (CLI) or token id (API)
+        Column("action", String(32), nullable=False),
+        Column("token_id", String(64)),
+        Column("token_name", String(200)),
+        Column("details", JSON),
         Index("ix_audit_events_at", "at"),
         Index("ix_audit_events_token", "token_id"),
     )
@@ -183,70 +214,61 @@ class AuditEvent(Base):
 class DeliveryStateRow(Base):
     """What one sink has heard about one token, and who holds the claim to tell it."""
 
-    __tablename__ = "delivery_state"
-
-    source: Mapped[str] = mapped_column(String(64), primary_key=True)
-    token_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    sink: Mapped[str] = mapped_column(String(64), primary_key=True)
-    expires_at: Mapped[datetime | None]  # the expiry the facts below are about
-    next_due_at: Mapped[datetime | None]  # earliest time this pair needs a look again
-    last_sent_at: Mapped[datetime | None]  # pass time of the last successful notice
-    last_notice_id: Mapped[str | None] = mapped_column(String(64))
-    # The kind of the last notice recorded: "expiring" while the loop is open; "expired",
-    # "renewed" or "resolved" once closed; "skipped" when the sink's route left it out.
-    last_kind: Mapped[str | None] = mapped_column(String(16))
-    last_threshold_s: Mapped[int | None] = mapped_column(Integer)  # threshold of that notice
-    notices_sent: Mapped[int] = mapped_column(Integer, default=0)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failures since last success
-    last_attempt_at: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
-    lease_owner: Mapped[str | None] = mapped_column(String(100))
-    lease_until: Mapped[datetime | None]  # set and compared with the database's clock
-    # Bumped by every write: a replica writes only over the version it read.
-    version: Mapped[int] = mapped_column(Integer, default=0)
-
-    __table_args__ = (
+    __table__ = Table(
+        "delivery_state",
+        Base.metadata,
+        Column("source", String(64), primary_key=True),
+        Column("token_id", String(255), primary_key=True),
+        Column("sink", String(64), primary_key=True),
+        Column("expires_at", UtcDateTime),  # the expiry the facts below are about
+        Column("next_due_at", UtcDateTime),  # earliest time this pair needs a look again
+        Column("last_sent_at", UtcDateTime),  # pass time of the last successful notice
+        Column("last_notice_id", String(64)),
+        # The kind of the last notice recorded: "expiring" while the loop is open; "expired",
+        # "renewed" or "resolved" once closed; "skipped" when the sink's route left it out.
+        Column("last_kind", String(16)),
+        Column("last_threshold_s", Integer),  # threshold of that notice
+        Column("notices_sent", Integer, nullable=False, default=0),
+        Column("attempts", Integer, nullable=False, default=0),  # failures since last success
+        Column("last_attempt_at", UtcDateTime),
+        Column("last_error", Text),
+        Column("lease_owner", String(100)),
+        Column("lease_until", UtcDateTime),  # set and compared with the database's clock
+        # Bumped by every write: a replica writes only over the version it read.
+        Column("version", Integer, nullable=False, default=0),
         # The pass reads a (token, sink) by its primary key, and no other index may look as
         # good to a planner without statistics (migration 0003). The one other index holds
         # a sink's open loops (last told "expiring") by expiry: those that left the window
         # by time are one range scan, and the walk over all of them follows it (migration
         # 0004, which also adds the triggers that count changes to tokens). Partial, so
         # only a query that says last_kind = 'expiring' can take it.
-        Index(
-            "ix_delivery_state_open",
-            "source",
-            "sink",
-            "expires_at",
-            sqlite_where=text(OPEN_LOOP_SQL),
-            postgresql_where=text(OPEN_LOOP_SQL),
-        ),
+        PartialIndex("ix_delivery_state_open", "source", "sink", "expires_at", where=OPEN_LOOP_SQL),
         # The primary key is the main lookup path; SQLite then stores rows in it directly.
-        {"sqlite_with_rowid": False},
+        sqlite_with_rowid=False,
     )
 
 
 class Notification(Base):
     """The UI notification of one token: one row per token, upserted by every notice."""
 
-    __tablename__ = "notifications"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    source: Mapped[str] = mapped_column(String(64))
-    token_id: Mapped[str] = mapped_column(String(255))
-    token_name: Mapped[str] = mapped_column(String(200))
-    level: Mapped[str] = mapped_column(String(16))
-    kind: Mapped[str] = mapped_column(String(16))
-    message: Mapped[str] = mapped_column(Text)
-    hint: Mapped[str] = mapped_column(Text)
-    expires_at: Mapped[datetime | None]
-    days_left: Mapped[int | None]
-    first_seen: Mapped[datetime]
-    last_seen: Mapped[datetime]
-    occurrences: Mapped[int] = mapped_column(Integer, default=1)
-    acknowledged_at: Mapped[datetime | None]
-    resolved_at: Mapped[datetime | None]
-
-    __table_args__ = (
+    __table__ = Table(
+        "notifications",
+        Base.metadata,
+        Column("id", String(32), primary_key=True),
+        Column("source", String(64), nullable=False),
+        Column("token_id", String(255), nullable=False),
+        Column("token_name", String(200), nullable=False),
+        Column("level", String(16), nullable=False),
+        Column("kind", String(16), nullable=False),
+        Column("message", Text, nullable=False),
+        Column("hint", Text, nullable=False),
+        Column("expires_at", UtcDateTime),
+        Column("days_left", Integer),
+        Column("first_seen", UtcDateTime, nullable=False),
+        Column("last_seen", UtcDateTime, nullable=False),
+        Column("occurrences", Integer, nullable=False, default=1),
+        Column("acknowledged_at", UtcDateTime),
+        Column("resolved_at", UtcDateTime),
         Index("ux_notifications_token", "source", "token_id", unique=True),
         # The live stream polls for rows seen, acknowledged or resolved since its cursor.
         Index("ix_notifications_last_seen", "last_seen"),
@@ -258,34 +280,39 @@ class Notification(Base):
 class Meta(Base):
     """Small facts the replicas share, such as the policy behind the stored due times."""
 
-    __tablename__ = "meta"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    __table__ = Table(
+        "meta",
+        Base.metadata,
+        Column("key", String(64), primary_key=True),
+        Column("value", Text, nullable=False),
+    )
 
 
 class Snooze(Base):
     """A token silenced, for every sink or one, until a time or the next threshold."""
 
-    __tablename__ = "snoozes"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    source: Mapped[str] = mapped_column(String(64))
-    token_id: Mapped[str] = mapped_column(String(255))
-    sink: Mapped[str | None] = mapped_column(String(64))  # None: every sink
-    until: Mapped[datetime | None]  # None: until the token enters a tighter threshold
-    threshold_s: Mapped[int | None] = mapped_column(Integer)  # the threshold when snoozed
-    created_at: Mapped[datetime]
-    actor: Mapped[str] = mapped_column(String(200))
-
-    __table_args__ = (Index("ix_snoozes_token", "source", "token_id"),)
+    __table__ = Table(
+        "snoozes",
+        Base.metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("source", String(64), nullable=False),
+        Column("token_id", String(255), nullable=False),
+        Column("sink", String(64)),  # None: every sink
+        Column("until", UtcDateTime),  # None: until the token enters a tighter threshold
+        Column("threshold_s", Integer),  # the threshold when snoozed
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("actor", String(200), nullable=False),
+        Index("ix_snoozes_token", "source", "token_id"),
+    )
 
 
 class SinkLease(Base):
     """Which replica runs a digest sink in this pass, so a recipient gets one digest."""
 
-    __tablename__ = "sink_leases"
-
-    sink: Mapped[str] = mapped_column(String(64), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(100))
-    lease_until: Mapped[datetime]  # set and compared with the database's clock
+    __table__ = Table(
+        "sink_leases",
+        Base.metadata,
+        Column("sink", String(64), primary_key=True),
+        Column("owner", String(100), nullable=False),
+        Column("lease_until", UtcDateTime, nullable=False),  # set, compared on the DB clock
+    )

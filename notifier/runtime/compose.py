@@ -4,14 +4,15 @@ The CLI, the daemon and the web tier all start here; nothing below reads the env
 picks its own collaborators.
 
 - :func:`build`: the parts every command uses (database, policy, sources, sinks, checker,
-  token store);
+  token store), each built when a command first uses it;
 - :func:`web_api`: the HTTP API over them, with the access rules and limits of the settings;
 - :func:`build_daemon` and :func:`build_serve`: what ``notifier run`` and ``notifier serve``
   add (the API when they listen, metrics, the dead-man's switch, sd_notify), handed to the
   service shell (:mod:`notifier.runtime.service`).
 
 The web tier, metrics and sd_notify are imported only when built, so that short CLI commands
-do not import FastAPI, uvicorn or prometheus-client.
+do not import FastAPI, uvicorn or prometheus-client; likewise the checker and the sinks
+(``tokens list`` builds neither) and the token store (``check`` has no use for it).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from notifier.config.settings import Settings
 from notifier.core.clock import Clock, SystemClock
 from notifier.core.policy import Policy
 from notifier.db.database import Database
-from notifier.delivery.checker import Checker
 from notifier.sinks import Sink
 from notifier.sinks.registry import Retry, SinkContext, build_sink
 from notifier.sources import TokenSource
@@ -36,36 +37,122 @@ from notifier.sources.config import SourceConfig
 from notifier.sources.file import FileSource, FileSourceConfig
 from notifier.sources.sql import SqlSource, SqlSourceConfig
 from notifier.sources.store import StoreSource
-from notifier.tokens.lifecycle import TokenStore
 
 if TYPE_CHECKING:
+    from notifier.delivery.checker import Checker
     from notifier.runtime.deadman import Heartbeat
     from notifier.runtime.metrics import Metrics
     from notifier.runtime.sdnotify import SystemdNotifier
+    from notifier.tokens.lifecycle import TokenStore
     from notifier.web.api import WebApi
     from notifier.web.app import MetricsExposition, Probe
     from notifier.web.server import WebServer
     from notifier.web.stream import StreamOptions
 
 
-@dataclass
 class Components:
-    """Everything a command needs, built once from the settings."""
+    """Everything a command needs, wired from the settings; each part built when first used.
 
-    settings: Settings
-    clock: Clock
-    database: Database
-    policy: Policy
-    sources: list[TokenSource]
-    sinks: list[Sink]
-    checker: Checker
-    tokens: TokenStore
+    The database, clock and policy come at once. The sources, the sinks, the checker and
+    the token store are built, and their modules imported, the first time a command asks
+    for them, so a command pays for what it uses (issue #13). ``run`` and ``serve`` ask
+    for every part they serve before they start (:func:`build_daemon`, :func:`build_serve`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        database: Database,
+        policy: Policy,
+        *,
+        stop: threading.Event | None = None,
+        count_within: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.database = database
+        self.policy = policy
+        self._stop = stop
+        self._count_within = count_within
+
+    @cached_property
+    def sources(self) -> list[TokenSource]:
+        """The configured token sources (none configured: the checker reads the store)."""
+        return [build_source(config, self.database) for config in self.settings.source_configs]
+
+    @cached_property
+    def sinks(self) -> list[Sink]:
+        """The configured sinks, in their order."""
+        settings = self.settings
+        retry = Retry(deadline=settings.retry_deadline, attempts=settings.retry_attempts)
+        return [
+            build_sink(
+                config.name,
+                SinkContext(
+                    database=self.database,
+                    clock=self.clock,
+                    slice_name=settings.log_slice_name,
+                    route=config.route,
+                    options=config.options,
+                    retry=retry,
+                    window=settings.detection_window,
+                    stop=self._stop,
+                ),
+            )
+            for config in settings.sink_configs
+        ]
+
+    @cached_property
+    def checker(self) -> Checker:
+        """One pass over the sources and the sinks."""
+        from notifier.delivery.checker import Checker  # noqa: PLC0415 - see the class
+
+        settings = self.settings
+        return Checker(
+            database=self.database,
+            sources=self.sources or None,
+            sinks=self.sinks,
+            policy=self.policy,
+            clock=self.clock,
+            lease=settings.claim_lease,
+            batch_size=settings.batch_size,
+            stop=self._stop,
+            retention=settings.retention,
+            count_within=self._count_within,
+        )
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        """The token store: create, list, rotate, verify our own tokens."""
+        from notifier.tokens.lifecycle import TokenStore  # noqa: PLC0415 - see the class
+
+        settings = self.settings
+        pepper = settings.token_pepper.get_secret_value() if settings.token_pepper else None
+        return TokenStore(
+            self.database,
+            self.clock,
+            self.policy,
+            prefix=settings.token_prefix,
+            pepper=pepper,
+            max_lifetime=settings.token_max_lifetime,
+        )
+
+    def build_every_part(self) -> Components:
+        """Build every part now, as a service does before it starts; return the parts.
+
+        A part that cannot be built then stops the start-up, as it always did, rather than
+        the first pass in the scheduler's thread.
+        """
+        for part in ("sources", "sinks", "checker", "tokens"):
+            getattr(self, part)
+        return self
 
     def close(self) -> None:
-        """Release the sinks and the connection pool."""
-        for sink in self.sinks:
+        """Release the sinks and sources that were built, and the connection pool."""
+        for sink in self.__dict__.get("sinks", ()):
             sink.close()
-        for source in self.sources:
+        for source in self.__dict__.get("sources", ()):
             source.close()
         self.database.dispose()
 
@@ -88,46 +175,7 @@ def build(
         thresholds=settings.thresholds,
         notify_expired=settings.notify_expired,
     )
-    retry = Retry(deadline=settings.retry_deadline, attempts=settings.retry_attempts)
-    sinks = [
-        build_sink(
-            config.name,
-            SinkContext(
-                database=database,
-                clock=clock,
-                slice_name=settings.log_slice_name,
-                route=config.route,
-                options=config.options,
-                retry=retry,
-                window=settings.detection_window,
-                stop=stop,
-            ),
-        )
-        for config in settings.sink_configs
-    ]
-    sources = [build_source(config, database) for config in settings.source_configs]
-    checker = Checker(
-        database=database,
-        sources=sources or None,
-        sinks=sinks,
-        policy=policy,
-        clock=clock,
-        lease=settings.claim_lease,
-        batch_size=settings.batch_size,
-        stop=stop,
-        retention=settings.retention,
-        count_within=count_within,
-    )
-    pepper = settings.token_pepper.get_secret_value() if settings.token_pepper else None
-    tokens = TokenStore(
-        database,
-        clock,
-        policy,
-        prefix=settings.token_prefix,
-        pepper=pepper,
-        max_lifetime=settings.token_max_lifetime,
-    )
-    return Components(settings, clock, database, policy, sources, sinks, checker, tokens)
+    return Components(settings, clock, database, policy, stop=stop, count_within=count_within)
 
 
 def build_source(config: SourceConfig, database: Database) -> TokenSource:
@@ -230,19 +278,23 @@ class DaemonService(Service):
 
 def build_daemon(settings: Settings, *, clock: Clock | None = None) -> DaemonService:
     """``notifier run``: every part, the API when it listens, metrics, heartbeat, sd_notify."""
-    from notifier.runtime.deadman import Heartbeat  # noqa: PLC0415 - only the daemon pings
     from notifier.runtime.metrics import Metrics  # noqa: PLC0415
     from notifier.runtime.sdnotify import SystemdNotifier, watchdog_timeout  # noqa: PLC0415
 
     stop = threading.Event()
     # The daemon serves metrics, which count tokens within each threshold.
-    parts = build(settings, clock=clock, stop=stop, count_within=True)
+    parts = build(settings, clock=clock, stop=stop, count_within=True).build_every_part()
     metrics = Metrics(
         sinks=[config.name for config in settings.sink_configs],
         thresholds=[label for label, _ in parts.policy.count_marks],
         sources=[source.name for source in settings.source_configs],
     )
-    heartbeat_url = settings.heartbeat_url
+    heartbeat = None
+    if settings.heartbeat_url:
+        # httpx only for a daemon that pings: the idle daemon without it is 3 MiB smaller.
+        from notifier.runtime.deadman import Heartbeat  # noqa: PLC0415
+
+        heartbeat = Heartbeat(settings.heartbeat_url.get_secret_value())
     return DaemonService(
         parts=parts,
         stop=stop,
@@ -251,11 +303,11 @@ def build_daemon(settings: Settings, *, clock: Clock | None = None) -> DaemonSer
         metrics=metrics,
         systemd=SystemdNotifier(settings.notify_socket),
         watchdog=watchdog_timeout(settings.watchdog_usec, settings.watchdog_pid, os.getpid()),
-        heartbeat=Heartbeat(heartbeat_url.get_secret_value()) if heartbeat_url else None,
+        heartbeat=heartbeat,
     )
 
 
 def build_serve(settings: Settings, *, clock: Clock | None = None) -> Service:
     """``notifier serve``: the parts and the API, without the scheduler's extras."""
-    parts = build(settings, clock=clock)
+    parts = build(settings, clock=clock).build_every_part()
     return Service(parts=parts, stop=threading.Event(), api=web_api(parts))

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
-
 from notifier.config.options import KindOptions, OptionError, option_timezone
 from notifier.core.model import WatchedToken
 from notifier.core.policy import in_window
@@ -119,10 +117,10 @@ class FileSource:
             if suffix == ".json":
                 document = json.loads(text)
             elif suffix in {".yaml", ".yml"}:
-                document = yaml.safe_load(text)
+                document = _yaml_document(path, text)
             else:
                 raise SourceError(f"{path}: unknown format (use .json, .jsonl or .yaml)")
-        except (json.JSONDecodeError, yaml.YAMLError) as error:
+        except json.JSONDecodeError as error:
             raise SourceError(f"{path}: {error}".splitlines()[0]) from None
         if isinstance(document, dict) and set(document) == {"tokens"}:
             document = document["tokens"]
@@ -177,3 +175,13 @@ class FileSource:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self._config.timezone)
         return moment.astimezone(UTC)
+
+
+def _yaml_document(path: Path, text: str) -> Any:
+    """The YAML document in *text*; PyYAML is imported only for a YAML file (issue #13)."""
+    import yaml  # noqa: PLC0415 - the settings import this module, every command with them
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SourceError(f"{path}: {error}".splitlines()[0]) from None

@@ -6,12 +6,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
+from sqlalchemy.schema import CreateIndex
 
 from notifier.audit import list_events
 from notifier.core.clock import FixedClock
 from notifier.db import migrate
 from notifier.db.database import Database, DatabaseUnavailableError, db_now
-from notifier.db.models import Base, Token
+from notifier.db.models import OPEN_LOOP_SQL, Base, DeliveryStateRow, Token
 from notifier.testing import make_policy
 from notifier.tokens.fields import TokenInputError
 from notifier.tokens.lifecycle import TokenNotFoundError, TokenStore
@@ -30,6 +31,16 @@ class TestSchema:
         with database.read() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert diff == []
+
+    def test_the_open_loops_index_is_partial(self, database: Database) -> None:
+        """The models' open-loops index says its condition to each database's DDL."""
+        (index,) = (
+            index
+            for index in DeliveryStateRow.__table__.indexes
+            if index.name == "ix_delivery_state_open"
+        )
+        ddl = str(CreateIndex(index).compile(dialect=database.engine.dialect))
+        assert ddl.endswith(f"WHERE {OPEN_LOOP_SQL}")
 
     def test_upgrade_is_idempotent(self, database: Database) -> None:
         """A second upgrade finds the schema current and applies nothing."""
