@@ -101,6 +101,7 @@ class Database:
             pool_pre_ping=self.dialect != "sqlite",
             hide_parameters=True,  # errors must not carry values (names, hashes) into logs
             json_serializer=json_text,
+            json_deserializer=json_value,
         )
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
@@ -194,6 +195,43 @@ class Database:
         named.update((str(getattr(column, "name", "")), column) for column in columns)
         return KeyProbe(left.outerjoin(right, match), list(columns), named)
 
+    def fetch_all(self, connection: Connection, query: Select[Any]) -> list[tuple[Any, ...]]:
+        """The rows of *query* as plain tuples, each value converted by its column's type.
+
+        What ``connection.execute(query).all()`` returns, less SQLAlchemy's Row for every
+        row: the driver's rows are read whole and converted column by column, by the same
+        result processors. For a pass's pages, that is half the cost of reading them.
+        """
+        result = connection.execute(query)
+        try:
+            cursor = result.cursor
+            description = cursor.description or ()
+            rows = cursor.fetchall()
+        finally:
+            result.close()
+        dialect = self.engine.dialect
+        converters = [
+            (index, processor)
+            for index, (column, described) in enumerate(
+                zip(query.selected_columns, description, strict=True)
+            )
+            if (
+                processor := column.type.dialect_impl(dialect).result_processor(
+                    dialect, described[1]
+                )
+            )
+            is not None
+        ]
+        if not converters:
+            return [tuple(row) for row in rows]
+        converted: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = list(row)
+            for index, processor in converters:
+                values[index] = processor(values[index])
+            converted.append(tuple(values))
+        return converted
+
     def absent(self, rows: Select[Any], *, planned: bool = False) -> ColumnElement[bool]:
         """``NOT EXISTS (rows)``, for *rows* correlated with the outer query by a key.
 
@@ -286,6 +324,19 @@ def json_text(value: Any) -> str:
 
 
 _EMPTY_JSON: dict[type, str] = {list: "[]", dict: "{}"}
+
+
+def json_value(text: str) -> Any:
+    """A JSON column's value: ``json.loads``, without the decoder for an empty list or object.
+
+    The other way of :func:`json_text`: a pass reads every due token's labels. Each call
+    returns a new list or dict, never a shared one.
+    """
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)
 
 
 def prepare_threshold(value: str | tuple[str, ...]) -> int | None:

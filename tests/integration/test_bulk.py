@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 
 from notifier.db import migrate
 from notifier.db.bulk import ArrayStatement
-from notifier.db.database import Database, json_text, upsert
+from notifier.db.database import Database, json_text, json_value, upsert
 from notifier.db.models import AuditEvent, DeliveryStateRow, Token
 
 _tokens = Token.__table__
@@ -202,3 +202,34 @@ class TestBulkStatement:
 def test_json_text_is_json_dumps(value: Any) -> None:
     """The JSON column's serializer writes exactly what json.dumps writes."""
     assert json_text(value) == json.dumps(value)
+
+
+@pytest.mark.parametrize("text", ["[]", "{}", '["tokens:read"]', '{"team": "ops"}', "null", "0"])
+def test_json_value_is_json_loads(text: str) -> None:
+    assert json_value(text) == json.loads(text)
+
+
+def test_json_value_never_shares_an_empty_value() -> None:
+    """Each row gets its own list or dict: a change to one token's labels stays its own."""
+    first, second = json_value("{}"), json_value("{}")
+    first["team"] = "ops"
+    assert second == {}
+    assert json_value("[]") is not json_value("[]")
+
+
+def test_fetch_all_reads_what_sqlalchemy_reads(database: Database) -> None:
+    """Plain tuples, each value converted as SQLAlchemy's own result converts it."""
+    rows = [
+        token_row("f1", labels={"team": "ops"}, permissions=["*"], owner="ops@example.com"),
+        token_row("f2", expires_at=None, revoked_at=MOMENT),
+        token_row("f3"),
+    ]
+    with database.write() as connection:
+        connection.execute(_tokens.insert(), rows)
+    query = select(_tokens).order_by(_tokens.c.id)
+    with database.read() as connection:
+        plain = database.fetch_all(connection, query)
+        theirs = [tuple(row) for row in connection.execute(query).all()]
+    assert plain == theirs
+    assert plain[0][_tokens.c.keys().index("labels")] == {"team": "ops"}
+    assert plain[1][_tokens.c.keys().index("revoked_at")] == MOMENT

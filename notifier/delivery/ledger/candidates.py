@@ -34,7 +34,6 @@ from typing import Any, Protocol
 
 from sqlalchemy import (
     Integer,
-    Row,
     Select,
     case,
     func,
@@ -56,6 +55,9 @@ from notifier.sources.store import STORE, TOKENS, StoreSource, in_window, token_
 
 StateRow = tuple[DeliveryState, datetime | None, int]  # state, next_due_at, version
 _TOKEN_WIDTH = len(TOKEN_COLUMNS)
+# Where a candidate row holds the keys its page continues after (TOKEN_COLUMNS, COLUMNS).
+_ID, _EXPIRES = 0, 2
+_STATE_ID, _STATE_EXPIRES = _TOKEN_WIDTH, _TOKEN_WIDTH + 2
 META = Meta.__table__
 _ONE = literal_column("1", Integer())
 CHANGES = "tokens.changes"  # the count the triggers of migration 0004 keep
@@ -196,13 +198,13 @@ class StoreView:
     def due_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
         """Yield keyset pages of due candidates, each read in its own short transaction."""
 
-        def page(after: Row[Any] | None) -> Select[Any]:
+        def page(after: tuple[Any, ...] | None) -> Select[Any]:
             return due_query(
                 self._database,
                 sink,
                 self._now,
                 self._horizon,
-                None if after is None else (after.expires_at, after.id),
+                None if after is None else (after[_EXPIRES], after[_ID]),
                 batch_size,
                 lookback=self._lookback,
                 planned=self._planned,
@@ -233,40 +235,44 @@ class StoreView:
                 STORE, sink, self._changes, self._horizon, self._lookback, self._revocation
             )
 
-    def _left_by_time(self, sink: str, batch_size: int) -> Callable[[Row[Any] | None], Select[Any]]:
-        def page(after: Row[Any] | None) -> Select[Any]:
+    def _left_by_time(
+        self, sink: str, batch_size: int
+    ) -> Callable[[tuple[Any, ...] | None], Select[Any]]:
+        def page(after: tuple[Any, ...] | None) -> Select[Any]:
             return expired_loops_query(
                 self._database,
                 sink,
                 self._now - self._lookback,
-                after=None if after is None else (after.state_expires_at, after.state_token_id),
+                after=None if after is None else (after[_STATE_EXPIRES], after[_STATE_ID]),
                 limit=batch_size,
             )
 
         return page
 
-    def _every_loop(self, sink: str, batch_size: int) -> Callable[[Row[Any] | None], Select[Any]]:
-        def page(after: Row[Any] | None) -> Select[Any]:
+    def _every_loop(
+        self, sink: str, batch_size: int
+    ) -> Callable[[tuple[Any, ...] | None], Select[Any]]:
+        def page(after: tuple[Any, ...] | None) -> Select[Any]:
             return closing_query(
                 self._database,
                 sink,
                 self._now,
                 self._horizon,
                 self._lookback,
-                after=None if after is None else (after.state_expires_at, after.state_token_id),
+                after=None if after is None else (after[_STATE_EXPIRES], after[_STATE_ID]),
                 limit=batch_size,
             )
 
         return page
 
     def _pages(
-        self, page: Callable[[Row[Any] | None], Select[Any]], size: int
+        self, page: Callable[[tuple[Any, ...] | None], Select[Any]], size: int
     ) -> Iterator[list[Candidate]]:
         """Walk a keyset: each page after the last row of the one before, until one is short."""
-        last: Row[Any] | None = None
+        last: tuple[Any, ...] | None = None
         while True:
             with self._database.read() as connection:
-                rows = connection.execute(page(last)).all()
+                rows = self._database.fetch_all(connection, page(last))
             if rows:
                 yield [_candidate(row) for row in rows]
             if len(rows) < size:
@@ -457,10 +463,9 @@ def _window_summary(
     return count, int(inside), revocation, planned
 
 
-def _candidate(row: Row[Any]) -> Candidate:
+def _candidate(values: tuple[Any, ...]) -> Candidate:
     # By position, in the order of the token's COLUMNS and the state's: a due pass turns
     # every row it reads into a candidate, and a named lookup per field adds up.
-    values = tuple(row)
     token_id = values[0]
     token = token_of(*values[:_TOKEN_WIDTH]) if token_id is not None else None
     state_token_id, sink, *state, version = values[_TOKEN_WIDTH:]
