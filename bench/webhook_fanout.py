@@ -45,7 +45,8 @@ class Answer(asyncio.Protocol):
                 return
             head = self.buffer[:head_end].lower()
             start = head.find(b"content-length:")
-            length = int(head[start + 15 : head.find(b"\\r\\n", start)]) if start >= 0 else 0
+            stop = head.find(b"\\r\\n", start)
+            length = int(head[start + 15 : stop if stop >= 0 else None]) if start >= 0 else 0
             end = head_end + 4 + length
             if len(self.buffer) < end:
                 return

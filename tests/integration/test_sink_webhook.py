@@ -416,7 +416,7 @@ class TestStop:
         assert (report.released, report.failed, statuses) == (1, Counter(), [503])
         assert self.row(database).lease_owner is None
         names = [e["event"] for e in events if e["event"].startswith("sink.")]
-        assert names == ["sink.retry", "sink.interrupted"]
+        assert names == ["sink.slowed", "sink.retry", "sink.interrupted"]  # slowed: paused 60 s
         assert [e["abandoned_send"] for e in events if e["event"] == "sink.interrupted"] == [False]
 
 
