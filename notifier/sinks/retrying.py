@@ -102,8 +102,7 @@ def check_concurrency(value: object) -> int:
     if number is None or not 1 <= number <= MAX_CONCURRENCY:
         raise OptionError(
             "concurrency",
-            f"expected a whole number from 1 to {MAX_CONCURRENCY} (sends in flight at once),"
-            f" got {value!r}",
+            f"expected a whole number from 1 to {MAX_CONCURRENCY} (sends in flight at once)",
         )
     return number
 
