@@ -14,12 +14,21 @@ as ``sink.retry``.
 
 **Concurrency.** :meth:`Retrier.run_all` runs up to ``concurrency`` sends at once (the sink's
 option, :data:`DEFAULT_CONCURRENCY`), each on a daemon thread of the delivery. How fast a sink
-may go is its :class:`Throttle`, which the sink keeps across deliveries:
+may go is its :class:`Throttle`, which the sink keeps across deliveries. Sends in flight are
+held to the smaller of two limits, and a pause:
 
-- the in-flight limit starts at ``concurrency``. A 429 halves it (down to 1), at most once per
-  round trip: a 429 that answers a send started before the last cut does not cut again. Each
-  success adds ``1 / limit``, so the limit grows back by about one per round of sends (AIMD,
+- the receiver's limit starts at ``concurrency``. A 429 halves it (down to 1), at most once
+  per round trip: a 429 that answers a send started before the last cut does not cut again.
+  Each success adds ``1 / limit``, so it grows back by about one per round of sends (AIMD,
   as TCP's congestion window does). The cut is logged as ``sink.slowed``;
+- our own limit is what the sending threads' CPU leaves room for. Building and signing a
+  POST and running httpx's HTTP/1.1 code hold Python's GIL; while one send waits for its
+  answer, others can use that time, but no more than ``1 + wait / cpu`` of them (Little's
+  law), with *cpu* a send's CPU time (a moving average) and *wait* the least time a send
+  spent waiting on the network lately. Behind a receiver across a network that is far above
+  any setting; against one that answers at once it is two or three, and the threads beyond
+  would only queue for the GIL, which costs more than it gains (docs/performance.md). The
+  first sends go at the full ``concurrency`` until there is something to measure;
 - a Retry-After (on a 429 or a 503) pauses the whole sink until that moment: no send of it
   starts before then, whichever notice got the answer. A pause that ends past a delivery's
   deadline leaves that delivery's unsent notices to the next pass at once. A Retry-After
@@ -47,6 +56,7 @@ a socket under a blocked read is unsafe (its descriptor can be reused meanwhile)
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import threading
 import time
@@ -62,11 +72,15 @@ _POLL = 0.05  # seconds between looks at the stop event while a delivery runs
 # How long a send already in flight when the stop comes may take to finish: a receiver that
 # answers by then is recorded as sent (no duplicate); one that hangs is abandoned.
 IN_FLIGHT_GRACE = 1.0
-# Sends of one sink in flight at once, unless its `concurrency` option says otherwise: behind
-# a receiver that answers in 50 ms, 16 give about 300 notices/s (docs/performance.md).
-DEFAULT_CONCURRENCY = 16
+# Sends of one sink in flight at most, unless its `concurrency` option says otherwise: behind
+# a receiver that answers in 50 ms, 32 carry a pass at about 450 notices/s, 16 at about 270
+# (docs/performance.md).
+DEFAULT_CONCURRENCY = 32
 MAX_CONCURRENCY = 256
 MAX_PAUSE = 3600.0  # seconds: the longest Retry-After a sink waits out
+_AVERAGED = 16  # sends in the moving average of a send's CPU time
+_WINDOW = 256  # sends per window of the least network wait
+_LEAST_USEFUL = 2  # sends in flight our CPU always has room for (unless a 429 says fewer)
 
 log = structlog.get_logger("notifier.sinks")
 
@@ -108,7 +122,7 @@ def check_concurrency(value: object) -> int:
 
 
 class Throttle:
-    """How fast one sink may send: an in-flight limit a 429 halves, and a Retry-After's pause.
+    """How fast one sink may send: the in-flight limits (the receiver's, ours) and a pause.
 
     The sink keeps one across deliveries, so a delivery starts at the pace the last one left.
     """
@@ -119,16 +133,28 @@ class Throttle:
         self.ceiling = ceiling
         self._sink = sink
         self._monotonic = monotonic
-        self._limit = float(ceiling)
-        self._in_flight = 0
-        self._cuts = 0  # how often the limit was cut; a send carries the count it started under
+        self._limit = float(ceiling)  # the receiver's: AIMD on its 429s
+        self._cuts = 0  # how often it was cut; a send carries the count it started under
         self._resume_at = float("-inf")  # monotonic seconds: no send starts before
+        self._in_flight = 0
+        # Ours: a send's CPU time (a moving average), and the least time one waited on the
+        # network, over this window of sends and the one before.
+        self._cpu: float | None = None
+        self._waits = [math.inf, math.inf]
+        self._window = 0
         self._changed = threading.Condition()
 
     @property
     def limit(self) -> int:
         """Sends that may be in flight at once now."""
-        return int(self._limit)
+        limit = min(int(self._limit), self.ceiling)
+        if self._cpu:
+            # While one send waits for its answer, others fill the time with their own CPU
+            # work; more than that many only queue for the GIL (Little's law). At least two:
+            # the least wait seen underestimates a fast receiver's, down to nothing.
+            useful = max(_LEAST_USEFUL, math.ceil(1 + min(self._waits) / self._cpu))
+            limit = min(limit, useful)
+        return limit
 
     def acquire(self, stop: threading.Event, deadline: float) -> int | None:
         """Wait for a free slot and the end of a pause; None if the pause outlasts *deadline*.
@@ -145,18 +171,27 @@ class Throttle:
                 pause = self._resume_at - self._monotonic()
                 if pause > 0:
                     self._changed.wait(pause)
-                elif self._in_flight < int(self._limit):
+                elif self._in_flight < self.limit:
                     self._in_flight += 1
                     return self._cuts
                 else:
                     self._changed.wait()
 
     def release(
-        self, cuts: int, *, sent: bool = False, throttled: bool = False, pause: float = 0.0
+        self,
+        cuts: int,
+        *,
+        wall: float = 0.0,
+        cpu: float = 0.0,
+        sent: bool = False,
+        throttled: bool = False,
+        pause: float = 0.0,
     ) -> None:
-        """End a send that started under *cuts*: count a success, or slow down as answered."""
+        """End a send that started under *cuts* and took *wall* seconds, *cpu* of them ours."""
         with self._changed:
             self._in_flight -= 1
+            if wall:
+                self._measured(wall, cpu)
             paused = pause > 0 and self._resume_at < self._monotonic()
             if pause > 0:
                 self._resume_at = max(self._resume_at, self._monotonic() + min(pause, MAX_PAUSE))
@@ -166,15 +201,25 @@ class Throttle:
                 self._cuts += 1
             elif sent and self._limit < self.ceiling:
                 self._limit = min(float(self.ceiling), self._limit + 1 / self._limit)
-            self._changed.notify_all()
-            limit = int(self._limit)
+            # Wake as many as may start now, not every waiter: a herd of threads woken only
+            # to wait again costs more GIL than the sends themselves.
+            self._changed.notify(max(1, self.limit - self._in_flight))
+            receivers = int(self._limit)
         if cut or paused:
             log.info(
                 "sink.slowed",
                 sink=self._sink,
-                in_flight_limit=limit,
+                in_flight_limit=receivers,
                 paused_s=round(min(pause, MAX_PAUSE), 3) if paused else None,
             )
+
+    def _measured(self, wall: float, cpu: float) -> None:
+        self._cpu = cpu if self._cpu is None else self._cpu + (cpu - self._cpu) / _AVERAGED
+        self._waits[1] = min(self._waits[1], max(wall - cpu, 0.0))
+        self._window += 1
+        if self._window == _WINDOW:  # a receiver that got slower is seen within two windows
+            self._waits = [self._waits[1], math.inf]
+            self._window = 0
 
     def wake(self) -> None:
         """Wake the sends waiting for a slot or a pause, so that they see a stop."""
@@ -381,21 +426,29 @@ class Retrier:
 
     def _call(self, book: _Book, send: Callable[[], None], cuts: int) -> Outcome | Transient:
         """Call *send* once: its outcome, or the transient error to retry after."""
+        wall, cpu = time.perf_counter(), time.thread_time()
+        result: Outcome | Transient
         try:
             send()
         except Transient as error:
-            self._throttle.release(cuts, throttled=error.throttled, pause=error.retry_after or 0.0)
-            return error
+            result = error
         except Permanent as error:
-            self._throttle.release(cuts)
-            return Outcome.failed(str(error), permanent=True)
+            result = Outcome.failed(str(error), permanent=True)
         except BaseException as error:  # noqa: BLE001 - a fault of the sink: run_all raises it
-            self._throttle.release(cuts)
             with self._lock:
                 book.error = book.error or error
-            return Outcome.failed(type(error).__name__)
-        self._throttle.release(cuts, sent=True)
-        return Outcome.sent()
+            result = Outcome.failed(type(error).__name__)
+        else:
+            result = Outcome.sent()
+        self._throttle.release(
+            cuts,
+            wall=time.perf_counter() - wall,
+            cpu=time.thread_time() - cpu,
+            sent=result is Outcome.sent(),
+            throttled=isinstance(result, Transient) and result.throttled,
+            pause=(result.retry_after or 0.0) if isinstance(result, Transient) else 0.0,
+        )
+        return result
 
     def _wait_after(self, attempt: int, error: Transient) -> float | None:
         """Seconds to wait before the next attempt, or None when none fits."""
