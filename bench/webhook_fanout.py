@@ -18,7 +18,7 @@ Each case's repeats alternate the order of its three runs; rates are medians. ``
 sets the sink's option (its default otherwise); 1 is the sequential sink of before #13.
 
     python bench/webhook_fanout.py --notices 5000 --latency-notices 1000 --repeat 5 \
-        --json bench/results/fanout-concurrency.json
+        --json bench/results/fanout-concurrency.jsonl
 """
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ def main() -> None:
     parser.add_argument("--latency-bare-notices", type=int, default=100)
     parser.add_argument("--concurrency", type=int, help="the sink's option; default: its default")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="a JSONL file to append the result to")
     options = parser.parse_args()
     cases = {"instant": (0.0, dict.fromkeys(("bare", "sink", "pass"), options.notices))}
     if options.latency_ms:
@@ -316,9 +316,10 @@ def main() -> None:
             f"  sink/bare {shown['sink_vs_bare']:.2f}x   pass/bare {shown['pass_vs_bare']:.2f}x\n"
         )
     result["load_after"] = round(os.getloadavg()[0], 2)
-    if options.json is not None:
+    if options.json is not None:  # one line per run, appended
         options.json.parent.mkdir(parents=True, exist_ok=True)
-        options.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        with options.json.open("a", encoding="utf-8") as lines:
+            lines.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":
