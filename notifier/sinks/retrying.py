@@ -79,7 +79,7 @@ DEFAULT_CONCURRENCY = 32
 MAX_CONCURRENCY = 256
 MAX_PAUSE = 3600.0  # seconds: the longest Retry-After a sink waits out
 _AVERAGED = 16  # sends in the moving average of a send's CPU time
-_WINDOW = 256  # sends per window of the least network wait
+_WINDOW = 0.5  # seconds per window of the least network wait
 _LEAST_USEFUL = 2  # sends in flight our CPU always has room for (unless a 429 says fewer)
 
 log = structlog.get_logger("notifier.sinks")
@@ -141,8 +141,8 @@ class Throttle:
         # network, over this window of sends and the one before.
         self._cpu: float | None = None
         self._waits = [math.inf, math.inf]
-        self._window = 0
-        self._changed = threading.Condition()
+        self._window_ends = monotonic() + _WINDOW
+        self._changed = threading.Condition(threading.Lock())
 
     @property
     def limit(self) -> int:
@@ -216,10 +216,10 @@ class Throttle:
     def _measured(self, wall: float, cpu: float) -> None:
         self._cpu = cpu if self._cpu is None else self._cpu + (cpu - self._cpu) / _AVERAGED
         self._waits[1] = min(self._waits[1], max(wall - cpu, 0.0))
-        self._window += 1
-        if self._window == _WINDOW:  # a receiver that got slower is seen within two windows
+        if (now := self._monotonic()) >= self._window_ends:
+            # A receiver that got slower is seen within two windows.
             self._waits = [self._waits[1], math.inf]
-            self._window = 0
+            self._window_ends = now + _WINDOW
 
     def wake(self) -> None:
         """Wake the sends waiting for a slot or a pause, so that they see a stop."""
@@ -232,6 +232,7 @@ class _Book:
 
     def __init__(self, count: int) -> None:
         self.outcomes: list[Outcome | None] = [None] * count
+        self.workers = 0  # threads taking its sends
         self.taken = 0
         self.done = 0
         self.closed = False  # the caller has its answer: later outcomes are not recorded
@@ -267,8 +268,8 @@ class Retrier:
         # Without a stop event nothing interrupts: the waits are on an event no one sets.
         self._stop = stop or threading.Event()
         self._throttle = throttle or Throttle(1, sink=sink, monotonic=monotonic)
-        self._lock = threading.Condition()
-        self._workers = 0  # threads of this delivery still running
+        self._lock = threading.Condition(threading.Lock())
+        self._workers = 0  # threads of this delivery still running, abandoned ones too
         self._sending = 0  # sends in flight, inside the sink's send call
         self._release: Callable[[], None] | None = None
         self._spent = False
@@ -300,14 +301,8 @@ class Retrier:
         if self._interrupted or not sends:
             return [Outcome.interrupted()] * len(sends)
         book = _Book(len(sends))
-        workers = min(self._throttle.ceiling, len(sends))
         with self._lock:
-            self._workers += workers
-        for _ in range(workers):
-            # Daemon threads: a send the stop walked away from must not hold the process open.
-            threading.Thread(
-                target=self._work, args=(book, sends), name=f"send:{self._sink}", daemon=True
-            ).start()
+            self._spawn(book, sends, min(self._throttle.limit, len(sends)))
         with self._lock:
             while not book.finished():
                 if self._stop.is_set():
@@ -338,15 +333,26 @@ class Retrier:
         book.closed = True
         self.abandoned = self.abandoned or self._sending > 0
 
+    def _spawn(self, book: _Book, sends: Sequence[Callable[[], None]], count: int) -> None:
+        """Start *count* more threads on *book* (the lock is held)."""
+        self._workers += count
+        book.workers += count
+        for _ in range(count):
+            # Daemon threads: a send the stop walked away from must not hold the process open.
+            threading.Thread(
+                target=self._work, args=(book, sends), name=f"send:{self._sink}", daemon=True
+            ).start()
+
     def _work(self, book: _Book, sends: Sequence[Callable[[], None]]) -> None:
+        """Take the next send until none is left, or the limit has fewer threads."""
         try:
-            while True:
-                with self._lock:
-                    if book.closed or book.error is not None or book.taken == len(sends):
-                        return
-                    index = book.taken
-                    book.taken += 1
-                self._send(book, index, sends[index])
+            while (index := self._next(book, sends)) is not None:
+                try:
+                    self._send(book, index, sends[index])
+                except BaseException as error:  # noqa: BLE001 - handed to run_all, which raises
+                    with self._lock:
+                        book.error = book.error or error
+                        self._record(book, index, Outcome.failed(type(error).__name__))
         finally:
             with self._lock:
                 self._workers -= 1
@@ -356,6 +362,22 @@ class Retrier:
             if release is not None:
                 with contextlib.suppress(Exception):
                     release()
+
+    def _next(self, book: _Book, sends: Sequence[Callable[[], None]]) -> int | None:
+        """The index of the send this thread takes next, or None when the thread should end."""
+        with self._lock:
+            limit = self._throttle.limit
+            untaken = len(sends) - book.taken
+            # Ending is decided and counted at once, so that threads that all see the limit
+            # come down do not all end.
+            if book.closed or book.error is not None or not untaken or book.workers > limit:
+                book.workers -= 1
+                return None
+            # The limit went up: threads for it, rather than parked ones that each send would
+            # wake and put back to sleep.
+            self._spawn(book, sends, min(limit - book.workers, untaken - 1))
+            book.taken += 1
+            return book.taken - 1
 
     def _record(self, book: _Book, index: int, outcome: Outcome) -> None:
         """Keep *outcome* unless the caller already answered (the lock is held)."""

@@ -596,6 +596,30 @@ class TestConcurrency:
         assert outcomes == [Outcome.sent()] * 20
         assert in_flight.most == 4
 
+    def test_a_fast_receiver_gets_every_notice(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """Against a receiver that answers at once, the threads come down, and all is sent."""
+        in_flight = InFlight()
+
+        def receive(request: Request) -> Response:
+            del request
+            with in_flight.request():
+                return Response("", status=204)
+
+        threaded.expect_request("/hook").respond_with_handler(receive)
+        hook = sink(threaded, clock, concurrency=32)
+        outcomes: list[Outcome] = []
+        delivery = threading.Thread(
+            target=lambda: outcomes.extend(hook.deliver(notices(clock, ["t"] * 600)))
+        )
+        delivery.start()
+        delivery.join(timeout=60)
+        hook.close()
+        assert not delivery.is_alive(), "the delivery hung"
+        assert outcomes == [Outcome.sent()] * 600
+        assert in_flight.most <= 32
+
     def test_outcomes_keep_the_order_of_the_notices(
         self, threaded: HTTPServer, clock: FixedClock
     ) -> None:

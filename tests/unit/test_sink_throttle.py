@@ -58,11 +58,16 @@ class TestOurLimit:
         assert throttle.limit == limit
 
     def test_a_receiver_that_slows_down_is_seen_within_two_windows(self) -> None:
-        """The least wait is of the recent sends: 512 slow ones lift a limit a fast one set."""
-        throttle = Throttle(32, sink="webhook")
+        """The least wait is of the last second or so: slow sends then lift the limit again."""
+        ticker = Ticker()
+        throttle = Throttle(32, sink="webhook", monotonic=ticker)
         sends(throttle, 10, wall=0.0003, cpu=0.0003)
         assert throttle.limit == 2
-        sends(throttle, 512, wall=0.05, cpu=0.0003)
+        ticker.now += 0.5
+        sends(throttle, 10, wall=0.05, cpu=0.0003)
+        assert throttle.limit == 2  # the fast sends are still in the window before
+        ticker.now += 0.5
+        sends(throttle, 10, wall=0.05, cpu=0.0003)
         assert throttle.limit == 32
 
 
