@@ -13,9 +13,10 @@ receiver that is down costs one deadline per pass, not one per notice. Each retr
 as ``sink.retry``.
 
 **Concurrency.** :meth:`Retrier.run_all` runs up to ``concurrency`` sends at once (the sink's
-option, :data:`DEFAULT_CONCURRENCY`), each on a daemon thread of the delivery. How fast a sink
-may go is its :class:`Throttle`, which the sink keeps across deliveries. Sends in flight are
-held to the smaller of two limits, and a pause:
+option, :data:`DEFAULT_CONCURRENCY`) on daemon threads of the delivery, as many threads as
+sends may be in flight: they end when the limit comes down and start when it goes up. How
+fast a sink may go is its :class:`Throttle`, which the sink keeps across deliveries. Sends in
+flight are held to the smaller of two limits, and a pause:
 
 - the receiver's limit starts at ``concurrency``. A 429 halves it (down to 1), at most once
   per round trip: a 429 that answers a send started before the last cut does not cut again.
@@ -25,10 +26,11 @@ held to the smaller of two limits, and a pause:
   POST and running httpx's HTTP/1.1 code hold Python's GIL; while one send waits for its
   answer, others can use that time, but no more than ``1 + wait / cpu`` of them (Little's
   law), with *cpu* a send's CPU time (a moving average) and *wait* the least time a send
-  spent waiting on the network lately. Behind a receiver across a network that is far above
-  any setting; against one that answers at once it is two or three, and the threads beyond
-  would only queue for the GIL, which costs more than it gains (docs/performance.md). The
-  first sends go at the full ``concurrency`` until there is something to measure;
+  spent waiting on the network in the last second or so (at least two). Behind a receiver
+  across a network that is far above any setting; against one that answers at once it is
+  two or three, and more threads would only queue for the GIL, which costs more than they
+  gain (docs/performance.md). The first sends go at the full ``concurrency``, until there is
+  something to measure;
 - a Retry-After (on a 429 or a 503) pauses the whole sink until that moment: no send of it
   starts before then, whichever notice got the answer. A pause that ends past a delivery's
   deadline leaves that delivery's unsent notices to the next pass at once. A Retry-After
@@ -73,8 +75,8 @@ _POLL = 0.05  # seconds between looks at the stop event while a delivery runs
 # answers by then is recorded as sent (no duplicate); one that hangs is abandoned.
 IN_FLIGHT_GRACE = 1.0
 # Sends of one sink in flight at most, unless its `concurrency` option says otherwise: behind
-# a receiver that answers in 50 ms, 32 carry a pass at about 450 notices/s, 16 at about 270
-# (docs/performance.md).
+# a receiver that answers in 50 ms, 32 carry a pass at about 440 notices/s, 16 at about 260,
+# too close to the 250 asked for (docs/performance.md).
 DEFAULT_CONCURRENCY = 32
 MAX_CONCURRENCY = 256
 MAX_PAUSE = 3600.0  # seconds: the longest Retry-After a sink waits out

@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import MutableMapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from notifier.core.clock import FixedClock
 from notifier.core.model import Notice, NoticeKind
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
-from notifier.delivery.checker import Checker
+from notifier.delivery.checker import Checker, PassReport
 from notifier.sinks import EVERYTHING, Outcome, Route
 from notifier.sinks.log import LogSink
 from notifier.sinks.registry import Retry
@@ -95,6 +96,21 @@ def sink(
         slice_name="day",
         concurrency=concurrency,
         stop=stop,
+    )
+
+
+def unsigned(url: str, clock: FixedClock, *, name: str = "webhook") -> WebhookSink:
+    """A webhook sink without a signing secret, at any URL."""
+    return WebhookSink(
+        name,
+        url=url,
+        secret=None,
+        timeout=timedelta(seconds=5),
+        route=EVERYTHING,
+        retry=FAST,
+        clock=clock,
+        window=DAY,
+        slice_name="day",
     )
 
 
@@ -363,6 +379,29 @@ class TestStop:
         )
 
     @staticmethod
+    def stopped_pass(
+        database: Database, clock: FixedClock, hook: WebhookSink, stop: threading.Event
+    ) -> tuple[PassReport, list[MutableMapping[str, Any]], float]:
+        """A pass with *hook* that *stop* can end: its report, its log events, its seconds."""
+        started = time.monotonic()
+        with capture_logs() as events:
+            report = Checker(
+                database=database,
+                sinks=[hook],
+                policy=POLICY,
+                clock=clock,
+                lease=timedelta(minutes=5),
+                stop=stop,
+            ).run()
+        return report, events, time.monotonic() - started
+
+    @staticmethod
+    def eight_tokens(database: Database, clock: FixedClock) -> None:
+        store = tokens(database, clock)
+        for index in range(8):
+            store.create(name=f"t{index}", expires_at=clock.now() + DAY)
+
+    @staticmethod
     def row(database: Database) -> Any:
         with database.read() as connection:
             return connection.execute(select(DeliveryStateRow.__table__)).one()
@@ -384,17 +423,7 @@ class TestStop:
         httpserver.expect_request("/hook").respond_with_handler(hang)
         tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
         hook = self.stoppable(httpserver, clock, stop)
-        started = time.monotonic()
-        with capture_logs() as events:
-            report = Checker(
-                database=database,
-                sinks=[hook],
-                policy=POLICY,
-                clock=clock,
-                lease=timedelta(minutes=5),
-                stop=stop,
-            ).run()
-        elapsed = time.monotonic() - started
+        report, events, elapsed = self.stopped_pass(database, clock, hook, stop)
         answer.set()
         hook.close()
         assert elapsed < 5, f"the pass took {elapsed:.1f}s"
@@ -435,17 +464,7 @@ class TestStop:
         httpserver.expect_request("/hook").respond_with_handler(busy)
         tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
         hook = self.stoppable(httpserver, clock, stop)
-        started = time.monotonic()
-        with capture_logs() as events:
-            report = Checker(
-                database=database,
-                sinks=[hook],
-                policy=POLICY,
-                clock=clock,
-                lease=timedelta(minutes=5),
-                stop=stop,
-            ).run()
-        elapsed = time.monotonic() - started
+        report, events, elapsed = self.stopped_pass(database, clock, hook, stop)
         hook.close()
         assert elapsed < 5, f"the pass took {elapsed:.1f}s"
         assert (report.released, report.failed, statuses) == (1, Counter(), [503])
@@ -470,19 +489,9 @@ class TestStop:
             return Response("", status=200)
 
         threaded.expect_request("/hook").respond_with_handler(slow)
-        store = tokens(database, clock)
-        for index in range(8):
-            store.create(name=f"t{index}", expires_at=clock.now() + DAY)
+        self.eight_tokens(database, clock)
         hook = sink(threaded, clock, concurrency=4, retry=Retry(), stop=stop)
-        with capture_logs() as events:
-            report = Checker(
-                database=database,
-                sinks=[hook],
-                policy=POLICY,
-                clock=clock,
-                lease=timedelta(minutes=5),
-                stop=stop,
-            ).run()
+        report, events, _ = self.stopped_pass(database, clock, hook, stop)
         hook.close()
         assert (report.sent, report.released, report.failed) == ({"webhook": 4}, 4, Counter())
         assert len(received) == 4
@@ -506,21 +515,9 @@ class TestStop:
             return Response("", status=200)
 
         threaded.expect_request("/hook").respond_with_handler(hang)
-        store = tokens(database, clock)
-        for index in range(8):
-            store.create(name=f"t{index}", expires_at=clock.now() + DAY)
+        self.eight_tokens(database, clock)
         hook = sink(threaded, clock, concurrency=4, retry=Retry(), stop=stop)
-        started = time.monotonic()
-        with capture_logs() as events:
-            report = Checker(
-                database=database,
-                sinks=[hook],
-                policy=POLICY,
-                clock=clock,
-                lease=timedelta(minutes=5),
-                stop=stop,
-            ).run()
-        elapsed = time.monotonic() - started
+        report, events, elapsed = self.stopped_pass(database, clock, hook, stop)
         hook.close()  # does not wait for the hung POSTs
         assert elapsed < 5, f"the pass took {elapsed:.1f}s"
         assert (report.sent, report.released, report.failed) == (Counter(), 8, Counter())
@@ -547,16 +544,10 @@ class TestRetryLog:
         receiver = Receiver(statuses=[500, 503])
         httpserver.expect_request("/hook").respond_with_handler(receiver)
         tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
-        hook = WebhookSink(
-            "webhook:ops",
-            url=httpserver.url_for("/hook?token=s3cret").replace("//", "//user:s3cret@", 1),
-            secret=None,
-            timeout=timedelta(seconds=5),
-            route=EVERYTHING,
-            retry=FAST,
-            clock=clock,
-            window=DAY,
-            slice_name="day",
+        hook = unsigned(
+            httpserver.url_for("/hook?token=s3cret").replace("//", "//user:s3cret@", 1),
+            clock,
+            name="webhook:ops",
         )
         with capture_logs() as events:
             report = checker(database, clock, [hook]).run()
@@ -686,6 +677,15 @@ class TestConcurrency:
 class TestSlowDown:
     """A receiver that says "too many requests" slows the whole sink down."""
 
+    @staticmethod
+    def all_eight_sent(hook: WebhookSink, clock: FixedClock) -> list[MutableMapping[str, Any]]:
+        """Deliver eight notices t0..t7, check that all were sent; the log events."""
+        with capture_logs() as events:
+            outcomes = hook.deliver(notices(clock, [f"t{i}" for i in range(8)]))
+        hook.close()
+        assert outcomes == [Outcome.sent()] * 8
+        return events
+
     def test_retry_after_pauses_every_post_of_the_sink(
         self, threaded: HTTPServer, clock: FixedClock
     ) -> None:
@@ -712,11 +712,7 @@ class TestSlowDown:
             return Response("", status=200)
 
         threaded.expect_request("/hook").respond_with_handler(receive)
-        hook = sink(threaded, clock, concurrency=4)
-        with capture_logs() as events:
-            outcomes = hook.deliver(notices(clock, [f"t{i}" for i in range(8)]))
-        hook.close()
-        assert outcomes == [Outcome.sent()] * 8
+        events = self.all_eight_sent(sink(threaded, clock, concurrency=4), clock)
         (resume,) = answered_at
         later = [at for name, at in arrivals if name not in {"t1", "t2", "t3"}][1:]
         assert len(later) == 5  # t0's retry, then t4..t7
@@ -746,11 +742,7 @@ class TestSlowDown:
             return Response("", status=200)
 
         threaded.expect_request("/hook").respond_with_handler(receive)
-        hook = sink(threaded, clock, concurrency=8)
-        with capture_logs() as events:
-            outcomes = hook.deliver(notices(clock, [f"t{i}" for i in range(8)]))
-        hook.close()
-        assert outcomes == [Outcome.sent()] * 8
+        events = self.all_eight_sent(sink(threaded, clock, concurrency=8), clock)
         assert 1 <= retries.most <= 4
         slowed = [e for e in events if e["event"] == "sink.slowed"]
         assert [(e["in_flight_limit"], e["paused_s"]) for e in slowed] == [(4, None)]
@@ -770,17 +762,7 @@ class TestTransport:
             return Response("", status=204)
 
         httpserver.expect_request("/hook").respond_with_handler(receive)
-        hook = WebhookSink(
-            "webhook",
-            url=httpserver.url_for("/hook").replace("//", "//ops:s3cret%21@", 1),
-            secret=None,
-            timeout=timedelta(seconds=5),
-            route=EVERYTHING,
-            retry=FAST,
-            clock=clock,
-            window=DAY,
-            slice_name="day",
-        )
+        hook = unsigned(httpserver.url_for("/hook").replace("//", "//ops:s3cret%21@", 1), clock)
         assert hook.deliver(notices(clock, ["t"])) == [Outcome.sent()]
         hook.close()
         expected = "Basic " + base64.b64encode(b"ops:s3cret!").decode()
@@ -798,17 +780,7 @@ class TestTransport:
 
         httpserver.expect_request("/hook").respond_with_handler(proxy)
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{httpserver.port}")
-        hook = WebhookSink(
-            "webhook",
-            url="http://hooks.example.invalid/hook",
-            secret=None,
-            timeout=timedelta(seconds=5),
-            route=EVERYTHING,
-            retry=FAST,
-            clock=clock,
-            window=DAY,
-            slice_name="day",
-        )
+        hook = unsigned("http://hooks.example.invalid/hook", clock)
         assert hook.deliver(notices(clock, ["t"])) == [Outcome.sent()]
         hook.close()
         assert hosts == ["hooks.example.invalid"]
