@@ -305,7 +305,6 @@ class Retrier:
         book = _Book(len(sends))
         with self._lock:
             self._spawn(book, sends, min(self._throttle.limit, len(sends)))
-        with self._lock:
             while not book.finished():
                 if self._stop.is_set():
                     self._end_on_stop(book)
