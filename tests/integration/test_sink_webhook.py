@@ -279,19 +279,7 @@ class TestFailures:
 
     def test_unreachable_receiver(self, database: Database, clock: FixedClock) -> None:
         """A closed port is a transient failure naming no URL."""
-        from tests.receivers import free_port  # noqa: PLC0415
-
-        hook = WebhookSink(
-            "webhook",
-            url=f"http://127.0.0.1:{free_port()}/hook?token=s3cret",
-            secret=None,
-            timeout=timedelta(seconds=2),
-            route=EVERYTHING,
-            retry=FAST,
-            clock=clock,
-            window=DAY,
-            slice_name="day",
-        )
+        hook = unsigned(f"http://127.0.0.1:{free_port()}/hook?token=s3cret", clock)
         tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
         report = checker(database, clock, [hook]).run()
         assert report.failed == {"webhook": 1}
