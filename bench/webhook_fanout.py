@@ -1,16 +1,24 @@
 """Webhook fan-out: notices per second through the pass, against a bare httpx loop.
 
 A loopback receiver runs in a process of its own (a minimal asyncio HTTP/1.1 server that
-answers 204 and counts, so that it is not the limit). Against it, each repeat times:
+answers 204 and counts, so that it is not the limit). Two receivers, two cases:
 
-- **bare**: one ``httpx.Client`` POSTing the same JSON bodies with the same headers in a loop:
-  the limit for one sender;
-- **sink**: :class:`~notifier.sinks.webhook.WebhookSink` delivering the same notices
-  (payload, signature, retry wrapper);
-- **pass**: a whole ``Checker`` pass with the webhook sink over k tokens in the window on
-  SQLite (due query, claims, records included): what an operator gets.
+- **instant**: it answers at once. Each repeat times
+  - **bare**: one ``httpx.Client`` POSTing the same JSON bodies with the same headers in a
+    loop, one at a time: the limit of one sequential sender;
+  - **sink**: :class:`~notifier.sinks.webhook.WebhookSink` delivering the same notices
+    (payload, signature, retries, up to ``concurrency`` at once);
+  - **pass**: a whole ``Checker`` pass with the webhook sink over k tokens in the window on
+    SQLite (due query, claims, records, the pass's chunks included): what an operator gets.
+- **latency**: it answers each request ``--latency-ms`` after it arrived (``call_later`` in
+  its protocol, so other connections go on meanwhile): a receiver across a network. The same
+  three, with the bare loop over fewer notices (it manages 1 / latency a second).
 
-    python bench/webhook_fanout.py --notices 5000 --repeat 5
+Each case's repeats alternate the order of its three runs; rates are medians. ``--concurrency``
+sets the sink's option (its default otherwise); 1 is the sequential sink of before #13.
+
+    python bench/webhook_fanout.py --notices 5000 --latency-notices 1000 --repeat 5 \
+        --json bench/results/fanout-concurrency.jsonl
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -29,6 +38,9 @@ from typing import Any
 
 RECEIVER_CODE = """
 import asyncio, sys
+
+LATENCY = float(sys.argv[1])
+ANSWER = b"HTTP/1.1 204 No Content\\r\\ncontent-length: 0\\r\\n\\r\\n"
 
 class Answer(asyncio.Protocol):
     count = 0
@@ -45,16 +57,24 @@ class Answer(asyncio.Protocol):
                 return
             head = self.buffer[:head_end].lower()
             start = head.find(b"content-length:")
-            length = int(head[start + 15 : head.find(b"\\r\\n", start)]) if start >= 0 else 0
+            stop = head.find(b"\\r\\n", start)
+            length = int(head[start + 15 : stop if stop >= 0 else None]) if start >= 0 else 0
             end = head_end + 4 + length
             if len(self.buffer) < end:
                 return
             self.buffer = self.buffer[end:]
             Answer.count += 1
-            self.transport.write(b"HTTP/1.1 204 No Content\\r\\ncontent-length: 0\\r\\n\\r\\n")
+            if LATENCY:
+                asyncio.get_running_loop().call_later(LATENCY, self.answer)
+            else:
+                self.answer()
+
+    def answer(self):
+        if not self.transport.is_closing():
+            self.transport.write(ANSWER)
 
 async def main():
-    server = await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", 0)
+    server = await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", 0, backlog=512)
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     print(Answer.count, flush=True)
@@ -65,10 +85,10 @@ asyncio.run(main())
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def start_receiver() -> tuple[subprocess.Popen[str], str]:
-    """The receiver process and its URL."""
+def start_receiver(latency: float = 0.0) -> tuple[subprocess.Popen[str], str]:
+    """The receiver process, answering *latency* seconds after each request, and its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-c", RECEIVER_CODE],
+        [sys.executable, "-c", RECEIVER_CODE, str(latency)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -110,11 +130,12 @@ def notices(count: int) -> list[Any]:
     ]
 
 
-def sink(url: str) -> Any:
+def sink(url: str, concurrency: int | None) -> Any:
     """The webhook sink as the registry builds it, signing with a secret."""
     from notifier.core.clock import SystemClock  # noqa: PLC0415
     from notifier.sinks import EVERYTHING  # noqa: PLC0415
     from notifier.sinks.registry import Retry  # noqa: PLC0415
+    from notifier.sinks.retrying import DEFAULT_CONCURRENCY  # noqa: PLC0415
     from notifier.sinks.webhook import WebhookSink  # noqa: PLC0415
 
     return WebhookSink(
@@ -127,6 +148,7 @@ def sink(url: str) -> Any:
         clock=SystemClock(),
         window=timedelta(hours=168),
         slice_name="day",
+        concurrency=concurrency or DEFAULT_CONCURRENCY,
     )
 
 
@@ -157,9 +179,9 @@ def bare(url: str, batch: list[Any]) -> float:
         return time.perf_counter() - started
 
 
-def through_sink(url: str, batch: list[Any]) -> float:
+def through_sink(url: str, batch: list[Any], concurrency: int | None) -> float:
     """The webhook sink delivering the batch, 500 at a time as the pass hands it over."""
-    webhook = sink(url)
+    webhook = sink(url, concurrency)
     started = time.perf_counter()
     for start in range(0, len(batch), 500):
         outcomes = webhook.deliver(batch[start : start + 500])
@@ -169,7 +191,7 @@ def through_sink(url: str, batch: list[Any]) -> float:
     return elapsed
 
 
-def through_pass(url: str, count: int, scratch: Path) -> float:
+def through_pass(url: str, count: int, scratch: Path, concurrency: int | None) -> float:
     """A first pass over *count* tokens in the window, webhook sink only, on SQLite."""
     from sqlalchemy.engine import URL  # noqa: PLC0415
 
@@ -208,7 +230,7 @@ def through_pass(url: str, count: int, scratch: Path) -> float:
     )
     checker = Checker(
         database=database,
-        sinks=[sink(url)],
+        sinks=[sink(url, concurrency)],
         policy=policy,
         clock=clock,
         lease=timedelta(minutes=10),
@@ -221,41 +243,83 @@ def through_pass(url: str, count: int, scratch: Path) -> float:
     return elapsed
 
 
-def main() -> None:
-    """Measure, and print notices per second and the ratios."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--notices", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", type=Path)
-    options = parser.parse_args()
-    batch = notices(options.notices)
-    seconds: dict[str, list[float]] = {"bare": [], "sink": [], "pass": []}
-    answered = 0
-    for _ in range(options.repeat):
-        receiver, url = start_receiver()
-        seconds["bare"].append(bare(url, batch))
-        seconds["sink"].append(through_sink(url, batch))
-        with tempfile.TemporaryDirectory() as scratch:
-            seconds["pass"].append(through_pass(url, options.notices, Path(scratch)))
-        answered += stop_receiver(receiver)
-    assert answered == 3 * options.repeat * options.notices, answered  # noqa: S101
-    rate = {name: options.notices / statistics.median(values) for name, values in seconds.items()}
-    result = {
-        "notices": options.notices,
-        "repeat": options.repeat,
+def measure(
+    latency: float, notices_each: dict[str, int], repeat: int, concurrency: int | None
+) -> dict[str, list[float]]:
+    """Seconds per run of each of bare, sink and pass, *repeat* times, alternating the order."""
+    batches = {name: notices(count) for name, count in notices_each.items()}
+    runs = {
+        "bare": lambda url, _scratch: bare(url, batches["bare"]),
+        "sink": lambda url, _scratch: through_sink(url, batches["sink"], concurrency),
+        "pass": lambda url, scratch: through_pass(url, notices_each["pass"], scratch, concurrency),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for index in range(repeat):
+        order = list(runs) if index % 2 == 0 else list(reversed(runs))
+        receiver, url = start_receiver(latency)
+        for name in order:
+            with tempfile.TemporaryDirectory() as scratch:
+                seconds[name].append(runs[name](url, Path(scratch)))
+        answered = stop_receiver(receiver)
+        assert answered == sum(notices_each.values()), answered  # noqa: S101
+    return seconds
+
+
+def summary(seconds: dict[str, list[float]], notices_each: dict[str, int]) -> dict[str, Any]:
+    """Notices per second (medians) and the ratios against the bare loop."""
+    rate = {name: notices_each[name] / statistics.median(runs) for name, runs in seconds.items()}
+    return {
+        "notices": notices_each,
         "per_second": {name: round(value) for name, value in rate.items()},
         "sink_vs_bare": round(rate["sink"] / rate["bare"], 2),
         "pass_vs_bare": round(rate["pass"] / rate["bare"], 2),
         "seconds": seconds,
     }
-    for name in ("bare", "sink", "pass"):
-        sys.stdout.write(f"{name:>5}: {rate[name]:8.0f} notices/s\n")
-    sys.stdout.write(
-        f"sink/bare {result['sink_vs_bare']:.2f}x   pass/bare {result['pass_vs_bare']:.2f}x\n"
-    )
-    if options.json is not None:
+
+
+def main() -> None:
+    """Measure both cases, and print notices per second and the ratios."""
+    from notifier.sinks.retrying import DEFAULT_CONCURRENCY  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notices", type=int, default=5000, help="instant case")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="0: no latency case")
+    parser.add_argument("--latency-notices", type=int, default=1000)
+    parser.add_argument("--latency-bare-notices", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, help="the sink's option; default: its default")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="a JSONL file to append the result to")
+    options = parser.parse_args()
+    cases = {"instant": (0.0, dict.fromkeys(("bare", "sink", "pass"), options.notices))}
+    if options.latency_ms:
+        counts = {
+            "bare": options.latency_bare_notices,
+            "sink": options.latency_notices,
+            "pass": options.latency_notices,
+        }
+        cases[f"latency_{options.latency_ms:g}ms"] = (options.latency_ms / 1000, counts)
+    result: dict[str, Any] = {
+        "repeat": options.repeat,
+        "concurrency": options.concurrency or DEFAULT_CONCURRENCY,
+        "cpus": os.cpu_count(),
+        "load_before": round(os.getloadavg()[0], 2),
+    }
+    for case, (latency, counts) in cases.items():
+        result[case] = summary(
+            measure(latency, counts, options.repeat, options.concurrency), counts
+        )
+        shown = result[case]
+        sys.stdout.write(f"{case} (concurrency {result['concurrency']}):\n")
+        for name in ("bare", "sink", "pass"):
+            sys.stdout.write(f"  {name:>5}: {shown['per_second'][name]:8d} notices/s\n")
+        sys.stdout.write(
+            f"  sink/bare {shown['sink_vs_bare']:.2f}x   pass/bare {shown['pass_vs_bare']:.2f}x\n"
+        )
+    result["load_after"] = round(os.getloadavg()[0], 2)
+    if options.json is not None:  # one line per run, appended
         options.json.parent.mkdir(parents=True, exist_ok=True)
-        options.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        with options.json.open("a", encoding="utf-8") as lines:
+            lines.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

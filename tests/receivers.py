@@ -1,9 +1,15 @@
-"""Real receivers on 127.0.0.1 for the sink tests: a free port, an SMTP mailbox, fast retries."""
+"""Real receivers on 127.0.0.1 for the sink tests: a free port, an SMTP mailbox, fast retries.
+
+Also an HTTP server that handles requests in threads of their own, so that a sink's
+concurrent POSTs overlap there, and :class:`InFlight`, which counts how many do.
+"""
 
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -13,6 +19,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
+from pytest_httpserver import HTTPServer
 
 from notifier.core.clock import FixedClock
 from notifier.sinks.registry import Retry
@@ -72,3 +79,36 @@ def smtp_server() -> Iterator[tuple[Mailbox, int]]:
         yield mailbox, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def threaded_httpserver() -> Iterator[HTTPServer]:
+    """An HTTP server on 127.0.0.1 that answers each request in a thread of its own."""
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.clear()
+        server.stop()
+
+
+class InFlight:
+    """How many requests a receiver handles at once, and the most it has seen."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """Count one request while the block runs (before its answer is written)."""
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.now -= 1

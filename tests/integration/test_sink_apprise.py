@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,13 +16,13 @@ from notifier.core.clock import FixedClock
 from notifier.core.model import Notice, NoticeKind
 from notifier.db.database import Database
 from notifier.delivery.checker import Checker
-from notifier.sinks import EVERYTHING
+from notifier.sinks import EVERYTHING, Outcome
 from notifier.sinks.apprise import AppriseSink
 from notifier.sinks.config import check_sink
 from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
 from tests.conftest import sqlite_database
-from tests.receivers import FAST
+from tests.receivers import FAST, InFlight, threaded_httpserver
 
 DAY = timedelta(days=1)
 POLICY = make_policy()
@@ -28,9 +30,10 @@ POLICY = make_policy()
 
 # The receiver, not the backend, is under test here: SQLite only.
 database = sqlite_database
+threaded = threaded_httpserver
 
 
-def apprise_sink(url: str, **options: str) -> AppriseSink:
+def apprise_sink(url: str, stop: threading.Event | None = None, **options: str) -> AppriseSink:
     config = check_sink("apprise:chat", {"urls": url, **options})
     return AppriseSink(
         "apprise:chat",
@@ -38,6 +41,7 @@ def apprise_sink(url: str, **options: str) -> AppriseSink:
         route=EVERYTHING,
         retry=FAST,
         slice_name="day",
+        stop=stop,
     )
 
 
@@ -103,9 +107,77 @@ def test_unknown_scheme_is_a_config_error() -> None:
         check_sink("apprise", {"urls": "nosuch://x"})
 
 
-def _notice(clock: FixedClock) -> Notice:
+class TestConcurrency:
+    """Apprise's calls go out off the pass's thread, up to ``concurrency`` at once."""
+
+    def test_notices_are_sent_several_at_once(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """With concurrency 4, a json:// receiver sees four messages at once, never five."""
+        in_flight = InFlight()
+        together = threading.Barrier(4, timeout=5)  # fewer than four at once: a 500
+        bodies: list[str] = []
+
+        def receive(request: Request) -> Response:
+            with in_flight.request():
+                together.wait()
+            bodies.append(json.loads(request.get_data())["message"])
+            return Response("", status=200)
+
+        threaded.expect_request("/notify").respond_with_handler(receive)
+        sink = apprise_sink(f"json://127.0.0.1:{threaded.port}/notify", concurrency="4")
+        outcomes = sink.deliver([_notice(clock, index) for index in range(12)])
+        assert outcomes == [Outcome.sent()] * 12
+        assert in_flight.most == 4
+        assert len(bodies) == 12
+
+    def test_a_plugin_that_paces_itself_gets_one_message_at_a_time(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """Mattermost's plugin waits between its requests: its URL is never sent two at once."""
+        in_flight = InFlight()
+
+        def receive(request: Request) -> Response:
+            del request
+            with in_flight.request():
+                threading.Event().wait(0.03)  # time for a second request to overlap, if sent
+            return Response("ok", status=200)
+
+        threaded.expect_request("/hooks/abcdefghijklmnopqrstuvwxyz").respond_with_handler(receive)
+        sink = apprise_sink(
+            f"mmost://127.0.0.1:{threaded.port}/abcdefghijklmnopqrstuvwxyz", concurrency="4"
+        )
+        outcomes = sink.deliver([_notice(clock, index) for index in range(4)])
+        assert outcomes == [Outcome.sent()] * 4
+        assert in_flight.most == 1
+
+    def test_a_stop_interrupts_calls_in_flight(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """SIGTERM while two calls hang: the delivery ends after the grace, nothing sent."""
+        stop, answer = threading.Event(), threading.Event()
+        together = threading.Barrier(2, timeout=5)
+
+        def hang(request: Request) -> Response:
+            del request
+            if together.wait() == 0:
+                stop.set()
+            answer.wait(timeout=30)
+            return Response("", status=200)
+
+        threaded.expect_request("/notify").respond_with_handler(hang)
+        sink = apprise_sink(f"json://127.0.0.1:{threaded.port}/notify", stop, concurrency="2")
+        started = time.monotonic()
+        outcomes = sink.deliver([_notice(clock, index) for index in range(6)])
+        elapsed = time.monotonic() - started
+        answer.set()
+        assert elapsed < 4, f"the delivery took {elapsed:.1f}s"
+        assert outcomes == [Outcome.interrupted()] * 6
+
+
+def _notice(clock: FixedClock, index: int = 0) -> Notice:
     return Notice(
-        id="0" * 32,
+        id=f"{index:032x}",
         kind=NoticeKind.EXPIRING,
         sink="apprise:chat",
         source="store",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import random
 import threading
 import time
 from collections import Counter
+from collections.abc import MutableMapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,17 +22,19 @@ from structlog.testing import capture_logs
 from werkzeug import Request, Response
 
 from notifier.core.clock import FixedClock
+from notifier.core.model import Notice, NoticeKind
 from notifier.db.database import Database
 from notifier.db.models import DeliveryStateRow
-from notifier.delivery.checker import Checker
-from notifier.sinks import EVERYTHING, Route
+from notifier.delivery.checker import Checker, PassReport
+from notifier.sinks import EVERYTHING, Outcome, Route
 from notifier.sinks.log import LogSink
 from notifier.sinks.registry import Retry
+from notifier.sinks.retrying import DEFAULT_CONCURRENCY
 from notifier.sinks.webhook import WebhookSink
 from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
 from tests.conftest import sqlite_database
-from tests.receivers import FAST, recent_clock
+from tests.receivers import FAST, InFlight, free_port, recent_clock, threaded_httpserver
 
 # A clock near the real now: a receiver refuses webhook timestamps more than 5 minutes old.
 clock = recent_clock
@@ -44,6 +49,7 @@ POLICY = make_policy()
 
 # The receiver, not the backend, is under test here: SQLite only.
 database = sqlite_database
+threaded = threaded_httpserver
 
 
 class Receiver:
@@ -74,6 +80,9 @@ def sink(
     path: str = "/hook",
     route: Route = EVERYTHING,
     name: str = "webhook",
+    concurrency: int = DEFAULT_CONCURRENCY,
+    retry: Retry = FAST,
+    stop: threading.Event | None = None,
 ) -> WebhookSink:
     return WebhookSink(
         name,
@@ -81,11 +90,53 @@ def sink(
         secret=SECRET,
         timeout=timedelta(seconds=5),
         route=route,
-        retry=FAST,
+        retry=retry,
         clock=clock,
         window=POLICY.detection_window,
         slice_name="day",
+        concurrency=concurrency,
+        stop=stop,
     )
+
+
+def unsigned(url: str, clock: FixedClock, *, name: str = "webhook") -> WebhookSink:
+    """A webhook sink without a signing secret, at any URL."""
+    return WebhookSink(
+        name,
+        url=url,
+        secret=None,
+        timeout=timedelta(seconds=5),
+        route=EVERYTHING,
+        retry=FAST,
+        clock=clock,
+        window=DAY,
+        slice_name="day",
+    )
+
+
+def notices(clock: FixedClock, names: list[str]) -> list[Notice]:
+    """One expiring notice per name, the name as its token's."""
+    return [
+        Notice(
+            id=f"{index:032x}",
+            kind=NoticeKind.EXPIRING,
+            sink="webhook",
+            source="store",
+            token_id=f"tk{index:04d}",
+            token_name=name,
+            owner=None,
+            expires_at=clock.now() + DAY * 2,
+            days_left=3,
+            seconds_left=2 * 86400,
+            threshold=None,
+        )
+        for index, name in enumerate(names)
+    ]
+
+
+def token_name(request: Request) -> str:
+    name: str = json.loads(request.get_data())["token"]["name"]
+    return name
 
 
 def checker(database: Database, clock: FixedClock, sinks: list[Any]) -> Checker:
@@ -228,19 +279,7 @@ class TestFailures:
 
     def test_unreachable_receiver(self, database: Database, clock: FixedClock) -> None:
         """A closed port is a transient failure naming no URL."""
-        from tests.receivers import free_port  # noqa: PLC0415
-
-        hook = WebhookSink(
-            "webhook",
-            url=f"http://127.0.0.1:{free_port()}/hook?token=s3cret",
-            secret=None,
-            timeout=timedelta(seconds=2),
-            route=EVERYTHING,
-            retry=FAST,
-            clock=clock,
-            window=DAY,
-            slice_name="day",
-        )
+        hook = unsigned(f"http://127.0.0.1:{free_port()}/hook?token=s3cret", clock)
         tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
         report = checker(database, clock, [hook]).run()
         assert report.failed == {"webhook": 1}
@@ -328,6 +367,29 @@ class TestStop:
         )
 
     @staticmethod
+    def stopped_pass(
+        database: Database, clock: FixedClock, hook: WebhookSink, stop: threading.Event
+    ) -> tuple[PassReport, list[MutableMapping[str, Any]], float]:
+        """A pass with *hook* that *stop* can end: its report, its log events, its seconds."""
+        started = time.monotonic()
+        with capture_logs() as events:
+            report = Checker(
+                database=database,
+                sinks=[hook],
+                policy=POLICY,
+                clock=clock,
+                lease=timedelta(minutes=5),
+                stop=stop,
+            ).run()
+        return report, events, time.monotonic() - started
+
+    @staticmethod
+    def eight_tokens(database: Database, clock: FixedClock) -> None:
+        store = tokens(database, clock)
+        for index in range(8):
+            store.create(name=f"t{index}", expires_at=clock.now() + DAY)
+
+    @staticmethod
     def row(database: Database) -> Any:
         with database.read() as connection:
             return connection.execute(select(DeliveryStateRow.__table__)).one()
@@ -349,17 +411,7 @@ class TestStop:
         httpserver.expect_request("/hook").respond_with_handler(hang)
         tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
         hook = self.stoppable(httpserver, clock, stop)
-        started = time.monotonic()
-        with capture_logs() as events:
-            report = Checker(
-                database=database,
-                sinks=[hook],
-                policy=POLICY,
-                clock=clock,
-                lease=timedelta(minutes=5),
-                stop=stop,
-            ).run()
-        elapsed = time.monotonic() - started
+        report, events, elapsed = self.stopped_pass(database, clock, hook, stop)
         answer.set()
         hook.close()
         assert elapsed < 5, f"the pass took {elapsed:.1f}s"
@@ -400,24 +452,76 @@ class TestStop:
         httpserver.expect_request("/hook").respond_with_handler(busy)
         tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
         hook = self.stoppable(httpserver, clock, stop)
-        started = time.monotonic()
-        with capture_logs() as events:
-            report = Checker(
-                database=database,
-                sinks=[hook],
-                policy=POLICY,
-                clock=clock,
-                lease=timedelta(minutes=5),
-                stop=stop,
-            ).run()
-        elapsed = time.monotonic() - started
+        report, events, elapsed = self.stopped_pass(database, clock, hook, stop)
         hook.close()
         assert elapsed < 5, f"the pass took {elapsed:.1f}s"
         assert (report.released, report.failed, statuses) == (1, Counter(), [503])
         assert self.row(database).lease_owner is None
         names = [e["event"] for e in events if e["event"].startswith("sink.")]
-        assert names == ["sink.retry", "sink.interrupted"]
+        assert names == ["sink.slowed", "sink.retry", "sink.interrupted"]  # slowed: paused 60 s
         assert [e["abandoned_send"] for e in events if e["event"] == "sink.interrupted"] == [False]
+
+    def test_posts_answered_within_the_grace_are_recorded_as_sent(
+        self, threaded: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """SIGTERM with four POSTs in flight that answer in time: sent; the rest go back."""
+        stop = threading.Event()
+        together = threading.Barrier(4, timeout=5)
+        received: list[str] = []
+
+        def slow(request: Request) -> Response:
+            received.append(request.headers["webhook-id"])
+            if together.wait() == 0:
+                stop.set()  # the signal arrives with four POSTs in flight
+            threading.Event().wait(0.2)  # they answer well within IN_FLIGHT_GRACE
+            return Response("", status=200)
+
+        threaded.expect_request("/hook").respond_with_handler(slow)
+        self.eight_tokens(database, clock)
+        hook = sink(threaded, clock, concurrency=4, retry=Retry(), stop=stop)
+        report, events, _ = self.stopped_pass(database, clock, hook, stop)
+        hook.close()
+        assert (report.sent, report.released, report.failed) == ({"webhook": 4}, 4, Counter())
+        assert len(received) == 4
+        (interrupted,) = [e for e in events if e["event"] == "sink.interrupted"]
+        assert interrupted["abandoned_send"] is False
+
+    def test_hung_posts_are_abandoned_and_every_claim_released(
+        self, threaded: HTTPServer, database: Database, clock: FixedClock
+    ) -> None:
+        """SIGTERM with four POSTs hanging: the pass ends after the grace, all eight released."""
+        stop, answer = threading.Event(), threading.Event()
+        together = threading.Barrier(4, timeout=5)
+        received: list[str] = []
+
+        def hang(request: Request) -> Response:
+            received.append(request.headers["webhook-id"])
+            if not answer.is_set():
+                if together.wait() == 0:
+                    stop.set()
+                answer.wait(timeout=30)
+            return Response("", status=200)
+
+        threaded.expect_request("/hook").respond_with_handler(hang)
+        self.eight_tokens(database, clock)
+        hook = sink(threaded, clock, concurrency=4, retry=Retry(), stop=stop)
+        report, events, elapsed = self.stopped_pass(database, clock, hook, stop)
+        hook.close()  # does not wait for the hung POSTs
+        assert elapsed < 5, f"the pass took {elapsed:.1f}s"
+        assert (report.sent, report.released, report.failed) == (Counter(), 8, Counter())
+        (interrupted,) = [e for e in events if e["event"] == "sink.interrupted"]
+        assert interrupted["abandoned_send"] is True
+        first_wave = set(received)
+        assert len(first_wave) == 4
+        # Answered at last, the abandoned POSTs end, and their threads (closing the old pool).
+        answer.set()
+        for thread in threading.enumerate():
+            if thread.name == "send:webhook":
+                thread.join(timeout=5)
+                assert not thread.is_alive()
+        after = checker(database, clock, [sink(threaded, clock)]).run()
+        assert (after.sent, after.claimed_elsewhere) == ({"webhook": 8}, 0)
+        assert first_wave <= set(received[4:])  # the same notice ids: receivers deduplicate
 
 
 class TestRetryLog:
@@ -428,16 +532,10 @@ class TestRetryLog:
         receiver = Receiver(statuses=[500, 503])
         httpserver.expect_request("/hook").respond_with_handler(receiver)
         tokens(database, clock).create(name="t", expires_at=clock.now() + DAY)
-        hook = WebhookSink(
-            "webhook:ops",
-            url=httpserver.url_for("/hook?token=s3cret").replace("//", "//user:s3cret@", 1),
-            secret=None,
-            timeout=timedelta(seconds=5),
-            route=EVERYTHING,
-            retry=FAST,
-            clock=clock,
-            window=DAY,
-            slice_name="day",
+        hook = unsigned(
+            httpserver.url_for("/hook?token=s3cret").replace("//", "//user:s3cret@", 1),
+            clock,
+            name="webhook:ops",
         )
         with capture_logs() as events:
             report = checker(database, clock, [hook]).run()
@@ -451,3 +549,237 @@ class TestRetryLog:
         assert all(0 < e["wait_s"] <= FAST.wait_max.total_seconds() for e in retries)
         assert not [e for e in events if e["event"].startswith("stamina")]
         assert "s3cret" not in repr(events)
+
+
+class TestConcurrency:
+    """POSTs go out several at once, up to the instance's ``concurrency``, outcomes in order."""
+
+    def test_posts_in_flight_never_exceed_the_option(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """With concurrency 4, the receiver sees four POSTs at once, never five."""
+        in_flight = InFlight()
+        # Each POST waits until four are in flight: fewer would time the barrier out (500).
+        together = threading.Barrier(4, timeout=5)
+
+        def receive(request: Request) -> Response:
+            del request
+            with in_flight.request():
+                together.wait()
+            return Response("", status=204)
+
+        threaded.expect_request("/hook").respond_with_handler(receive)
+        hook = sink(threaded, clock, concurrency=4)
+        outcomes = hook.deliver(notices(clock, [f"t{i}" for i in range(20)]))
+        hook.close()
+        assert outcomes == [Outcome.sent()] * 20
+        assert in_flight.most == 4
+
+    def test_a_fast_receiver_gets_every_notice(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """Against a receiver that answers at once, the threads come down, and all is sent."""
+        in_flight = InFlight()
+
+        def receive(request: Request) -> Response:
+            del request
+            with in_flight.request():
+                return Response("", status=204)
+
+        threaded.expect_request("/hook").respond_with_handler(receive)
+        hook = sink(threaded, clock, concurrency=32)
+        outcomes: list[Outcome] = []
+        delivery = threading.Thread(
+            target=lambda: outcomes.extend(hook.deliver(notices(clock, ["t"] * 600)))
+        )
+        delivery.start()
+        delivery.join(timeout=60)
+        hook.close()
+        assert not delivery.is_alive(), "the delivery hung"
+        assert outcomes == [Outcome.sent()] * 600
+        assert in_flight.most <= 32
+
+    def test_outcomes_keep_the_order_of_the_notices(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """Answers that finish in any order still come back one per notice, in order."""
+        answers = [200, 404, 500, 201, 503, 410, 204, 500]  # cycled over 40 notices
+        names = [f"s{answers[i % len(answers)]}-{i}" for i in range(40)]
+        delays = random.Random(13)  # noqa: S311 - seeded: a finishing order that repeats
+        lock = threading.Lock()
+
+        def receive(request: Request) -> Response:
+            with lock:
+                delay = delays.uniform(0, 0.02)
+            threading.Event().wait(delay)  # the receiver takes its time, differently each POST
+            return Response("", status=int(token_name(request).split("-")[0][1:]))
+
+        threaded.expect_request("/hook").respond_with_handler(receive)
+        hook = sink(threaded, clock, concurrency=8)
+        outcomes = hook.deliver(notices(clock, names))
+        hook.close()
+        expected = {
+            200: Outcome.sent(),
+            201: Outcome.sent(),
+            204: Outcome.sent(),
+            404: Outcome.failed("webhook answered 404", permanent=True),
+            410: Outcome.failed("webhook answered 410", permanent=True),
+            500: Outcome.failed("webhook answered 500"),
+            503: Outcome.failed("webhook answered 503"),
+        }
+        assert outcomes == [expected[answers[i % len(answers)]] for i in range(40)]
+
+    def test_one_deadline_for_the_whole_delivery(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """A receiver that is down costs one deadline per delivery, not one per notice."""
+
+        def down(request: Request) -> Response:
+            del request
+            threading.Event().wait(0.02)
+            return Response("", status=503)
+
+        threaded.expect_request("/hook").respond_with_handler(down)
+        retry = Retry(
+            deadline=timedelta(seconds=1),
+            attempts=100,
+            wait_initial=timedelta(milliseconds=50),
+            wait_max=timedelta(milliseconds=200),
+        )
+        hook = sink(threaded, clock, concurrency=4, retry=retry)
+        started = time.monotonic()
+        outcomes = hook.deliver(notices(clock, [f"t{i}" for i in range(100)]))
+        elapsed = time.monotonic() - started
+        hook.close()
+        # A deadline per notice would take 100 x 1 s / 4 = 25 s.
+        assert elapsed < 4, f"the delivery took {elapsed:.1f}s"
+        errors = Counter(outcome.error for outcome in outcomes)
+        assert set(errors) == {
+            "webhook answered 503",
+            "not attempted: the retry deadline of this pass is spent",
+        }
+        assert errors["not attempted: the retry deadline of this pass is spent"] > 50
+        assert not any(outcome.ok or outcome.permanent for outcome in outcomes)
+
+
+class TestSlowDown:
+    """A receiver that says "too many requests" slows the whole sink down."""
+
+    @staticmethod
+    def all_eight_sent(hook: WebhookSink, clock: FixedClock) -> list[MutableMapping[str, Any]]:
+        """Deliver eight notices t0..t7, check that all were sent; the log events."""
+        with capture_logs() as events:
+            outcomes = hook.deliver(notices(clock, [f"t{i}" for i in range(8)]))
+        hook.close()
+        assert outcomes == [Outcome.sent()] * 8
+        return events
+
+    def test_retry_after_pauses_every_post_of_the_sink(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """After a 429 with Retry-After, no POST starts before that moment, whichever notice."""
+        answered = threading.Event()
+        lock = threading.Lock()
+        arrivals: list[tuple[str, float]] = []
+        answered_at: list[float] = []
+
+        def receive(request: Request) -> Response:
+            name = token_name(request)
+            with lock:
+                first = all(seen != name for seen, _ in arrivals)
+                arrivals.append((name, time.monotonic()))
+            if name == "t0" and first:
+                answered_at.append(time.monotonic())
+                answered.set()
+                return Response("", status=429, headers={"Retry-After": "0.5"})
+            if name in {"t1", "t2", "t3"}:
+                # Answered once the 429 is out, with time for the sink to read it: their
+                # workers then take t4..t7, which must wait out the pause.
+                answered.wait(5)
+                threading.Event().wait(0.1)
+            return Response("", status=200)
+
+        threaded.expect_request("/hook").respond_with_handler(receive)
+        events = self.all_eight_sent(sink(threaded, clock, concurrency=4), clock)
+        (resume,) = answered_at
+        later = [at for name, at in arrivals if name not in {"t1", "t2", "t3"}][1:]
+        assert len(later) == 5  # t0's retry, then t4..t7
+        assert min(later) >= resume + 0.5
+        (slowed,) = [e for e in events if e["event"] == "sink.slowed"]
+        assert (slowed["paused_s"], slowed["in_flight_limit"]) == (0.5, 2)
+
+    def test_a_429_halves_the_posts_in_flight(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """Eight POSTs answered 429 at once cut the limit once, to four, for the retries."""
+        together = threading.Barrier(8, timeout=5)
+        retries = InFlight()
+        lock = threading.Lock()
+        seen: set[str] = set()
+
+        def receive(request: Request) -> Response:
+            name = token_name(request)
+            with lock:
+                first = name not in seen
+                seen.add(name)
+            if first:
+                together.wait()
+                return Response("", status=429)
+            with retries.request():
+                threading.Event().wait(0.05)  # long enough for the retries to overlap
+            return Response("", status=200)
+
+        threaded.expect_request("/hook").respond_with_handler(receive)
+        events = self.all_eight_sent(sink(threaded, clock, concurrency=8), clock)
+        assert 1 <= retries.most <= 4
+        slowed = [e for e in events if e["event"] == "sink.slowed"]
+        assert [(e["in_flight_limit"], e["paused_s"]) for e in slowed] == [(4, None)]
+
+
+class TestTransport:
+    """What httpx.Client did for the sink, the sink now does itself, once."""
+
+    def test_credentials_in_the_url_are_sent_as_basic_auth(
+        self, httpserver: HTTPServer, clock: FixedClock
+    ) -> None:
+        """``https://user:pass@host/...`` sends an authorization header, not the userinfo."""
+        seen: list[tuple[str, str]] = []
+
+        def receive(request: Request) -> Response:
+            seen.append((request.headers.get("authorization", ""), request.headers["host"]))
+            return Response("", status=204)
+
+        httpserver.expect_request("/hook").respond_with_handler(receive)
+        hook = unsigned(httpserver.url_for("/hook").replace("//", "//ops:s3cret%21@", 1), clock)
+        assert hook.deliver(notices(clock, ["t"])) == [Outcome.sent()]
+        hook.close()
+        expected = "Basic " + base64.b64encode(b"ops:s3cret!").decode()
+        assert seen == [(expected, f"127.0.0.1:{httpserver.port}")]
+
+    def test_the_environment_proxy_carries_the_posts(
+        self, httpserver: HTTPServer, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With HTTP_PROXY set, the POST goes to the proxy, for the webhook's host."""
+        hosts: list[str] = []
+
+        def proxy(request: Request) -> Response:
+            hosts.append(request.headers["host"])
+            return Response("", status=204)
+
+        httpserver.expect_request("/hook").respond_with_handler(proxy)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{httpserver.port}")
+        hook = unsigned("http://hooks.example.invalid/hook", clock)
+        assert hook.deliver(notices(clock, ["t"])) == [Outcome.sent()]
+        hook.close()
+        assert hosts == ["hooks.example.invalid"]
+
+    def test_no_proxy_bypasses_it(
+        self, httpserver: HTTPServer, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A host NO_PROXY names is reached directly, past a proxy that does not answer."""
+        httpserver.expect_request("/hook").respond_with_data("", status=204)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+        monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+        hook = sink(httpserver, clock)
+        assert hook.deliver(notices(clock, ["t"])) == [Outcome.sent()]
+        hook.close()

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from notifier.config.options import OptionError
 from notifier.config.settings import ConfigError, load_settings
-from notifier.sinks.config import ROUTE_OPTIONS, every_secret_option, sink_options
+from notifier.sinks.config import ROUTE_OPTIONS, check_sink, every_secret_option, sink_options
 from notifier.sinks.registry import SINK_KINDS
+from notifier.sinks.retrying import DEFAULT_CONCURRENCY
 from notifier.sources.config import SOURCE_KINDS, source_options
 
 
@@ -66,3 +68,81 @@ class TestOptionsOfOtherKinds:
         with pytest.raises(ConfigError) as raised:
             load_settings()
         assert raised.value.lines == [line]
+
+
+class TestConcurrencyOption:
+    """Webhook and apprise take ``concurrency``: sends in flight at once, a whole number 1..256."""
+
+    REFUSED = "expected a whole number from 1 to 256 (sends in flight at once)"
+    KINDS = (
+        ("webhook", {"url": "https://hooks.example.com/n"}),
+        ("apprise", {"urls": "json://127.0.0.1:1/notify"}),
+    )
+
+    @pytest.mark.parametrize(("kind", "required"), KINDS)
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            (None, DEFAULT_CONCURRENCY),  # unset
+            ("1", 1),  # from the environment: text
+            (" 32 ", 32),
+            (256, 256),  # from TOML: an integer
+        ],
+    )
+    def test_good_values(
+        self, kind: str, required: dict[str, str], value: object, expected: int
+    ) -> None:
+        """A whole number in range is taken as it is; unset is the default."""
+        options = {**required, **({} if value is None else {"concurrency": value})}
+        assert check_sink(kind, options).options["concurrency"] == expected
+
+    @pytest.mark.parametrize(("kind", "required"), KINDS)
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "0",  # nothing would ever be sent
+            0,
+            -1,
+            "257",  # past the limit
+            1000,
+            "",
+            "abc",
+            "1.5",
+            "16.0",
+            16.0,  # a TOML float, even a whole one
+            True,  # a TOML boolean is not a number
+            "١٦",  # Arabic-Indic digits: isdigit() says yes, the option says no
+            [16],
+        ],
+    )
+    def test_bad_values(self, kind: str, required: dict[str, str], value: object) -> None:
+        """Anything but a whole number from 1 to 256 is refused, naming the option."""
+        with pytest.raises(OptionError) as raised:
+            check_sink(kind, {**required, "concurrency": value})
+        assert raised.value.option == "concurrency"
+        assert raised.value.message == self.REFUSED
+
+    def test_a_bad_variable_stops_start_up_naming_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """NOTIFIER_WEBHOOK_OPS_CONCURRENCY=0 is a configuration error naming the variable."""
+        monkeypatch.setenv("NOTIFIER_SINKS", "log,webhook:ops")
+        monkeypatch.setenv("NOTIFIER_WEBHOOK_OPS_URL", "https://hooks.example.com/n")
+        monkeypatch.setenv("NOTIFIER_WEBHOOK_OPS_CONCURRENCY", "0")
+        with pytest.raises(ConfigError) as raised:
+            load_settings()
+        assert raised.value.lines == [f"NOTIFIER_WEBHOOK_OPS_CONCURRENCY='0': {self.REFUSED}"]
+
+    def test_a_bad_file_key_stops_start_up_naming_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``concurrency = 300`` in a sink's table is a configuration error naming the key."""
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            '[sinks."apprise:chat"]\nurls = "json://127.0.0.1:1/n"\nconcurrency = 300\n',
+            encoding="utf-8",
+        )
+        monkeypatch.setenv("NOTIFIER_CONFIG_FILE", str(config))
+        with pytest.raises(ConfigError) as raised:
+            load_settings()
+        assert raised.value.lines == [
+            f'NOTIFIER_CONFIG_FILE [sinks."apprise:chat"] concurrency: {self.REFUSED}'
+        ]
