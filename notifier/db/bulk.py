@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect
@@ -63,20 +64,33 @@ class BulkStatement:
         missing = wanted.difference(names)
         if missing:
             raise ValueError(f"the statement does not use {sorted(missing)}")
+        # A row's values taken in one call, the few that convert converted, and the whole
+        # put in the compiled order with the constants in one more: no loop over every value.
+        fed = [key for _, key, _, _ in self._plan]
+        self._take = _getter(fed)
+        self._converts = [
+            (position, processor, none_too)
+            for position, (_, _, processor, none_too) in enumerate(self._plan)
+            if processor is not None
+        ]
+        constants = [i for i in range(len(self._template)) if i not in {p[0] for p in self._plan}]
+        self._constant_values = [self._template[i] for i in constants]
+        slots = {index: position for position, (index, *_) in enumerate(self._plan)}
+        slots.update((index, len(fed) + n) for n, index in enumerate(constants))
+        self._order = _getter([slots[index] for index in range(len(self._template))], tuple)
 
     def parameters(self, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """The driver's parameters for *rows*: one tuple each, in the compiled order."""
-        plan = self._plan
-        template = self._template
+        take, order, converts = self._take, self._order, self._converts
+        constants = self._constant_values
         converted: list[tuple[Any, ...]] = []
         for row in rows:
-            values = template.copy()
-            for index, key, processor, none_too in plan:
-                value = row[key]
-                if processor is not None and (none_too or value is not None):
-                    value = processor(value)
-                values[index] = value
-            converted.append(tuple(values))
+            values = take(row)
+            for position, processor, none_too in converts:
+                value = values[position]
+                if none_too or value is not None:
+                    values[position] = processor(value)
+            converted.append(order(values + constants))
         return converted
 
     def execute(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
@@ -85,6 +99,16 @@ class BulkStatement:
         if not parameters:
             return 0
         return connection.exec_driver_sql(self.sql, parameters).rowcount
+
+
+def _getter(keys: Sequence[Any], kind: type = list) -> Callable[[Any], Any]:
+    """``itemgetter(*keys)`` answering a list (or *kind*), even of one key or none."""
+    if not keys:
+        return lambda _: kind()
+    get = itemgetter(*keys)
+    if len(keys) == 1:
+        return lambda row: kind((get(row),))
+    return lambda row: kind(get(row))
 
 
 # The casts psycopg's dialect writes after each parameter: the arrays are cast alike.

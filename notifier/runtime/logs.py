@@ -180,13 +180,37 @@ class _Formatter(structlog.stdlib.ProcessorFormatter):
             foreign_pre_chain=pre_chain,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
-        self._renderer = renderer
+        self.renderer = renderer
 
     def format(self, record: logging.LogRecord) -> str:
         event = record.msg
         if isinstance(event, dict) and hasattr(record, "_logger"):
-            return cast("str", self._renderer(None, record.levelname.lower(), event))
+            return cast("str", self.renderer(None, record.levelname.lower(), event))
         return super().format(record)
+
+
+def sentences_only() -> bool:
+    """Whether every line goes out in the text format, where a sentence is the whole line.
+
+    True when structlog hands its events to logging (as :func:`configure` sets it up) and
+    every handler of the root logger renders text: the fields beside a warn line's sentence
+    are then printed nowhere, and the log sink need not gather them. False under any other
+    configuration (a test's ``capture_logs``, JSON or logfmt on some handler).
+    """
+    processors = structlog.get_config().get("processors") or []
+    if (
+        not processors
+        or processors[-1] is not structlog.stdlib.ProcessorFormatter.wrap_for_formatter
+    ):
+        return False
+    handlers = logging.getLogger().handlers
+    for handler in handlers:
+        formatter = handler.formatter
+        if isinstance(formatter, _PriorityFormatter):
+            formatter = formatter.inner
+        if not isinstance(formatter, _Formatter) or formatter.renderer is not render_text:
+            return False
+    return bool(handlers)
 
 
 def _lowercase_level(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:

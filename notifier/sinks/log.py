@@ -14,6 +14,7 @@ import structlog
 from notifier.config.options import KindOptions
 from notifier.core.messages import sentence
 from notifier.core.model import Notice, NoticeKind
+from notifier.runtime import logs
 from notifier.sinks import EVERYTHING, MESSAGE_KINDS, Outcome, Route
 from notifier.sinks.config import ROUTE_OPTIONS, route_only
 from notifier.sinks.registry import SinkContext
@@ -39,6 +40,12 @@ class LogSink:
         # One bound logger per batch: the module-level proxy would bind afresh on every call,
         # which costs as much as the line itself; per batch, a reconfiguration still applies.
         log = self._log.bind()
+        if logs.sentences_only():
+            # Text everywhere: the sentence is the line, and the fields would go nowhere.
+            for notice in notices:
+                emit = log.info if notice.kind is NoticeKind.RENEWED else log.warning
+                emit(f"notice.{notice.kind.value}", message=sentence(notice, self._slice_name))
+            return [Outcome.sent()] * len(notices)
         for notice in notices:
             emit = log.info if notice.kind is NoticeKind.RENEWED else log.warning
             emit(

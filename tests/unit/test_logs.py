@@ -156,3 +156,34 @@ class TestLogFile:
         """A log file that cannot be opened stops start-up with the reason."""
         with pytest.raises(logs.LogFileError, match="cannot append"):
             logs.configure(log_file=Path("/proc/nope/notifier.log"))
+
+
+class TestSentencesOnly:
+    """The log sink gathers a notice's fields only where some output prints them."""
+
+    def test_text_everywhere_prints_only_sentences(self, stream: io.StringIO) -> None:
+        logs.configure(log_format="text", level="INFO", stream=stream)
+        assert logs.sentences_only()
+
+    @pytest.mark.parametrize("log_format", ["json", "logfmt"])
+    def test_structured_formats_print_the_fields(
+        self, stream: io.StringIO, log_format: str
+    ) -> None:
+        logs.configure(log_format=log_format, level="INFO", stream=stream)
+        assert not logs.sentences_only()
+
+    def test_one_structured_handler_is_enough_to_keep_them(self, stream: io.StringIO) -> None:
+        logs.configure(log_format="text", level="INFO", stream=stream)
+        extra = logging.StreamHandler(io.StringIO())
+        extra.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger().addHandler(extra)
+        assert not logs.sentences_only()
+
+    def test_a_capture_of_events_sees_every_field(self, stream: io.StringIO) -> None:
+        """Under structlog's capture (as tests use it) the fields are the point."""
+        logs.configure(log_format="text", level="INFO", stream=stream)
+        with structlog.testing.capture_logs() as events:
+            assert not logs.sentences_only()
+            LogSink("log", "day").deliver([notice()])
+        assert events[0]["token_id"] == "abc123"
+        assert events[0]["notice_id"] == "0123abcd"
