@@ -293,6 +293,7 @@ class Checker:
                     break
             if pending:
                 self._deliver_and_record(sink, pending, now, report)
+            self._ledger.flush()
         finally:
             if sink.digest and not dry_run:
                 self._replicas.release_sink_lease(name)
@@ -331,7 +332,10 @@ class Checker:
             outcomes = _deliver(sink, [i.decision.notice for i in chunk if i.decision.notice])
             self._pace[sink.name] = (time.perf_counter() - started) / len(chunk)
             unsent = self._tally(sink.name, chunk, outcomes, now, report=report, records=records)
-            self._ledger.record(records)
+            last = start + len(chunk) >= len(deliverable)
+            # After the batch's last chunk the pass writes again at once (the next batch's
+            # claim, or the flush at the end of the sink): the outcomes go with that write.
+            self._ledger.record(records, defer=last and not unsent)
             records = []
             _log_failures(sink.name, chunk, outcomes)
             if unsent or (start + len(chunk) < len(deliverable) and self._stop.is_set()):

@@ -18,7 +18,8 @@ before the database went away is not sent again, and releases the claims left un
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,6 +70,9 @@ class Ledger:
         # hold without having sent them, and outcomes it could not write.
         self._held: set[Key] = set()
         self._unwritten: list[dict[str, Any]] = []
+        # Outcomes recorded but not yet written: they go out with the next write (the next
+        # batch's claim, milliseconds later) or at flush(), not in a transaction of their own.
+        self._deferred: list[dict[str, Any]] = []
         # State rows created since the statistics were last refreshed, and how many rows
         # the table held then (see _refresh_statistics).
         self._new_rows = 0
@@ -81,6 +85,8 @@ class Ledger:
         by another replica is that replica's now. Return how many claims were released;
         raise (keeping both for the next try) if the database fails.
         """
+        self._unwritten.extend(self._deferred)
+        self._deferred = []
         if self._unwritten:
             with self._database.write() as connection:
                 self._statements.record.execute(connection, self._unwritten)
@@ -107,7 +113,7 @@ class Ledger:
             return []
         rows = [claim_row(sink, item, now) for item in items]
         try:
-            with self._database.write() as connection:
+            with self._writing() as connection:
                 taken = self._statements.claim.execute(connection, rows)
                 if taken == len(items):
                     claimed = items
@@ -132,23 +138,45 @@ class Ledger:
         """Store when rows that are not due now will be: each written over the version read."""
         if not items:
             return
-        with self._database.write() as connection:
+        with self._writing() as connection:
             self._statements.postpone.execute(connection, [postpone_row(sink, i) for i in items])
         self._refresh_statistics(sum(1 for item in items if item.candidate.state is None))
 
-    def record(self, records: list[dict[str, Any]]) -> None:
+    def record(self, records: list[dict[str, Any]], *, defer: bool = False) -> None:
         """Write each outcome and give back its lease, in one short transaction.
 
-        Each record is a :func:`~notifier.delivery.ledger.codec.record_row`.
+        Each record is a :func:`~notifier.delivery.ledger.codec.record_row`. *defer*: the
+        pass writes again at once (its next batch's claim), so the outcomes go in that
+        transaction instead of one of their own; :meth:`flush` writes them when no write
+        follows. Either way they are written after the send, and a failure keeps them for
+        :meth:`settle`.
         """
         if not records:
             return
         self._held.difference_update(key_of(record) for record in records)
+        self._deferred.extend(records)
+        if not defer:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the outcomes :meth:`record` deferred."""
+        if self._deferred:
+            with self._writing():
+                pass
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction that first writes the deferred outcomes."""
+        deferred, self._deferred = self._deferred, []
         try:
             with self._database.write() as connection:
-                self._statements.record.execute(connection, records)
+                if deferred:
+                    self._statements.record.execute(connection, deferred)
+                yield connection
         except Exception:
-            self._unwritten.extend(records)  # settle() writes them on the next pass
+            # The commit may have happened; writing an outcome again changes nothing, as
+            # the lease it is written under is gone then.
+            self._unwritten.extend(deferred)  # settle() writes them on the next pass
             raise
 
     def release(self, keys: Iterable[Key]) -> None:
@@ -157,7 +185,7 @@ class Ledger:
         if not keys:
             return
         rows = [dict(zip(KEY_KEYS, key, strict=True)) for key in keys]
-        with self._database.write() as connection:
+        with self._writing() as connection:
             self._statements.release.execute(connection, rows)
         self._held.difference_update(keys)
 
