@@ -24,7 +24,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
-    ColumnElement,
     Connection,
     Integer,
     MetaData,
@@ -44,7 +43,8 @@ from notifier.db.models import AuditEvent, Token, UtcDateTime
 from notifier.tokens.views import iso
 
 _STAGE_CHUNK = 500  # rows converted and staged at a time
-_WRITE_RANGE = 10_000  # staged rows per write step; their stored tokens are held for the diff
+_DIFF_PAGE = 5_000  # staged rows of stored ids diffed at a time (held with the stored tokens)
+_INSERT_RANGE = 100_000  # staged rows per INSERT ... SELECT of new tokens (a progress step)
 MAX_ERRORS = 50  # bad rows listed at most
 # Fields an import may set, in export order; export writes exactly these.
 RECORD_FIELDS = (
@@ -152,16 +152,14 @@ def import_records(
     every row is written, just before the commit (the CLI holds signals back from there, to
     say truthfully whether the import happened).
     """
+    report = ImportReport()
     with database.held() as connection, database.temporary(connection, _staged):
         staged = _stage(database, connection, records, now)
-        report = ImportReport()
         with database.transaction(connection, write=True):
             run = _Write(database, connection, now=now, actor=actor, report=report)
-            for start in range(0, staged, _WRITE_RANGE):
-                done = min(start + _WRITE_RANGE, staged)
-                run.write(start, done)
+            for written in run.write(staged):
                 if progress is not None:
-                    progress(done - start)
+                    progress(written)
             if before_commit is not None:
                 before_commit()
     log.info(
@@ -231,7 +229,7 @@ def _repeats(connection: Connection) -> Iterator[RowError]:
 
 @dataclass
 class _Write:
-    """The write of the staged rows: a range at a time, stored ones diffed, new ones inserted."""
+    """The write of the staged rows: the stored ones diffed a page at a time, then the new."""
 
     database: Database
     connection: Connection
@@ -239,19 +237,30 @@ class _Write:
     actor: str
     report: ImportReport
 
-    def __post_init__(self) -> None:
-        self._mark = self.database.bulk(
-            update(_staged).where(_staged.c.ordinal == bindparam("k_ordinal")).values(stored=True),
-            ("k_ordinal",),
+    def write(self, staged: int) -> Iterator[int]:
+        """Write the *staged* rows; yield how many each step wrote."""
+        connection = self.connection
+        # Which ids are stored, in one statement over both tables: a join the planner sizes
+        # once, rather than a probe per row from Python.
+        connection.execute(
+            update(_staged)
+            .where(select(_tokens.c.id).where(_tokens.c.id == _staged.c.id).exists())
+            .values(stored=True)
         )
+        after = -1
+        while (page := self._update_stored(after)) is not None:
+            after, rows = page
+            yield rows
+        for start in range(0, staged, _INSERT_RANGE):
+            yield self._insert_new(start, start + _INSERT_RANGE)
 
-    def write(self, start: int, end: int) -> None:
-        """Write the staged rows ``start <= ordinal < end``."""
-        in_range = and_(_staged.c.ordinal >= start, _staged.c.ordinal < end)
-        self._update_stored(in_range)
-        # The new rows are known without reading the tokens table again: an INSERT that reads
-        # its own table makes SQLite buffer every row first.
-        new = select().where(in_range, _staged.c.stored.is_(None)).order_by(_staged.c.ordinal)
+    def _insert_new(self, start: int, end: int) -> int:
+        """Insert the new tokens of the staged rows ``start <= ordinal < end``, with events."""
+        new = (
+            select()
+            .where(_staged.c.ordinal >= start, _staged.c.ordinal < end, _staged.c.stored.is_(None))
+            .order_by(_staged.c.ordinal)
+        )
         self.connection.execute(
             insert(_events).from_select(
                 ["at", "actor", "action", "token_id", "token_name", "details"],
@@ -265,17 +274,25 @@ class _Write:
                 ),
             )
         )
-        tokens = new.add_columns(*(_staged.c[name] for name in _TOKEN_COLUMNS))
+        # It reads only the staged rows: an INSERT that read its own table (to leave out the
+        # stored ids) would make SQLite buffer every row first.
         inserted = self.connection.execute(
-            insert(_tokens).from_select(list(_TOKEN_COLUMNS), tokens),
+            insert(_tokens).from_select(
+                list(_TOKEN_COLUMNS),
+                new.add_columns(*(_staged.c[name] for name in _TOKEN_COLUMNS)),
+            ),
             execution_options={"preserve_rowcount": True},  # an INSERT's is kept only if asked
         )
         self.report.created += inserted.rowcount
+        return int(inserted.rowcount)
 
-    def _update_stored(self, in_range: ColumnElement[bool]) -> None:
-        """Diff the staged rows whose id is stored, and mark them; update the changed ones."""
-        # Probed by key, so that PostgreSQL's planner cannot choose to scan the growing table
-        # once per range (db.outer_probe).
+    def _update_stored(self, after: int) -> tuple[int, int] | None:
+        """Diff the next page of stored rows after *after*; update the changed ones, with events.
+
+        Returns the page's last ordinal and its size, or None when no stored row is left.
+        """
+        # Probed by key, so that PostgreSQL's planner cannot choose to scan the whole table
+        # once per page (db.outer_probe).
         probe = self.database.outer_probe(
             _staged,
             _tokens,
@@ -286,15 +303,17 @@ class _Write:
         query = (
             select(_staged, *probe.columns)
             .select_from(probe.joined)
-            .where(in_range, probe.columns[0].is_not(None))
+            .where(_staged.c.stored.is_(True), _staged.c.ordinal > after)
             .order_by(_staged.c.ordinal)
+            .limit(_DIFF_PAGE)
         )
+        # The whole page first: SQLite leaves a scan undefined when its table changes under it.
+        rows = self.connection.execute(query).mappings().all()
+        if not rows:
+            return None
         report = self.report
         updates: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
-        # All of the range first: SQLite leaves a scan undefined when its table changes under it.
-        rows = self.connection.execute(query).mappings().all()
-        self._mark.execute(self.connection, [{"k_ordinal": row["ordinal"]} for row in rows])
         for row in rows:
             carried = row["carried"]
             changed = {
@@ -321,6 +340,7 @@ class _Write:
             )
         _update_grouped(self.connection, updates)
         audit.record(self.connection, events)
+        return rows[-1]["ordinal"], len(rows)
 
 
 def _update_grouped(connection: Connection, updates: list[dict[str, Any]]) -> None:
