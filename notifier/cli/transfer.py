@@ -10,19 +10,15 @@ import argparse
 import io
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from notifier import exitcodes
 from notifier.audit import os_actor
 from notifier.cli.interrupts import Deferral, Interrupted
 from notifier.cli.output import fail, opened
 from notifier.config.settings import Settings
-
-if TYPE_CHECKING:
-    from notifier.tokens.transfer import ImportRecord
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
@@ -72,11 +68,6 @@ def _import(
     checking = tqdm(desc="checking", unit="token", file=sys.stderr, disable=quiet)
     writing = tqdm(desc="writing", unit="token", file=sys.stderr, disable=quiet)
 
-    def checked(rows: Iterator[ImportRecord]) -> Iterator[ImportRecord]:
-        for record in rows:
-            checking.update()
-            yield record
-
     def written(count: int) -> None:
         writing.total = checking.n
         writing.update(count)
@@ -88,11 +79,16 @@ def _import(
         )
         try:
             report = parts.tokens.import_records(
-                checked(rows), actor=os_actor(), progress=written, before_commit=deferral.start
+                rows,
+                actor=os_actor(),
+                staged=checking.update,
+                progress=written,
+                before_commit=deferral.start,
             )
             progress.committed_rows = report.created + report.updated + report.unchanged
         except ImportDataError as error:
             checking.close()
+            writing.close()
             for row_error in error.errors:
                 fail(f"{args.file}: {row_error}")
             fail(f"nothing imported: {len(error.errors)} bad row(s)")

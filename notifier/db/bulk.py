@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from functools import partial
-from typing import Any, cast
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, Self, cast
 
 from sqlalchemy import (
     JSON,
@@ -171,70 +171,159 @@ class BulkStatement:
 class BulkLoad:
     """Rows appended to a table by the fastest path its database has.
 
+    A row names the columns it carries; the others take the table's own defaults (NULL,
+    or the column's server default), except those in *defaults*, whose values the load
+    supplies (converted once). Rows of one shape, the same keys in the same order, share a
+    statement compiled once: writing only what a row carries costs SQLite 1.5 µs a row
+    instead of 3.9 for a token import's eight columns of seventeen.
+
     PostgreSQL's ``COPY`` takes rows several times faster than an executemany of INSERTs
     (psycopg pipelines those, but each is still a statement the server plans and runs), so a
-    load into a PostgreSQL table is one ``COPY ... FROM STDIN`` on the driver's own
-    connection, inside the transaction the caller opened, for as long as :meth:`writing`
-    lasts: the server takes the rows in while the caller makes the next ones. It is in the
-    binary format, which psycopg writes in less than half the time of text (1.2 against
-    3.0 µs for a row of seventeen columns), each column by the binary type of
-    :data:`_COPY_TYPES`. Elsewhere each batch is one executemany. Either way the rows are
-    converted as :class:`BulkStatement` converts them, by each column's own bind processor,
-    except that a ``COPY`` takes a JSON column as the text *json_text* makes (the server's
-    json type reads text; psycopg's wrapper would dump even a constant once per row).
-    SQLAlchemy's events do not see a ``COPY``.
+    load into a PostgreSQL table is a ``COPY ... FROM STDIN`` on the driver's own
+    connection, inside the transaction the caller opened, kept open while :meth:`writing`
+    lasts and rows keep their shape: the server takes rows in while the caller makes the
+    next ones. It is in the binary format, which psycopg writes in less than half the time
+    of text (1.2 against 3.0 µs for a row of seventeen columns), each column as the binary
+    type of :data:`_COPY_TYPES`. Elsewhere each batch is an executemany per shape. Either
+    way the rows are converted as :class:`BulkStatement` converts them, by each column's
+    own bind processor, except that a ``COPY`` takes a JSON column as the text *json_text*
+    makes (the server's json type reads text; psycopg's wrapper would dump even a constant
+    once per row). SQLAlchemy's events do not see a ``COPY``.
     """
 
     def __init__(
         self,
         table: Table,
         dialect: Dialect,
-        keys: Sequence[str],
         *,
         copy: bool,
         json_text: Callable[[Any], str],
         defaults: Mapping[str, Any] | None = None,
     ) -> None:
-        as_text = {name: json_text for name in keys if isinstance(table.c[name].type, JSON)}
-        self._insert = BulkStatement(
-            table.insert(), dialect, keys, defaults=defaults, processors=as_text if copy else None
-        )
-        self._copy: str | None = None
-        self._copy_types: list[str] = []
-        if copy:
-            self._copy_types = [_copy_type(table.c[name].type) for name in self._insert.names]
-            quote = dialect.identifier_preparer
-            columns = ", ".join(quote.quote(name) for name in self._insert.names)
-            self._copy = f"COPY {quote.format_table(table)} ({columns}) FROM STDIN (FORMAT BINARY)"
+        self._table = table
+        self._dialect = dialect
+        self._copy = copy
+        self._defaults = dict(defaults or {})
+        self._as_text = {
+            column.key: json_text for column in table.columns if isinstance(column.type, JSON)
+        }
+        self._shapes: dict[tuple[str, ...], _Shape] = {}
+
+    def _shape(self, keys: tuple[str, ...]) -> _Shape:
+        """The statement for rows that carry *keys*, compiled the first time."""
+        shape = self._shapes.get(keys)
+        if shape is None:
+            defaults = {key: value for key, value in self._defaults.items() if key not in keys}
+            insert = BulkStatement(
+                self._table.insert(),
+                self._dialect,
+                (*keys, *defaults),
+                defaults=defaults,
+                processors=self._as_text if self._copy else None,
+            )
+            quote = self._dialect.identifier_preparer
+            columns = ", ".join(quote.quote(name) for name in insert.names)
+            shape = _Shape(
+                insert,
+                f"COPY {quote.format_table(self._table)} ({columns}) FROM STDIN (FORMAT BINARY)",
+                [_copy_type(self._table.c[name].type) for name in insert.names]
+                if self._copy
+                else [],
+            )
+            self._shapes[keys] = shape
+        return shape
 
     @contextmanager
     def writing(
         self, connection: Connection
     ) -> Iterator[Callable[[Iterable[Mapping[str, Any]]], int]]:
         """A function that appends a batch of rows and says how many, while the block lasts."""
-        if self._copy is None:
-            yield partial(self._insert.execute, connection)
+        if not self._copy:
+
+            def execute(rows: Iterable[Mapping[str, Any]]) -> int:
+                return sum(
+                    self._shape(keys).insert.execute(connection, batch)
+                    for keys, batch in _by_shape(rows).items()
+                )
+
+            yield execute
             return
+        with _Copying(connection) as copying:
+
+            def append(rows: Iterable[Mapping[str, Any]]) -> int:
+                return sum(
+                    copying.write(self._shape(keys), batch)
+                    for keys, batch in _by_shape(rows).items()
+                )
+
+            yield append
+
+
+def _by_shape(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
+    """*rows* grouped by the keys each carries, in order."""
+    shapes: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        keys = tuple(row)
+        batch = shapes.get(keys)
+        if batch is None:
+            shapes[keys] = [row]
+        else:
+            batch.append(row)
+    return shapes
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What rows with the same keys are written by: the INSERT, or the COPY and its types."""
+
+    insert: BulkStatement
+    copy: str
+    copy_types: list[str]
+
+
+class _Copying:
+    """A binary COPY on the driver's connection, restarted when the rows change shape."""
+
+    def __init__(self, connection: Connection) -> None:
         driver = connection.connection.driver_connection
         if driver is None:  # pragma: no cover - a live connection has its driver's
             raise RuntimeError("the connection has no driver connection")
-        dbapi = connection.dialect.loaded_dbapi
-        parameters = self._insert.parameters
+        self._driver = driver
+        self._dbapi = connection.dialect.loaded_dbapi
+        self._stack = ExitStack()
+        self._shape: _Shape | None = None
+        self._copy: Any = None
+
+    def write(self, shape: _Shape, rows: list[Mapping[str, Any]]) -> int:
+        """Append *rows*, all of *shape*; return how many."""
+        with self._translated(shape):
+            if shape is not self._shape:
+                self._stack.close()  # the COPY of the shape before, finished
+                cursor = self._stack.enter_context(self._driver.cursor())
+                self._copy = self._stack.enter_context(cursor.copy(shape.copy))
+                self._copy.set_types(shape.copy_types)
+                self._shape = shape
+            write_row = self._copy.write_row
+            for row in shape.insert.parameters(rows):
+                write_row(row)
+        return len(rows)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *failure: object) -> None:
+        with self._translated(self._shape):
+            self._stack.__exit__(*failure)  # type: ignore[arg-type]
+
+    @contextmanager
+    def _translated(self, shape: _Shape | None) -> Iterator[None]:
         try:
-            with driver.cursor() as cursor, cursor.copy(self._copy) as copy:
-                copy.set_types(self._copy_types)
-
-                def append(rows: Iterable[Mapping[str, Any]]) -> int:
-                    batch = parameters(rows)
-                    for row in batch:
-                        copy.write_row(row)
-                    return len(batch)
-
-                yield append
-        except dbapi.Error as error:
+            yield
+        except self._dbapi.Error as error:
             # As SQLAlchemy wraps the driver's errors, so that callers see one hierarchy.
+            statement = shape.copy if shape is not None else "COPY"
             raise DBAPIError.instance(
-                self._copy, None, error, dbapi.Error, hide_parameters=True
+                statement, None, error, self._dbapi.Error, hide_parameters=True
             ) from error
 
 

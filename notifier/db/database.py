@@ -167,13 +167,11 @@ class Database:
         """*statement* compiled for this database, to run as executemany of rows with *keys*."""
         return BulkStatement(statement, self.engine.dialect, keys)
 
-    def load(
-        self, table: Table, keys: Sequence[str], *, defaults: Mapping[str, Any] | None = None
-    ) -> BulkLoad:
-        """Rows with *keys* appended to *table* by this database's fastest path (BulkLoad)."""
+    def load(self, table: Table, *, defaults: Mapping[str, Any] | None = None) -> BulkLoad:
+        """Rows appended to *table* by this database's fastest path (:class:`BulkLoad`)."""
         copy = self.dialect == "postgresql"
         return BulkLoad(
-            table, self.engine.dialect, keys, copy=copy, json_text=json_text, defaults=defaults
+            table, self.engine.dialect, copy=copy, json_text=json_text, defaults=defaults
         )
 
     def upsert(self, table: Table) -> sqlite_insert.Insert | postgresql_insert.Insert:

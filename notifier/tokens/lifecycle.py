@@ -376,6 +376,7 @@ class TokenStore:
         records: Iterable[ImportRecord],
         *,
         actor: str = "system",
+        staged: Callable[[int], object] | None = None,
         progress: Callable[[int], object] | None = None,
         before_commit: Callable[[], object] | None = None,
     ) -> ImportReport:
@@ -385,6 +386,7 @@ class TokenStore:
             records,
             now=self.clock.now(),
             actor=actor,
+            staged=staged,
             progress=progress,
             before_commit=before_commit,
         )

@@ -34,6 +34,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     update,
 )
 
@@ -67,19 +68,9 @@ log = structlog.get_logger("notifier.tokens")
 _tokens = Token.__table__
 _events = AuditEvent.__table__
 _TOKEN_COLUMNS = tuple(column.key for column in _tokens.columns)
-# What a new token has where an import row says nothing (created_at: the import's time).
-_NEW_TOKEN: dict[str, Any] = {
-    "role": None,
-    "permissions": [],
-    "owner": None,
-    "labels": {},
-    "description": None,
-    "secret_hash": None,
-    "revoked_at": None,
-    "last_used_at": None,
-    "rotated_from": None,
-    "superseded_by": None,
-}
+# What a new token has where an import row says nothing: the staged table's defaults, NULL
+# but for these, and created_at, the import's time.
+_NEW_TOKEN_JSON = {"permissions": text("'[]'"), "labels": text("'{}'")}
 # Which fields a staged row carries, one bit per token column: absent ones keep what is stored.
 _BIT = {name: 1 << index for index, name in enumerate(_TOKEN_COLUMNS)}
 _staged = Table(
@@ -89,10 +80,12 @@ _staged = Table(
     Column("line", Integer, nullable=False),
     Column("carried", Integer, nullable=False),
     Column("stored", Boolean),  # set when the write finds the id stored already
-    *(Column(column.name, column.type) for column in _tokens.columns),
+    *(
+        Column(column.name, column.type, server_default=_NEW_TOKEN_JSON.get(column.name))
+        for column in _tokens.columns
+    ),
     prefixes=["TEMPORARY"],
 )
-_STAGED_KEYS = ("ordinal", "line", "carried", *_TOKEN_COLUMNS)
 
 
 class ImportRecord(NamedTuple):
@@ -138,6 +131,7 @@ def import_records(
     *,
     now: datetime,
     actor: str,
+    staged: Callable[[int], object] | None = None,
     progress: Callable[[int], object] | None = None,
     before_commit: Callable[[], object] | None = None,
 ) -> ImportReport:
@@ -148,16 +142,17 @@ def import_records(
     reader's bad rows) and no id repeats (raised as one, with the reader's, by line). Fields a
     record does not carry keep their stored value (or the default for a new token). A record
     equal to what is stored changes nothing, so importing twice is the same as importing
-    once. *progress* hears how many records each step wrote; *before_commit* is called once
+    once. *staged* hears how many records each chunk read and checked, *progress* how many
+    each step of the write wrote; *before_commit* is called once
     every row is written, just before the commit (the CLI holds signals back from there, to
     say truthfully whether the import happened).
     """
     report = ImportReport()
     with database.held() as connection, database.temporary(connection, _staged):
-        staged = _stage(database, connection, records, now)
+        count = _stage(database, connection, records, now, staged)
         with database.transaction(connection, write=True):
             run = _Write(database, connection, now=now, actor=actor, report=report)
-            for written in run.write(staged):
+            for written in run.write(count):
                 if progress is not None:
                     progress(written)
             if before_commit is not None:
@@ -172,10 +167,14 @@ def import_records(
 
 
 def _stage(
-    database: Database, connection: Connection, records: Iterable[ImportRecord], now: datetime
+    database: Database,
+    connection: Connection,
+    records: Iterable[ImportRecord],
+    now: datetime,
+    staged: Callable[[int], object] | None,
 ) -> int:
     """Stage every record; raise :class:`ImportDataError` for bad rows; return how many."""
-    load = database.load(_staged, _STAGED_KEYS, defaults={**_NEW_TOKEN, "created_at": now})
+    load = database.load(_staged, defaults={"created_at": now})
     errors: list[RowError] = []
     chunk: list[dict[str, Any]] = []
     ordinal = 0
@@ -194,9 +193,13 @@ def _stage(
                     if len(chunk) == _STAGE_CHUNK:
                         append(chunk)
                         chunk.clear()
+                        if staged is not None:
+                            staged(_STAGE_CHUNK)
             except ImportDataError as error:
                 errors = error.errors  # the reader's bad rows; what it read so far is staged
             append(chunk)
+            if staged is not None:
+                staged(len(chunk))
         errors.extend(_repeats(connection))
     if errors:
         raise ImportDataError(sorted(errors, key=lambda error: error.line)[:MAX_ERRORS])
