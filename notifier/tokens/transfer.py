@@ -9,11 +9,12 @@ are staged in a temporary table of the import's own connection, which no other c
 sees and which on SQLite takes no lock on the database file. Repeated ids are found there.
 Only when every row has passed does one write transaction move the rows into the tokens and
 audit tables, by INSERT ... SELECT for new tokens and their events; the rows whose id is
-stored already come back to Python, a range at a time, to see what they change.
+stored already come back to Python, a page at a time, to see what they change.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -148,8 +149,10 @@ def import_records(
     say truthfully whether the import happened).
     """
     report = ImportReport()
+    started = time.monotonic()
     with database.held() as connection, database.temporary(connection, _staged):
         count = _stage(database, connection, records, now, staged)
+        checked = time.monotonic()
         with database.transaction(connection, write=True):
             run = _Write(database, connection, now=now, actor=actor, report=report)
             for written in run.write(count):
@@ -162,6 +165,9 @@ def import_records(
         created=report.created,
         updated=report.updated,
         unchanged=report.unchanged,
+        # Reading and checking (with the staging) must end before the write may begin.
+        check_ms=round((checked - started) * 1000),
+        write_ms=round((time.monotonic() - checked) * 1000),
     )
     return report
 
