@@ -51,8 +51,8 @@ class BulkStatement:
     the rows are tuples on every backend.
 
     With *defaults*, a row may leave out the keys that have one (converted once, here), and
-    only the keys it carries are converted: an import's rows carry five of fourteen columns.
-    *processors* replace the conversion of the keys they name.
+    only the keys it carries are converted. *processors* replace the conversion of the keys
+    they name.
     """
 
     def __init__(
