@@ -7,11 +7,12 @@ Export writes JSONL in exactly the shape import reads.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from notifier import exitcodes
 from notifier.audit import os_actor
@@ -54,47 +55,62 @@ def _import(
 ) -> int:
     from tqdm import tqdm  # noqa: PLC0415
 
-    from notifier.tokens.importer import ImportDataError, read_records  # noqa: PLC0415
+    from notifier.tokens.importer import ImportDataError, read_rows  # noqa: PLC0415
 
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        fail(f"cannot read {args.file}: {reason}")
+        stream = _open(args.file)
+    except OSError as error:
+        fail(f"cannot read {args.file}: {error.strerror}")
         return exitcodes.NOINPUT
-    with opened(settings) as parts:
+    quiet = not sys.stderr.isatty()
+    # On a terminal, the rows read and checked (staged: nothing is written yet), then the rows
+    # written, out of those.
+    checking = tqdm(desc="checking", unit="token", file=sys.stderr, disable=quiet)
+    writing = tqdm(desc="writing", unit="token", file=sys.stderr, disable=quiet)
+
+    def written(count: int) -> None:
+        writing.total = checking.n
+        writing.update(count)
+
+    deferral = Deferral()
+    with stream, checking, writing, opened(settings) as parts:
+        rows = read_rows(
+            stream, file_format, now=parts.clock.now(), max_lifetime=settings.token_max_lifetime
+        )
         try:
-            records = read_records(
-                text,
-                file_format,
-                now=parts.clock.now(),
-                max_lifetime=settings.token_max_lifetime,
+            report = parts.tokens.import_records(
+                rows,
+                actor=os_actor(),
+                staged=checking.update,
+                progress=written,
+                before_commit=deferral.start,
             )
+            progress.committed_rows = report.created + report.updated + report.unchanged
         except ImportDataError as error:
+            checking.close()
+            writing.close()
             for row_error in error.errors:
                 fail(f"{args.file}: {row_error}")
             fail(f"nothing imported: {len(error.errors)} bad row(s)")
             return exitcodes.DATAERR
-        deferral = Deferral()
-        with tqdm(
-            total=len(records),
-            unit="token",
-            file=sys.stderr,
-            disable=not sys.stderr.isatty(),
-            desc="importing",
-        ) as bar:
-            try:
-                report = parts.tokens.import_records(
-                    records, actor=os_actor(), progress=bar.update, before_commit=deferral.start
-                )
-                progress.committed_rows = len(records)
-            finally:
-                deferral.end()  # raises Interrupted now if a signal came during the commit
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            fail(f"cannot read {args.file}: {reason}")
+            return exitcodes.NOINPUT
+        finally:
+            deferral.end()  # raises Interrupted now if a signal came during the commit
     sys.stdout.write(
-        f"Imported {len(records)} token(s): {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged.\n"
+        f"Imported {progress.committed_rows} token(s): {report.created} created, "
+        f"{report.updated} updated, {report.unchanged} unchanged.\n"
     )
     return exitcodes.OK
+
+
+def _open(file: str) -> TextIO:
+    """The import file (or stdin for ``-``) as UTF-8 text, read as it goes."""
+    if file == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
+    return Path(file).open(encoding="utf-8", newline="")
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:

@@ -49,7 +49,9 @@ class _SqliteTimeText(String):
 @lru_cache(maxsize=_REMEMBERED_TIMES)
 def sqlite_text(value: datetime) -> str:
     """The stored SQLite form of an aware time: ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:  # a parsed "Z" or "+00:00" is UTC itself, and needs no copy
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without "+00:00"
 
 
 @lru_cache(maxsize=_REMEMBERED_TIMES)

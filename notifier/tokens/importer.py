@@ -26,10 +26,11 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from notifier.core.limits import EARLIEST_TIME, MAX_LIFETIME, MAX_LIFETIME_TEXT
 from notifier.tokens.fields import (
@@ -44,7 +45,22 @@ from notifier.tokens.fields import (
     check_text,
     lifetime_text,
 )
-from notifier.tokens.transfer import RECORD_FIELDS, ImportRecord
+from notifier.tokens.transfer import (
+    MAX_ERRORS,
+    RECORD_FIELDS,
+    ImportDataError,
+    ImportRecord,
+    RowError,
+)
+
+__all__ = [
+    "FORMATS",
+    "ImportDataError",
+    "RowError",
+    "detect_format",
+    "read_records",
+    "read_rows",
+]
 
 FORMATS = ("jsonl", "csv", "api-keys")
 _HASH = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
@@ -64,28 +80,6 @@ _CAMEL = {
 }
 _ALLOWED = frozenset({*RECORD_FIELDS, "secret_hash"})
 _TIMES = ("created_at", "expires_at", "revoked_at", "last_used_at")
-MAX_ERRORS = 50
-
-
-@dataclass(frozen=True, slots=True)
-class RowError:
-    """One bad row: where, which field, and why."""
-
-    line: int
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}" + (f", field {self.field}" if self.field else "")
-        return f"{where}: {self.message}"
-
-
-class ImportDataError(Exception):
-    """The file holds bad rows; nothing was imported."""
-
-    def __init__(self, errors: list[RowError]) -> None:
-        super().__init__(f"{len(errors)} bad row(s)")
-        self.errors = errors
 
 
 def detect_format(path: Path) -> str:
@@ -103,6 +97,50 @@ def detect_format(path: Path) -> str:
     )
 
 
+def read_rows(
+    stream: TextIO,
+    file_format: str,
+    *,
+    now: datetime | None = None,
+    max_lifetime: timedelta | None = None,
+) -> Iterator[ImportRecord]:
+    """Yield each good row of *stream*, checked; at the end, raise :class:`ImportDataError`.
+
+    JSONL and CSV are read a line at a time (open the file with ``newline=""``), so memory
+    does not grow with the file; an api-keys.json document is read whole. The error lists
+    the bad rows, and reading stops after :data:`MAX_ERRORS` of them. Whether an id repeats
+    is not asked here: the import finds repeats where it stages the rows, and
+    :func:`read_records` in memory. Times are held to the limits around *now* (default: the
+    wall clock), and expiries to *max_lifetime* (``NOTIFIER_TOKEN_MAX_LIFETIME``) when one is
+    given.
+    """
+    limits = _Limits(now or datetime.now(UTC), max_lifetime)
+    readers: dict[str, Callable[[TextIO], Iterator[tuple[int, Any]]]] = {
+        "jsonl": _jsonl_rows,
+        "csv": _csv_rows,
+        "api-keys": _api_key_rows,
+    }
+    errors: list[RowError] = []
+    try:
+        for line, raw in readers[file_format](stream):
+            if isinstance(raw, RowError):
+                errors.append(raw)
+            else:
+                try:
+                    values = _check_row(raw)
+                    limits.check(values)
+                except _FieldError as error:
+                    errors.append(RowError(line, error.field, error.message))
+                else:
+                    yield ImportRecord(line=line, values=values)
+            if len(errors) >= MAX_ERRORS:
+                break
+    except _FileShapeError as error:
+        errors.append(RowError(error.line, None, error.message))
+    if errors:
+        raise ImportDataError(errors[:MAX_ERRORS])
+
+
 def read_records(
     text: str,
     file_format: str,
@@ -110,45 +148,32 @@ def read_records(
     now: datetime | None = None,
     max_lifetime: timedelta | None = None,
 ) -> list[ImportRecord]:
-    """Parse and check every row of *text*; raise :class:`ImportDataError` listing bad ones.
+    """Every row of *text*, checked as :func:`read_rows` checks it, and its id not repeated.
 
-    Times are held to the limits around *now* (default: the wall clock), and expiries to
-    *max_lifetime* (``NOTIFIER_TOKEN_MAX_LIFETIME``) when one is given.
+    For callers that hold the whole file anyway; ``tokens import`` streams through
+    :func:`read_rows`. Raises :class:`ImportDataError` listing the bad rows.
     """
-    limits = _Limits(now or datetime.now(UTC), max_lifetime)
-    readers: dict[str, Callable[[str], Iterator[tuple[int, Any]]]] = {
-        "jsonl": _jsonl_rows,
-        "csv": _csv_rows,
-        "api-keys": _api_key_rows,
-    }
-    errors: list[RowError] = []
     records: list[ImportRecord] = []
-    first_line: dict[str, int] = {}
+    errors: list[RowError] = []
     try:
-        for line, raw in readers[file_format](text):
-            if isinstance(raw, RowError):
-                errors.append(raw)
-                continue
-            try:
-                values = _check_row(raw)
-                limits.check(values)
-            except _FieldError as error:
-                errors.append(RowError(line, error.field, error.message))
-                continue
-            token_id = values["id"]
-            if token_id in first_line:
-                errors.append(
-                    RowError(line, "id", f"{token_id!r} repeats line {first_line[token_id]}")
-                )
-                continue
-            first_line[token_id] = line
-            records.append(ImportRecord(line=line, values=values))
-            if len(errors) >= MAX_ERRORS:
-                break
-    except _FileShapeError as error:
-        errors.append(RowError(error.line, None, error.message))
+        records.extend(
+            read_rows(
+                io.StringIO(text, newline=""), file_format, now=now, max_lifetime=max_lifetime
+            )
+        )
+    except ImportDataError as error:
+        errors = error.errors
+    first_line: dict[str, int] = {}
+    for record in records:
+        token_id = record.values["id"]
+        if token_id in first_line:
+            errors.append(
+                RowError(record.line, "id", f"{token_id!r} repeats line {first_line[token_id]}")
+            )
+        else:
+            first_line[token_id] = record.line
     if errors:
-        raise ImportDataError(errors[:MAX_ERRORS])
+        raise ImportDataError(sorted(errors, key=lambda error: error.line)[:MAX_ERRORS])
     return records
 
 
@@ -158,11 +183,15 @@ class _Limits:
 
     now: datetime
     max_lifetime: timedelta | None
+    latest: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latest", self.now + MAX_LIFETIME)
 
     def check(self, values: dict[str, Any]) -> None:
         # Aware datetimes compare without converting to UTC, so a time whose offset takes it
         # past year 9999 is refused here rather than overflowing when it is stored.
-        latest = self.now + MAX_LIFETIME
+        latest = self.latest
         for key in _TIMES:
             moment = values.get(key)
             if moment is None:
@@ -208,9 +237,9 @@ class _FileShapeError(Exception):
 # --- readers: (line, raw dict or RowError) ----------------------------------------------------
 
 
-def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+def _jsonl_rows(stream: TextIO) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(stream, start=1):
+        if not line or line.isspace():
             continue
         try:
             value = json.loads(line)
@@ -223,8 +252,8 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
         yield number, value
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+def _csv_rows(stream: TextIO) -> Iterator[tuple[int, Any]]:
+    reader = csv.DictReader(stream)
     if reader.fieldnames is None:
         raise _FileShapeError(1, "empty CSV file: expected a header row")
     unknown = [name for name in reader.fieldnames if name not in _ALLOWED]
@@ -266,7 +295,8 @@ def _csv_labels(text: str) -> Any:
     return labels
 
 
-def _api_key_rows(text: str) -> Iterator[tuple[int, Any]]:
+def _api_key_rows(stream: TextIO) -> Iterator[tuple[int, Any]]:
+    text = stream.read()  # one JSON document
     decoder = json.JSONDecoder()
     match = re.match(r'\s*\{\s*"keys"\s*:\s*\[|\s*\[', text)
     if match is None:
@@ -314,6 +344,8 @@ class _Missing:
 
 
 class _Bad:
+    """The marker of a CSV labels cell that is not ``key=value;...``, with why."""
+
     def __init__(self, message: str) -> None:
         self.message = message
 
@@ -335,8 +367,6 @@ def _check_row(raw: dict[str, Any]) -> dict[str, Any]:
     key = ""
     try:
         for key, value in raw.items():
-            if isinstance(value, _Bad):
-                raise _FieldError(key, value.message)
             values[key] = _CHECKS[key](value)
     except TokenInputError as error:
         raise _FieldError(key, str(error).split(": ", 1)[-1]) from None
@@ -354,6 +384,8 @@ def _permissions(value: Any) -> list[str]:
 def _labels(value: Any) -> dict[str, str]:
     if value is None:
         return {}
+    if isinstance(value, _Bad):  # a CSV cell that did not split into pairs
+        raise TokenInputError(f"x: {value.message}")
     if not isinstance(value, dict):
         raise TokenInputError("labels: expected an object of key: value")
     return check_labels(value)
@@ -368,8 +400,36 @@ def _secret_hash(value: Any) -> str | None:
     return match.group(1)
 
 
+# Each check is called once per field of every row of a file that may hold millions: they
+# test the type inline rather than through _text.
+
+
+def _id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TokenInputError("x: expected a string")
+    return check_id(value)
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TokenInputError("x: expected a string")
+    return check_name(value)
+
+
 def _optional_id(value: Any) -> str | None:
-    return None if value is None else check_id(_text(value))
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TokenInputError("x: expected a string")
+    return check_id(value)
+
+
+def _optional_text(name: str, limit: int, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TokenInputError("x: expected a string")
+    return check_text(name, value, limit)
 
 
 def _optional_time(value: Any) -> datetime | None:
@@ -377,11 +437,11 @@ def _optional_time(value: Any) -> datetime | None:
 
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
-    "id": lambda value: check_id(_text(value)),
-    "name": lambda value: check_name(_text(value)),
-    "role": lambda value: check_text("role", _optional_text(value), ROLE_MAX),
-    "owner": lambda value: check_text("owner", _optional_text(value), OWNER_MAX),
-    "description": lambda value: check_text("description", _optional_text(value), DESCRIPTION_MAX),
+    "id": _id,
+    "name": _name,
+    "role": partial(_optional_text, "role", ROLE_MAX),
+    "owner": partial(_optional_text, "owner", OWNER_MAX),
+    "description": partial(_optional_text, "description", DESCRIPTION_MAX),
     "permissions": _permissions,
     "labels": _labels,
     "secret_hash": _secret_hash,
@@ -395,10 +455,6 @@ def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TokenInputError("x: expected a string")
     return value
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
 
 
 def _time(value: Any) -> datetime:

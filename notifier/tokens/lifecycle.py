@@ -9,7 +9,7 @@ shown :mod:`notifier.tokens.views`'s.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
@@ -373,18 +373,20 @@ class TokenStore:
 
     def import_records(
         self,
-        records: Sequence[ImportRecord],
+        records: Iterable[ImportRecord],
         *,
         actor: str = "system",
+        staged: Callable[[int], object] | None = None,
         progress: Callable[[int], object] | None = None,
         before_commit: Callable[[], object] | None = None,
     ) -> ImportReport:
-        """Upsert *records* by id in one transaction (:func:`.transfer.import_records`)."""
+        """Upsert *records*, read once, by id in one transaction (transfer.import_records)."""
         return transfer.import_records(
             self.database,
             records,
             now=self.clock.now(),
             actor=actor,
+            staged=staged,
             progress=progress,
             before_commit=before_commit,
         )

@@ -3,24 +3,51 @@
 Reading the files (JSONL, CSV, api-keys.json) is :mod:`notifier.tokens.importer`'s; this module
 writes what it read, and reads what export writes. Export is JSONL of exactly
 :data:`RECORD_FIELDS`, the shape import accepts.
+
+An import holds one chunk of rows in memory, whatever the size of the file. The checked rows
+are staged in a temporary table of the import's own connection, which no other connection
+sees and which on SQLite takes no lock on the database file. Repeated ids are found there.
+Only when every row has passed does one write transaction move the rows into the tokens and
+audit tables, by INSERT ... SELECT for new tokens and their events; the rows whose id is
+stored already come back to Python, a page at a time, to see what they change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 
 from notifier import audit
-from notifier.db.database import BulkStatement, Database
-from notifier.db.models import Token
+from notifier.db.database import Database
+from notifier.db.models import AuditEvent, Token, UtcDateTime
 from notifier.tokens.views import iso
 
-_IMPORT_CHUNK = 500
+_STAGE_CHUNK = 500  # rows converted and staged at a time
+_DIFF_PAGE = 5_000  # staged rows of stored ids diffed at a time (held with the stored tokens)
+_INSERT_RANGE = 100_000  # staged rows per INSERT ... SELECT of new tokens (a progress step)
+MAX_ERRORS = 50  # bad rows listed at most
 # Fields an import may set, in export order; export writes exactly these.
 RECORD_FIELDS = (
     "id",
@@ -40,28 +67,54 @@ RECORD_FIELDS = (
 
 log = structlog.get_logger("notifier.tokens")
 _tokens = Token.__table__
+_events = AuditEvent.__table__
 _TOKEN_COLUMNS = tuple(column.key for column in _tokens.columns)
-# What a new token has where an import row says nothing (created_at: the import's time).
-_NEW_TOKEN: dict[str, Any] = {
-    "role": None,
-    "permissions": [],
-    "owner": None,
-    "labels": {},
-    "description": None,
-    "secret_hash": None,
-    "revoked_at": None,
-    "last_used_at": None,
-    "rotated_from": None,
-    "superseded_by": None,
-}
+# What a new token has where an import row says nothing: the staged table's defaults, NULL
+# but for these, and created_at, the import's time.
+_NEW_TOKEN_JSON = {"permissions": text("'[]'"), "labels": text("'{}'")}
+# Which fields a staged row carries, one bit per token column: absent ones keep what is stored.
+_BIT = {name: 1 << index for index, name in enumerate(_TOKEN_COLUMNS)}
+_staged = Table(
+    "import_staged",
+    MetaData(),
+    Column("ordinal", Integer, primary_key=True, autoincrement=False),  # order in the file
+    Column("line", Integer, nullable=False),
+    Column("carried", Integer, nullable=False),
+    Column("stored", Boolean),  # set when the write finds the id stored already
+    *(
+        Column(column.name, column.type, server_default=_NEW_TOKEN_JSON.get(column.name))
+        for column in _tokens.columns
+    ),
+    prefixes=["TEMPORARY"],
+)
 
 
-@dataclass(frozen=True, slots=True)
-class ImportRecord:
+class ImportRecord(NamedTuple):
     """One row of an import: the fields it carries (absent ones keep their stored value)."""
 
     line: int
     values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One bad row: where, which field, and why."""
+
+    line: int
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" + (f", field {self.field}" if self.field else "")
+        return f"{where}: {self.message}"
+
+
+class ImportDataError(Exception):
+    """The file holds bad rows; nothing was imported."""
+
+    def __init__(self, errors: list[RowError]) -> None:
+        super().__init__(f"{len(errors)} bad row(s)")
+        self.errors = errors
 
 
 @dataclass
@@ -71,114 +124,235 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    ids: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Import:
-    """One import under way: its time, its actor, its report and its bulk statements."""
-
-    now: datetime
-    actor: str
-    report: ImportReport
-    insert: BulkStatement
-    created: BulkStatement
-
-    def chunk(self, connection: Connection, chunk: Sequence[ImportRecord]) -> None:
-        """Write one chunk of records: inserts, grouped updates, and their events."""
-        report = self.report
-        ids = [record.values["id"] for record in chunk]
-        existing = {
-            row["id"]: row
-            for row in connection.execute(select(_tokens).where(_tokens.c.id.in_(ids))).mappings()
-        }
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        defaults = {**_NEW_TOKEN, "created_at": self.now}
-        for record in chunk:
-            values = record.values
-            token_id = values["id"]
-            stored = existing.get(token_id)
-            if stored is None:
-                inserts.append({**defaults, **values})
-                continue
-            changed = {key: value for key, value in values.items() if stored[key] != value}
-            if not changed:
-                report.unchanged += 1
-                continue
-            updates.append(
-                {"k_id": token_id, **{f"v_{key}": value for key, value in changed.items()}}
-            )
-            report.updated += 1
-            events.append(
-                audit.event(
-                    at=self.now,
-                    actor=self.actor,
-                    action="import",
-                    token_id=token_id,
-                    token_name=values.get("name", stored["name"]),
-                    details={"changed": sorted(changed)},
-                )
-            )
-        self.insert.execute(connection, inserts)
-        self.created.execute(
-            connection, [{"token_id": row["id"], "token_name": row["name"]} for row in inserts]
-        )
-        report.created += len(inserts)
-        _update_grouped(connection, updates)
-        audit.record(connection, events)
-        report.ids.extend(ids)
 
 
 def import_records(
     database: Database,
-    records: Sequence[ImportRecord],
+    records: Iterable[ImportRecord],
     *,
     now: datetime,
     actor: str,
+    staged: Callable[[int], object] | None = None,
     progress: Callable[[int], object] | None = None,
     before_commit: Callable[[], object] | None = None,
 ) -> ImportReport:
     """Upsert *records* by id in one transaction: all of them, or nothing.
 
-    Fields a record does not carry keep their stored value (or the default for a new token).
-    A record equal to what is stored changes nothing, so importing twice is the same as
-    importing once. *progress* hears how many records each chunk wrote; *before_commit* is
-    called once every row is written, just before the commit (the CLI holds signals back
-    from there, to say truthfully whether the import happened).
+    *records* is read once, and may be a stream of any length: it is staged first, and
+    nothing is written unless all of it was read without an :class:`ImportDataError` (the
+    reader's bad rows) and no id repeats (raised as one, with the reader's, by line). Fields a
+    record does not carry keep their stored value (or the default for a new token). A record
+    equal to what is stored changes nothing, so importing twice is the same as importing
+    once. *staged* hears how many records each chunk read and checked, *progress* how many
+    each step of the write wrote; *before_commit* is called once
+    every row is written, just before the commit (the CLI holds signals back from there, to
+    say truthfully whether the import happened).
     """
-    run = _Import(
-        now=now,
-        actor=actor,
-        report=ImportReport(),
-        # New tokens and their "created" events are most of a large import: both go to the
-        # driver as bulk statements, the event's constant fields converted once.
-        insert=database.bulk(_tokens.insert(), _TOKEN_COLUMNS),
-        created=database.bulk(
-            audit.insert_events(at=now, actor=actor, action="import", details={"created": True}),
-            ("token_id", "token_name"),
-        ),
-    )
-    with database.write() as connection:
-        for start in range(0, len(records), _IMPORT_CHUNK):
-            chunk = records[start : start + _IMPORT_CHUNK]
-            run.chunk(connection, chunk)
-            if progress is not None:
-                progress(len(chunk))
-        if before_commit is not None:
-            before_commit()
-    report = run.report
+    report = ImportReport()
+    started = time.monotonic()
+    with database.held() as connection, database.temporary(connection, _staged):
+        count = _stage(database, connection, records, now, staged)
+        checked = time.monotonic()
+        with database.transaction(connection, write=True):
+            run = _Write(database, connection, now=now, actor=actor, report=report)
+            for written in run.write(count):
+                if progress is not None:
+                    progress(written)
+            if before_commit is not None:
+                before_commit()
     log.info(
         "token.imported",
         created=report.created,
         updated=report.updated,
         unchanged=report.unchanged,
+        # Reading and checking (with the staging) must end before the write may begin.
+        check_ms=round((checked - started) * 1000),
+        write_ms=round((time.monotonic() - checked) * 1000),
     )
     return report
 
 
-def _update_grouped(connection: Connection, updates: Sequence[dict[str, Any]]) -> None:
+def _stage(
+    database: Database,
+    connection: Connection,
+    records: Iterable[ImportRecord],
+    now: datetime,
+    staged: Callable[[int], object] | None,
+) -> int:
+    """Stage every record; raise :class:`ImportDataError` for bad rows; return how many."""
+    load = database.load(_staged, defaults={"created_at": now})
+    errors: list[RowError] = []
+    chunk: list[dict[str, Any]] = []
+    ordinal = 0
+    with database.transaction(connection, write=False):
+        with load.writing(connection) as append:
+            try:
+                for record in records:
+                    values = record.values
+                    carried = 0
+                    for key in values:
+                        carried |= _BIT[key]
+                    chunk.append(
+                        {**values, "ordinal": ordinal, "line": record.line, "carried": carried}
+                    )
+                    ordinal += 1
+                    if len(chunk) == _STAGE_CHUNK:
+                        append(chunk)
+                        chunk.clear()
+                        if staged is not None:
+                            staged(_STAGE_CHUNK)
+            except ImportDataError as error:
+                errors = error.errors  # the reader's bad rows; what it read so far is staged
+            append(chunk)
+            if staged is not None:
+                staged(len(chunk))
+        errors.extend(_repeats(connection))
+    if errors:
+        raise ImportDataError(sorted(errors, key=lambda error: error.line)[:MAX_ERRORS])
+    return ordinal
+
+
+def _repeats(connection: Connection) -> Iterator[RowError]:
+    """The staged rows whose id an earlier row has, each naming the first one's line."""
+    first = (
+        select(_staged.c.id, func.min(_staged.c.ordinal).label("ordinal"))
+        .group_by(_staged.c.id)
+        .having(func.count() > 1)
+        .subquery("repeated")
+    )
+    earlier = _staged.alias("earlier")
+    later = _staged.alias("later")
+    query = (
+        select(later.c.line, later.c.id, earlier.c.line)
+        .select_from(
+            first.join(earlier, earlier.c.ordinal == first.c.ordinal).join(
+                later, and_(later.c.id == first.c.id, later.c.ordinal > first.c.ordinal)
+            )
+        )
+        .order_by(later.c.ordinal)
+        .limit(MAX_ERRORS)
+    )
+    for line, token_id, first_line in connection.execute(query):
+        yield RowError(line, "id", f"{token_id!r} repeats line {first_line}")
+
+
+@dataclass
+class _Write:
+    """The write of the staged rows: the stored ones diffed a page at a time, then the new."""
+
+    database: Database
+    connection: Connection
+    now: datetime
+    actor: str
+    report: ImportReport
+
+    def write(self, staged: int) -> Iterator[int]:
+        """Write the *staged* rows; yield how many each step wrote."""
+        connection = self.connection
+        # Which ids are stored, in one statement over both tables: a join the planner sizes
+        # once, rather than a probe per row from Python.
+        connection.execute(
+            update(_staged)
+            .where(select(_tokens.c.id).where(_tokens.c.id == _staged.c.id).exists())
+            .values(stored=True)
+        )
+        after = -1
+        while (page := self._update_stored(after)) is not None:
+            after, rows = page
+            yield rows
+        for start in range(0, staged, _INSERT_RANGE):
+            yield self._insert_new(start, start + _INSERT_RANGE)
+
+    def _insert_new(self, start: int, end: int) -> int:
+        """Insert the new tokens of the staged rows ``start <= ordinal < end``, with events."""
+        new = (
+            select()
+            .where(_staged.c.ordinal >= start, _staged.c.ordinal < end, _staged.c.stored.is_(None))
+            .order_by(_staged.c.ordinal)
+        )
+        self.connection.execute(
+            insert(_events).from_select(
+                ["at", "actor", "action", "token_id", "token_name", "details"],
+                new.add_columns(
+                    literal(self.now, UtcDateTime()),
+                    literal(self.actor),
+                    literal("import"),
+                    _staged.c.id,
+                    _staged.c.name,
+                    literal({"created": True}, JSON()),
+                ),
+            )
+        )
+        # It reads only the staged rows: an INSERT that read its own table (to leave out the
+        # stored ids) would make SQLite buffer every row first.
+        inserted = self.connection.execute(
+            insert(_tokens).from_select(
+                list(_TOKEN_COLUMNS),
+                new.add_columns(*(_staged.c[name] for name in _TOKEN_COLUMNS)),
+            ),
+            execution_options={"preserve_rowcount": True},  # an INSERT's is kept only if asked
+        )
+        self.report.created += inserted.rowcount
+        return int(inserted.rowcount)
+
+    def _update_stored(self, after: int) -> tuple[int, int] | None:
+        """Diff the next page of stored rows after *after*; update the changed ones, with events.
+
+        Returns the page's last ordinal and its size, or None when no stored row is left.
+        """
+        # Probed by key, so that PostgreSQL's planner cannot choose to scan the whole table
+        # once per page (db.outer_probe).
+        probe = self.database.outer_probe(
+            _staged,
+            _tokens,
+            _tokens.c.id == _staged.c.id,
+            [column.label(f"stored_{column.key}") for column in _tokens.c],
+            name="stored",
+        )
+        query = (
+            select(_staged, *probe.columns)
+            .select_from(probe.joined)
+            .where(_staged.c.stored.is_(True), _staged.c.ordinal > after)
+            .order_by(_staged.c.ordinal)
+            .limit(_DIFF_PAGE)
+        )
+        # The whole page first: SQLite leaves a scan undefined when its table changes under it.
+        rows = self.connection.execute(query).mappings().all()
+        if not rows:
+            return None
+        report = self.report
+        updates: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for row in rows:
+            carried = row["carried"]
+            changed = {
+                name: row[name]
+                for name in _TOKEN_COLUMNS
+                if carried & _BIT[name] and row[name] != row[f"stored_{name}"]
+            }
+            if not changed:
+                report.unchanged += 1
+                continue
+            report.updated += 1
+            updates.append(
+                {"k_id": row["id"], **{f"v_{key}": value for key, value in changed.items()}}
+            )
+            events.append(
+                audit.event(
+                    at=self.now,
+                    actor=self.actor,
+                    action="import",
+                    token_id=row["id"],
+                    token_name=row["name"],
+                    details={"changed": sorted(changed)},
+                )
+            )
+        _update_grouped(self.connection, updates)
+        audit.record(self.connection, events)
+        return rows[-1]["ordinal"], len(rows)
+
+
+def _update_grouped(connection: Connection, updates: list[dict[str, Any]]) -> None:
     """Rows that change the same columns share one executemany."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in updates:

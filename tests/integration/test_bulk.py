@@ -1,19 +1,36 @@
-"""Bulk statements on real databases: the same rows as SQLAlchemy's executemany writes."""
+"""Bulk statements and loads on real databases: the same rows as SQLAlchemy writes."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, bindparam, event, literal_column, select, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    event,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
 
 from notifier.db import migrate
 from notifier.db.bulk import ArrayStatement
 from notifier.db.database import Database, json_text, json_value, upsert
-from notifier.db.models import AuditEvent, DeliveryStateRow, Token
+from notifier.db.models import AuditEvent, DeliveryStateRow, Token, UtcDateTime
 
 _tokens = Token.__table__
 _events = AuditEvent.__table__
@@ -184,6 +201,121 @@ class TestBulkStatement:
         statement = update(_tokens).where(_tokens.c.id == bindparam("k_id")).values(name="x")
         with pytest.raises(ValueError, match="needs 'k_id'"):
             database.bulk(statement, ())
+
+
+_scratch = Table(
+    "scratch",
+    MetaData(),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(20), nullable=False),
+    Column("at", UtcDateTime()),
+    Column("tags", JSON, server_default=text("'[]'")),
+    Column("seen", Boolean),
+    prefixes=["TEMPORARY"],
+)
+
+
+class TestBulkLoad:
+    def test_rows_of_each_shape_are_stored_as_sqlalchemy_stores_them(
+        self, database: Database
+    ) -> None:
+        """Rows carrying different columns load (a COPY on PostgreSQL) as an INSERT writes them."""
+        variants: list[dict[str, Any]] = [
+            {},
+            {"permissions": ["tokens:read", "*"], "labels": {"team": "ops"}},
+            {"expires_at": None, "revoked_at": MOMENT - timedelta(hours=1), "role": "ci"},
+            {"description": "with\ttab and 'quotes'", "created_at": MOMENT - timedelta(days=2)},
+            {},  # the first shape again, after others
+        ]
+        defaults = {"permissions": [], "labels": {}, "created_at": MOMENT}
+        load = database.load(_tokens, defaults=defaults)
+        rows = [
+            {"id": f"b{i}", "name": f"n{i}", "expires_at": MOMENT, **variant}
+            for i, variant in enumerate(variants)
+        ]
+        with database.write() as connection:
+            with load.writing(connection) as append:
+                assert append(rows[:3]) == 3
+                assert append(rows[3:]) == 2
+            connection.execute(
+                _tokens.insert(),
+                [{**token_row(f"s{i}"), **row, "id": f"s{i}"} for i, row in enumerate(rows)],
+            )
+        stored_rows = stored(database, _tokens, _tokens.c.id)
+        by_load = [{**row, "id": row["id"][1:]} for row in stored_rows if row["id"][0] == "b"]
+        by_sqlalchemy = [{**row, "id": row["id"][1:]} for row in stored_rows if row["id"][0] == "s"]
+        assert len(by_load) == len(variants)
+        assert by_load == by_sqlalchemy
+        assert by_load[0]["permissions"] == []
+        assert by_load[1]["labels"] == {"team": "ops"}
+        assert by_load[3]["created_at"] == MOMENT - timedelta(days=2)
+
+    def test_columns_a_row_leaves_out_take_the_table_defaults(self, database: Database) -> None:
+        """Without a load default, a column the row does not carry is NULL or its server default."""
+        with (
+            database.held() as connection,
+            database.temporary(connection, _scratch),
+            database.transaction(connection, write=False),
+        ):
+            with database.load(_scratch).writing(connection) as append:
+                append([{"position": 1, "name": "bare"}])
+                append([{"position": 2, "name": "full", "at": MOMENT, "tags": ["x"]}])
+            rows = connection.execute(select(_scratch).order_by(_scratch.c.position)).all()
+        assert [tuple(row) for row in rows] == [
+            (1, "bare", None, [], None),
+            (2, "full", MOMENT, ["x"], None),
+        ]
+
+    def test_the_drivers_errors_come_as_sqlalchemys(self, database: Database) -> None:
+        """A row the database refuses raises SQLAlchemy's IntegrityError, COPY or not."""
+        load = database.load(_tokens, defaults={"permissions": [], "labels": {}})
+        with (
+            pytest.raises(IntegrityError),
+            database.write() as connection,
+            load.writing(connection) as append,
+        ):
+            append([{"id": "x", "name": "no creation time", "expires_at": MOMENT}])
+        assert stored(database, _tokens, _tokens.c.id) == []
+
+
+class TestHeldConnection:
+    def test_a_temporary_table_is_dropped_after_its_block(self, database: Database) -> None:
+        """The same temporary table can be made again on a pooled connection."""
+        for attempt in range(2):
+            with (
+                database.held() as connection,
+                database.temporary(connection, _scratch),
+                database.transaction(connection, write=False),
+            ):
+                connection.execute(_scratch.insert(), [{"position": attempt, "name": "n"}])
+                count = connection.execute(select(func.count()).select_from(_scratch)).scalar()
+                assert count == 1
+
+    def test_staging_leaves_the_file_to_other_writers(self, sqlite_database: Database) -> None:
+        """While a transaction writes only temporary tables, another process may write."""
+        with (
+            sqlite_database.held() as connection,
+            sqlite_database.temporary(connection, _scratch),
+            sqlite_database.transaction(connection, write=False),
+        ):
+            connection.execute(_scratch.insert(), [{"position": 1, "name": "staged"}])
+            other = sqlite3.connect(str(sqlite_database.url.database), timeout=0)
+            with other:  # no busy timeout: a lock held would fail this at once
+                other.execute("INSERT INTO meta (key, value) VALUES ('elsewhere', 'x')")
+            other.close()
+
+    def test_a_write_transaction_on_it_takes_the_lock_at_once(
+        self, sqlite_database: Database
+    ) -> None:
+        """write=True begins IMMEDIATE on SQLite: another writer is refused until it ends."""
+        with (
+            sqlite_database.held() as connection,
+            sqlite_database.transaction(connection, write=True),
+        ):
+            other = sqlite3.connect(str(sqlite_database.url.database), timeout=0)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
 
 
 @pytest.mark.parametrize(
