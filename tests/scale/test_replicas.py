@@ -91,7 +91,9 @@ class TestCrashes:
         first send, so a receiver can drop it.
         """
         with Receiver(delay=0.04) as receiver:
-            env = replica_env(tmp_path, postgres_url, receiver)
+            # Two POSTs at a time (300 take ~6 s): the survivor's first pass comes while the
+            # doomed replica still holds claims, whatever the machine's speed.
+            env = replica_env(tmp_path, postgres_url, receiver, NOTIFIER_WEBHOOK_CONCURRENCY="2")
             tokens = import_tokens(tmp_path, env, 300)
             doomed = replicas(env)
             receiver.wait_for(lambda r: r.total >= 20)
@@ -130,7 +132,9 @@ class TestCrashes:
         without waiting out the 10-minute lease: every notice arrives exactly once.
         """
         with Receiver(delay=0.03) as receiver:
-            env = replica_env(tmp_path, postgres_url, receiver)
+            # Four POSTs in flight at a time (300 take ~2 s): the stop comes mid-pass, with
+            # sends in flight.
+            env = replica_env(tmp_path, postgres_url, receiver, NOTIFIER_WEBHOOK_CONCURRENCY="4")
             tokens = import_tokens(tmp_path, env, 300)
             stopping = replicas(env)
             receiver.wait_for(lambda r: r.total >= 20)
