@@ -44,9 +44,10 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from notifier.core.model import DeliveryState, WatchedToken
-from notifier.db.database import Database
+from notifier.db.database import Database, KeyProbe
 from notifier.db.models import Meta, UtcDateTime
 from notifier.delivery.ledger.codec import COLUMNS, STATE, Candidate, decode, is_open_loop
 from notifier.sources import TokenSource
@@ -373,31 +374,17 @@ def closing_query(
     them (an open loop is always about an expiry), and each finds its token by primary key
     (``outer_probe``), so the cost grows with the open loops, not with the tokens table.
     """
-    token = database.outer_probe(
-        STATE, TOKENS, TOKENS.c.id == STATE.c.token_id, TOKEN_COLUMNS, name="token"
+    return _open_loops(
+        database,
+        sink,
+        lambda token: or_(
+            token.id.is_(None),
+            token.expires_at.is_(None),  # NOT (NULL > x) would hide these
+            not_(in_window(now, horizon, lookback, token)),
+        ),
+        after=after,
+        limit=limit,
     )
-    query = (
-        select(*token.columns, *COLUMNS)
-        .select_from(token.joined)
-        .where(
-            STATE.c.source == STORE,
-            STATE.c.sink == sink,
-            is_open_loop(),
-            or_(
-                token.id.is_(None),
-                token.expires_at.is_(None),  # NOT (NULL > x) would hide these
-                not_(in_window(now, horizon, lookback, token)),
-            ),
-        )
-        .order_by(STATE.c.expires_at, STATE.c.token_id)
-        .limit(limit)
-    )
-    if after is not None:
-        query = query.where(
-            tuple_(STATE.c.expires_at, STATE.c.token_id)
-            > tuple_(literal(after[0], UtcDateTime()), literal(after[1]))
-        )
-    return query
 
 
 def expired_loops_query(
@@ -414,18 +401,27 @@ def expired_loops_query(
     finds its token by primary key. The loop's expiry is its token's, unless the token
     changed, which the walk over every loop handles.
     """
+    return _open_loops(
+        database, sink, lambda _: STATE.c.expires_at <= bound, after=after, limit=limit
+    )
+
+
+def _open_loops(
+    database: Database,
+    sink: str,
+    which: Callable[[KeyProbe], ColumnElement[bool]],
+    *,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> Select[Any]:
+    """One keyset page, in (expiry, token) order, of *sink*'s open loops that *which* keeps."""
     token = database.outer_probe(
         STATE, TOKENS, TOKENS.c.id == STATE.c.token_id, TOKEN_COLUMNS, name="token"
     )
     query = (
         select(*token.columns, *COLUMNS)
         .select_from(token.joined)
-        .where(
-            STATE.c.source == STORE,
-            STATE.c.sink == sink,
-            is_open_loop(),
-            STATE.c.expires_at <= bound,
-        )
+        .where(STATE.c.source == STORE, STATE.c.sink == sink, is_open_loop(), which(token))
         .order_by(STATE.c.expires_at, STATE.c.token_id)
         .limit(limit)
     )
