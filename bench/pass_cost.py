@@ -535,16 +535,8 @@ def raw(url: URL, log_path: Path) -> dict[str, float]:
 # --- minimal ----------------------------------------------------------------------------------
 
 
-MINIMAL_DUE_SQL = f"""
-SELECT {COLUMNS_SQL}
-FROM tokens LEFT OUTER JOIN delivery_state
-  ON delivery_state.source = 'store' AND delivery_state.token_id = tokens.id
- AND delivery_state.sink = ?
-WHERE tokens.expires_at > ? AND tokens.expires_at <= ?
-  AND (tokens.revoked_at IS NULL OR tokens.revoked_at > ?) AND tokens.superseded_by IS NULL
-  AND (delivery_state.sink IS NULL OR delivery_state.next_due_at <= ?
-       OR delivery_state.expires_at IS NULL OR delivery_state.expires_at != tokens.expires_at)
-"""
+# The due query without paging: the whole window at once.
+MINIMAL_DUE_SQL = DUE_SQL.partition("  {after}")[0]
 MINIMAL_STATE_SQL = """
 INSERT INTO delivery_state (source, token_id, sink, expires_at, next_due_at, last_sent_at,
   last_notice_id, last_kind, last_threshold_s, notices_sent, attempts, last_attempt_at,
