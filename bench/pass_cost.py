@@ -454,6 +454,31 @@ def raw_pass(backend: RawBackend, log: logging.Logger) -> int:
     return sent
 
 
+def notice_of(backend: RawBackend, row: Any, sink: str) -> tuple[datetime, int, str, str]:
+    """A due row's expiry, days left, warn line and notice id, as notifier makes them."""
+    expires = backend.parse(row[2])
+    days = (expires - NOW) // timedelta(days=1) + 1
+    unit = "day" if days == 1 else "days"
+    message = f"Warn: API Token {row[1]} (ID {row[0]}) will expire in less than {days} {unit}."
+    key = f"store\x1f{row[0]}\x1f{sink}\x1fexpiring\x1f\x1f{expires.isoformat()}\x1f0"
+    return expires, days, message, hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def ui_row(row: Any, message: str, days: int, now: Any) -> tuple[Any, ...]:
+    """The parameters of UI_SQL for one notice."""
+    return (
+        hashlib.md5(row[0].encode(), usedforsecurity=False).hexdigest()[:12],
+        row[0],
+        row[1],
+        message,
+        "Create a new token and revoke this one before it expires.",
+        row[2],
+        days,
+        now,
+        now,
+    )
+
+
 def raw_batch(  # noqa: PLR0917 - the pass's state, passed down as the raw loop has it
     backend: RawBackend,
     log: logging.Logger,
@@ -481,12 +506,7 @@ def raw_batch(  # noqa: PLR0917 - the pass's state, passed down as the raw loop 
     records = []
     notices = []
     for row in claimed:
-        expires = backend.parse(row[2])
-        days = (expires - NOW) // timedelta(days=1) + 1
-        unit = "day" if days == 1 else "days"
-        message = f"Warn: API Token {row[1]} (ID {row[0]}) will expire in less than {days} {unit}."
-        key = f"store\x1f{row[0]}\x1f{sink}\x1fexpiring\x1f\x1f{expires.isoformat()}\x1f0"
-        notice_id = hashlib.sha256(key.encode()).hexdigest()[:32]
+        expires, days, message, notice_id = notice_of(backend, row, sink)
         notices.append((row, message, days))
         next_due = backend.time(min(expires, NEXT_DUE))
         values = (row[2], next_due, now_p, notice_id, "expiring", None, 1, 0, now_p, None)
@@ -498,20 +518,7 @@ def raw_batch(  # noqa: PLR0917 - the pass's state, passed down as the raw loop 
         with backend.write() as cursor:
             cursor.executemany(
                 backend.sql(UI_SQL),
-                [
-                    (
-                        hashlib.md5(row[0].encode(), usedforsecurity=False).hexdigest()[:12],
-                        row[0],
-                        row[1],
-                        message,
-                        "Create a new token and revoke this one before it expires.",
-                        row[2],
-                        days,
-                        now_p,
-                        now_p,
-                    )
-                    for row, message, days in notices
-                ],
+                [ui_row(row, message, days, now_p) for row, message, days in notices],
             )
     with backend.write() as cursor:
         cursor.executemany(backend.sql(RECORD_SQL), records)
@@ -570,30 +577,11 @@ def minimal_pass(backend: RawBackend, log: logging.Logger) -> int:
         states = []
         notifications = []
         for row in rows:
-            expires = backend.parse(row[2])
-            days = (expires - NOW) // timedelta(days=1) + 1
-            unit = "day" if days == 1 else "days"
-            message = (
-                f"Warn: API Token {row[1]} (ID {row[0]}) will expire in less than {days} {unit}."
-            )
-            key = f"store\x1f{row[0]}\x1f{sink}\x1fexpiring\x1f\x1f{expires.isoformat()}\x1f0"
-            notice_id = hashlib.sha256(key.encode()).hexdigest()[:32]
+            expires, days, message, notice_id = notice_of(backend, row, sink)
             if sink == "log":
                 log.warning(message)
             else:
-                notifications.append(
-                    (
-                        hashlib.md5(row[0].encode(), usedforsecurity=False).hexdigest()[:12],
-                        row[0],
-                        row[1],
-                        message,
-                        "Create a new token and revoke this one before it expires.",
-                        row[2],
-                        days,
-                        now_p,
-                        now_p,
-                    )
-                )
+                notifications.append(ui_row(row, message, days, now_p))
             next_due = backend.time(min(expires, NEXT_DUE))
             states.append((row[0], sink, row[2], next_due, now_p, notice_id, 1, now_p))
         with backend.write() as cursor:

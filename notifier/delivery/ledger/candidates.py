@@ -221,12 +221,12 @@ class StoreView:
         """
         window = (self._changes, self._horizon, self._lookback)
         if self._walks.holds(STORE, sink, *window, self._now):
-            return self._pages(self._left_by_time(sink, batch_size), batch_size)
+            return self._pages(self._loops(sink, batch_size, by_time=True), batch_size)
         return self._walk(sink, batch_size)
 
     def _walk(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
         found = False
-        for batch in self._pages(self._every_loop(sink, batch_size), batch_size):
+        for batch in self._pages(self._loops(sink, batch_size, by_time=False), batch_size):
             found = True
             yield batch
         if found:
@@ -236,31 +236,24 @@ class StoreView:
                 STORE, sink, self._changes, self._horizon, self._lookback, self._revocation
             )
 
-    def _left_by_time(
-        self, sink: str, batch_size: int
+    def _loops(
+        self, sink: str, batch_size: int, *, by_time: bool
     ) -> Callable[[tuple[Any, ...] | None], Select[Any]]:
-        def page(after: tuple[Any, ...] | None) -> Select[Any]:
-            return expired_loops_query(
-                self._database,
-                sink,
-                self._now - self._lookback,
-                after=None if after is None else (after[_STATE_EXPIRES], after[_STATE_ID]),
-                limit=batch_size,
-            )
+        """Pages of the sink's open loops: all of them, or those whose expiry left by time."""
 
-        return page
-
-    def _every_loop(
-        self, sink: str, batch_size: int
-    ) -> Callable[[tuple[Any, ...] | None], Select[Any]]:
         def page(after: tuple[Any, ...] | None) -> Select[Any]:
+            keyset = None if after is None else (after[_STATE_EXPIRES], after[_STATE_ID])
+            if by_time:
+                return expired_loops_query(
+                    self._database, sink, self._now - self._lookback, after=keyset, limit=batch_size
+                )
             return closing_query(
                 self._database,
                 sink,
                 self._now,
                 self._horizon,
                 self._lookback,
-                after=None if after is None else (after[_STATE_EXPIRES], after[_STATE_ID]),
+                after=keyset,
                 limit=batch_size,
             )
 
