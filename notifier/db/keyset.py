@@ -23,12 +23,12 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, RowMapping, Select, and_, tuple_
+from sqlalchemy import ColumnElement, RowMapping, Select, tuple_
 
 if TYPE_CHECKING:
     from notifier.db.database import Database
@@ -189,9 +189,20 @@ def stream_rows(
         after = order.key_of(page.rows[-1])
 
 
-def all_conditions(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool] | None:
-    """The conditions joined by AND, or None when there are none."""
-    return and_(*conditions) if conditions else None
+def page_after(
+    database: Database,
+    base: Select[Any],
+    order: Order,
+    described: Any,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    """The page of *base* after *cursor* (None: the first), for the filters *described*.
 
-
-RowBuilder = Callable[[RowMapping], Any]
+    *described* is what a cursor is bound to (JSON-able): a cursor made for other filters
+    raises :class:`CursorError`.
+    """
+    filters = fingerprint(described)
+    after = None if cursor is None else decode_cursor(cursor, order, filters)
+    return read_page(database, base, order, after=after, limit=limit, filters=filters)

@@ -29,14 +29,7 @@ from sqlalchemy import (
 
 from notifier.core.policy import Policy
 from notifier.db.database import Database
-from notifier.db.keyset import (
-    Order,
-    Page,
-    decode_cursor,
-    fingerprint,
-    read_page,
-    stream_rows,
-)
+from notifier.db.keyset import Order, page_after, stream_rows
 from notifier.db.models import Token
 from notifier.resources import TokenResource, TokenStatus
 from notifier.tokens.views import STORE, token_resource
@@ -227,16 +220,13 @@ class TokenLists:
         Raises :class:`notifier.db.keyset.CursorError` for a cursor made for another list,
         and ValueError for an unknown sort.
         """
-        order = _order(sort)
-        filters = fingerprint(wanted.described())
-        after = None if cursor is None else decode_cursor(cursor, order, filters)
-        page: Page = read_page(
+        page = page_after(
             self.database,
             self._query(wanted, now),
-            order,
-            after=after,
+            _order(sort),
+            wanted.described(),
             limit=limit,
-            filters=filters,
+            cursor=cursor,
         )
         tokens = [token_resource(row, now, self.policy) for row in page.rows]
         return tokens, page.next_cursor
