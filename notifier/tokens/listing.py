@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -39,6 +39,8 @@ STATUSES: tuple[TokenStatus, ...] = get_args(TokenStatus)
 # Every status but revoked: what a list shows unless it names statuses.
 DEFAULT_STATUSES: frozenset[TokenStatus] = frozenset(STATUSES) - {"revoked"}
 SORTS = ("expires_at", "name", "created_at")
+# What ``sort`` takes: each of SORTS, ascending or (with "-") descending.
+SortName = Literal["expires_at", "-expires_at", "name", "-name", "created_at", "-created_at"]
 MAX_PAGE = 1000
 SUMMARY_PAST_DAYS = 30
 SUMMARY_FUTURE_DAYS = 90
@@ -59,7 +61,7 @@ def _order(sort: str) -> Order:
 
 def sort_choices() -> list[str]:
     """What ``sort`` takes: each sortable column, ascending or (with ``-``) descending."""
-    return [choice for column in SORTS for choice in (column, f"-{column}")]
+    return list(get_args(SortName))
 
 
 @dataclass(frozen=True)
