@@ -774,7 +774,7 @@ class TestRepeatedQuery:
         }  # fmt: skip
 
     def test_a_list_parameter_may_repeat(self, web: Web) -> None:
-        """status and label take several values: repeating them is how."""
+        """Status and label take several values: repeating them is how."""
         response = web.admin().get(f"{V1}/tokens?status=active&status=expired&label=a=b&label=c=d")
         assert response.status_code == 200, response.text
 
