@@ -451,6 +451,8 @@
       scope.textContent = "Counts and chart for the tokens matching the search, owner, labels and source below.";
       renderCounts();
       renderChart();
+      // Urgency is reckoned on the server's clock, now known: rows drawn before take it.
+      if (tokensPager.current !== null) renderTokens(tokensPager.items);
     } catch (failure) {
       if (seq !== state.summarySeq) return;
       $("summary-error").textContent = `Could not load the counts: ${failure.message}.`;
