@@ -485,10 +485,12 @@
             className: `count status-${status}`,
             "data-status": status,
             "aria-pressed": selected === status ? "true" : "false",
-            "aria-label": `${plural(count, "token")} ${status}: list them`,
+            title: `List the ${status} tokens`,
             onclick: () => showStatus(status),
           },
+          // The space makes the button's name "3 expiring"; a flex box does not draw it.
           element("span", { className: "count-number" }, numbers.format(count)),
+          " ",
           element("span", { className: "count-name" }, status),
         ),
       );
@@ -498,6 +500,7 @@
         "li",
         { className: "total" },
         element("span", { className: "count-number" }, numbers.format(summary.total)),
+        " ",
         element("span", { className: "count-name" }, "total"),
       ),
     );
@@ -588,10 +591,9 @@
     reveal($("filters"));
   }
 
-  // Scroll *target* to just below the pinned header and banner.
+  // Scroll *target* to just below the pinned header and banner (the scroll padding).
   function reveal(target) {
-    const top = target.getBoundingClientRect().top + window.scrollY - $("pinned").offsetHeight - 8;
-    window.scrollTo({ top: Math.max(0, top) });
+    target.scrollIntoView({ block: "start" });
   }
 
   function clearDay() {
@@ -1103,6 +1105,11 @@
       if ($("audit").open && auditPager.current === null && state.me) auditPager.start();
     });
     wireFilters();
+    // What the keyboard focuses, or a link scrolls to, lands below the pinned header and
+    // banner, however tall they are (the banner wraps on a phone).
+    new ResizeObserver(() => {
+      document.documentElement.style.scrollPaddingTop = `${$("pinned").offsetHeight + 8}px`;
+    }).observe($("pinned"));
 
     const saved = sessionStorage.getItem(STORAGE_KEY);
     if (saved) {
