@@ -31,6 +31,7 @@
     stream: null,
     banner: new Map(), // id -> the active notifications of the banner's page
     bannerMore: false,
+    bannerSeq: 0,
     summary: null,
     clockOffset: 0, // server time minus this browser's, from the summary
     filters: emptyFilters(),
@@ -288,6 +289,7 @@
     state.banner.clear();
     state.summary = null;
     state.summarySeq += 1;
+    state.bannerSeq += 1;
     state.filters = emptyFilters();
     state.applied = "";
     for (const pager of [tokensPager, notificationsPager, auditPager]) pager.clear();
@@ -317,15 +319,18 @@
 
   async function loadBanner() {
     if (!grants("notifications:read")) return;
+    const seq = ++state.bannerSeq;
     try {
       const { data, response } = await request(
         "GET",
         `/notifications?active=true&limit=${BANNER_PAGE}`,
       );
+      if (seq !== state.bannerSeq) return; // signed out, or a newer one asked for
       state.banner = new Map(data.map((n) => [n.id, n]));
       state.bannerMore = nextLink(response.headers.get("Link")) !== null;
       renderBanner();
     } catch (failure) {
+      if (seq !== state.bannerSeq) return;
       $("notifications-error").textContent = `Could not load notifications: ${failure.message}.`;
     }
   }
@@ -657,6 +662,7 @@
       $("tokens-error").textContent = failure.message;
       return;
     }
+    if (!$("tokens-error").textContent.startsWith("Could not load")) $("tokens-error").textContent = "";
     const short = filters.q.length > 0 && filters.q.length < 3;
     $("filter-q-hint").classList.toggle("warn", short);
     const key = filterKey(filters);
