@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Insert, select
+from sqlalchemy import Connection, Insert, Select, select
 
 from notifier.db.database import Database
+from notifier.db.keyset import Order, page_after, stream_rows
 from notifier.db.models import AuditEvent
 
 if TYPE_CHECKING:
@@ -63,20 +64,60 @@ def event(
     }
 
 
+# Newest first: by id, which grows with each event appended.
+EVENT_ORDER = Order("-id", (_events.c.id,), descending=True)
+
+
+def _listed(token_id: str | None, action: str | None) -> Select[Any]:
+    query = select(_events)
+    if token_id is not None:
+        query = query.where(_events.c.token_id == token_id)
+    if action is not None:
+        query = query.where(_events.c.action == action)
+    return query
+
+
+def page_events(
+    database: Database,
+    *,
+    token_id: str | None = None,
+    action: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[AuditEventResource], str | None]:
+    """One page of events, newest first, for one token or action when given; next cursor."""
+    from notifier.resources import AuditEventResource  # noqa: PLC0415 - writers need no pydantic
+
+    page = page_after(
+        database,
+        _listed(token_id, action),
+        EVENT_ORDER,
+        {"token_id": token_id, "action": action},
+        limit=limit,
+        cursor=cursor,
+    )
+    return [AuditEventResource(**row) for row in page.rows], page.next_cursor
+
+
+def stream_events(
+    database: Database,
+    *,
+    token_id: str | None = None,
+    action: str | None = None,
+    limit: int | None = None,
+) -> Iterator[AuditEventResource]:
+    """Every event (at most *limit*), newest first, read a page at a time."""
+    from notifier.resources import AuditEventResource  # noqa: PLC0415
+
+    for row in stream_rows(database, _listed(token_id, action), EVENT_ORDER, limit=limit):
+        yield AuditEventResource(**row)
+
+
 def list_events(
     database: Database, *, token_id: str | None = None, limit: int | None = None
 ) -> list[AuditEventResource]:
     """Events, newest first; for one token when *token_id* is given."""
-    from notifier.resources import AuditEventResource  # noqa: PLC0415 - writers need no pydantic
-
-    query = select(_events).order_by(_events.c.at.desc(), _events.c.id.desc())
-    if token_id is not None:
-        query = query.where(_events.c.token_id == token_id)
-    if limit is not None:
-        query = query.limit(limit)
-    with database.read() as connection:
-        rows = connection.execute(query).all()
-    return [AuditEventResource(**dict(row._mapping)) for row in rows]  # noqa: SLF001
+    return list(stream_events(database, token_id=token_id, limit=limit))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,39 +2,71 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Row, func, select, union, update
+from sqlalchemy import CompoundSelect, RowMapping, Select, and_, func, not_, select, union, update
 
 from notifier import audit
 from notifier.db.database import Database
+from notifier.db.keyset import Order, page_after, stream_rows
 from notifier.db.models import Notification
 from notifier.resources import NotificationResource
 
 _notifications = Notification.__table__
 
 
+# Most urgent first: soonest expiry (those that never expire last), then by id.
+NOTIFICATION_ORDER = Order(
+    "expires_at", (_notifications.c.expires_at, _notifications.c.id), nullable=True
+)
+
+
+def _listed(active: bool | None) -> Select[Any]:
+    """Notifications: every one (None), active ones only (True), or only the others."""
+    query = select(_notifications)
+    if active is None:
+        return query
+    is_active = and_(
+        _notifications.c.resolved_at.is_(None), _notifications.c.acknowledged_at.is_(None)
+    )
+    return query.where(is_active if active else not_(is_active))
+
+
+def page_notifications(
+    database: Database, *, active: bool | None = None, limit: int = 100, cursor: str | None = None
+) -> tuple[list[NotificationResource], str | None]:
+    """One page of notifications, most urgent first, and the next page's cursor."""
+    page = page_after(
+        database,
+        _listed(active),
+        NOTIFICATION_ORDER,
+        {"active": active},
+        limit=limit,
+        cursor=cursor,
+    )
+    return [_resource(row) for row in page.rows], page.next_cursor
+
+
+def stream_notifications(
+    database: Database, *, active: bool | None = None, limit: int | None = None
+) -> Iterator[NotificationResource]:
+    """Every notification (at most *limit*), most urgent first, read a page at a time."""
+    for row in stream_rows(database, _listed(active), NOTIFICATION_ORDER, limit=limit):
+        yield _resource(row)
+
+
 def list_notifications(
     database: Database, *, include_inactive: bool = False
 ) -> list[NotificationResource]:
-    """Return notifications, most urgent first; active ones only unless asked."""
-    query = select(_notifications).order_by(
-        _notifications.c.expires_at, _notifications.c.token_name, _notifications.c.id
-    )
-    if not include_inactive:
-        query = query.where(
-            _notifications.c.resolved_at.is_(None), _notifications.c.acknowledged_at.is_(None)
-        )
-    with database.read() as connection:
-        rows = connection.execute(query).all()
-    return [_resource(row) for row in rows]
+    """Notifications, most urgent first; active ones only unless asked (small lists)."""
+    return list(stream_notifications(database, active=None if include_inactive else True))
 
 
-def _resource(row: Row[*tuple[Any, ...]]) -> NotificationResource:
+def _resource(row: RowMapping) -> NotificationResource:
     return NotificationResource(
-        **dict(row._mapping),  # noqa: SLF001 - SQLAlchemy's public row mapping
-        active=row.resolved_at is None and row.acknowledged_at is None,
+        **row, active=row["resolved_at"] is None and row["acknowledged_at"] is None
     )
 
 
@@ -45,7 +77,7 @@ def changed_since(database: Database, since: datetime) -> list[NotificationResou
     back a little to catch a row committed after a later-stamped one.
     """
     with database.read() as connection:
-        rows = connection.execute(changed_since_query(since)).all()
+        rows = connection.execute(changed_since_query(since)).mappings().all()
     return sorted((_resource(row) for row in rows), key=lambda n: (n.last_seen, n.id))
 
 
@@ -83,9 +115,11 @@ class NotificationNotFoundError(LookupError):
 def get_notification(database: Database, notification_id: str) -> NotificationResource:
     """One notification, or raise :class:`NotificationNotFoundError`."""
     with database.read() as connection:
-        row = connection.execute(
-            select(_notifications).where(_notifications.c.id == notification_id)
-        ).first()
+        row = (
+            connection.execute(select(_notifications).where(_notifications.c.id == notification_id))
+            .mappings()
+            .first()
+        )
     if row is None:
         raise NotificationNotFoundError(f"no notification with id {notification_id!r}")
     return _resource(row)
@@ -96,9 +130,11 @@ def acknowledge(
 ) -> NotificationResource:
     """Hide a notification until the next notice for its token; audited."""
     with database.write() as connection:
-        row = connection.execute(
-            select(_notifications).where(_notifications.c.id == notification_id)
-        ).first()
+        row = (
+            connection.execute(select(_notifications).where(_notifications.c.id == notification_id))
+            .mappings()
+            .first()
+        )
         if row is None:
             raise NotificationNotFoundError(f"no notification with id {notification_id!r}")
         if row.acknowledged_at is None:

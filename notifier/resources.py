@@ -38,6 +38,26 @@ class TokenResource(BaseModel):
     days_left: int | None  # the X of "less than X days"; None when it never expires or is over
 
 
+class ExpiryDay(BaseModel):
+    """The tokens that expire on one UTC day (not revoked nor superseded)."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    date: str  # YYYY-MM-DD
+    expiring: int
+
+
+class TokenSummary(BaseModel):
+    """Counts for a page's summary: by status, and expiries per UTC day."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    now: UtcTime
+    by_status: dict[TokenStatus, int]
+    total: int
+    days: list[ExpiryDay]  # from 30 days ago to 90 days ahead, today included
+
+
 class CreatedToken(TokenResource):
     """A token just created or rotated: the only time its secret is shown."""
 

@@ -29,6 +29,12 @@ from notifier.delivery.ledger import history as ledger_history
 from notifier.resources import CreatedToken, TokenResource, VerifiedToken
 from notifier.tokens import transfer
 from notifier.tokens.fields import TokenFields, TokenInputError, check_fields, rotated_expiry
+from notifier.tokens.listing import (
+    DEFAULT_STATUSES,
+    STATUSES,
+    TokenFilter,
+    TokenLists,
+)
 from notifier.tokens.secrets import (
     checksum_ok,
     fingerprint,
@@ -168,6 +174,32 @@ class TokenStore:
                 return token_id, secret
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @property
+    def lists(self) -> TokenLists:
+        """Pages, streams and counts of the tokens (:mod:`notifier.tokens.listing`)."""
+        return TokenLists(self.database, self.policy)
+
+    def page(
+        self,
+        wanted: TokenFilter,
+        *,
+        sort: str = "expires_at",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[TokenResource], str | None]:
+        """One page of the tokens *wanted* holds, as they stand now, and the next cursor."""
+        return self.lists.page(wanted, now=self.clock.now(), sort=sort, limit=limit, cursor=cursor)
+
+    def stream(
+        self, wanted: TokenFilter, *, sort: str = "expires_at", limit: int | None = None
+    ) -> Iterator[TokenResource]:
+        """Every token *wanted* holds (at most *limit*), read a page at a time."""
+        return self.lists.stream(wanted, now=self.clock.now(), sort=sort, limit=limit)
+
+    def summary(self, wanted: TokenFilter) -> dict[str, Any]:
+        """Counts by status and expiries per day, now (:meth:`TokenLists.summary`)."""
+        return self.lists.summary(wanted, now=self.clock.now())
+
     def list(
         self,
         *,
@@ -175,26 +207,17 @@ class TokenStore:
         only_revoked: bool = False,
         expiring_within: timedelta | None = None,
     ) -> list[TokenResource]:
-        """Tokens, soonest expiry first: by default those not revoked.
+        """Every token, soonest expiry first: by default those not revoked (small lists).
 
         *expiring_within* keeps those that expire within that time from now (not yet expired).
+        A list of a fleet's tokens pages (:meth:`page`) or streams (:meth:`stream`).
         """
-        now = self.clock.now()
-        query = select(_tokens).order_by(
-            _tokens.c.expires_at.is_(None), _tokens.c.expires_at, _tokens.c.name, _tokens.c.id
-        )
-        revoked = _tokens.c.revoked_at.is_not(None) & (_tokens.c.revoked_at <= now)
+        statuses = DEFAULT_STATUSES
         if only_revoked:
-            query = query.where(revoked)
-        elif not include_revoked:
-            query = query.where(~revoked)
-        if expiring_within is not None:
-            query = query.where(
-                _tokens.c.expires_at > now, _tokens.c.expires_at <= now + expiring_within
-            )
-        with self.database.read() as connection:
-            rows = connection.execute(query).mappings().all()
-        return [token_resource(row, now, self.policy) for row in rows]
+            statuses = frozenset({"revoked"})
+        elif include_revoked:
+            statuses = frozenset(STATUSES)
+        return list(self.stream(TokenFilter(statuses, expiring_within=expiring_within)))
 
     def get(self, token_id: str) -> TokenResource:
         """Return one token, or raise :class:`TokenNotFoundError`."""

@@ -23,6 +23,7 @@ def token_resource(row: RowMapping, now: datetime, policy: Policy) -> TokenResou
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
         owner=row["owner"],
+        created_at=row["created_at"],  # a share-of-lifetime threshold needs it, as a pass does
     )
     return TokenResource(
         id=token.token_id,

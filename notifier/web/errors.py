@@ -129,9 +129,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _location(loc: Sequence[int | str]) -> str | None:
-    """``("body", "labels", "team")`` -> ``labels.team``; ``("query", "within")`` -> ``within``."""
+    """``("body", "labels", "team")`` -> ``labels.team``; ``("query", "within")`` -> ``within``.
+
+    A query parameter given several times is named without the position of the value
+    refused (``status``, not ``status.1``): the query has one field of that name.
+    """
     parts = [str(part) for part in loc]
-    if parts and parts[0] in {"body", "query", "path", "header"}:
+    if parts and parts[0] == "query":
+        parts = parts[1:2]
+    elif parts and parts[0] in {"body", "path", "header"}:
         parts = parts[1:]
     return ".".join(parts) or None
 

@@ -1,17 +1,19 @@
-"""The notification routes of ``/api/v1``: list, acknowledge, and the live stream."""
+"""The notification routes of ``/api/v1``: list, acknowledge, the live stream; deliveries."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from notifier.notifications import NotificationNotFoundError, acknowledge, list_notifications
-from notifier.resources import NotificationResource
+from notifier.delivery.ledger.deliveries import page_deliveries
+from notifier.notifications import NotificationNotFoundError, acknowledge, page_notifications
+from notifier.resources import DeliveryResource, NotificationResource
 from notifier.web.api import WebApi
 from notifier.web.auth import NotificationReader, NotificationWriter
 from notifier.web.errors import NOT_FOUND, ApiProblem, missing_as_404
+from notifier.web.routes.paging import DEFAULT_PAGE, PAGED, Cursor, Limit, paged
 from notifier.web.stream import (
     InvalidCursorError,
     NotificationStream,
@@ -28,20 +30,52 @@ def notification_routes(api: WebApi) -> APIRouter:
 
     @router.get(
         "/notifications",
-        summary="UI notifications, most urgent first (scope notifications:read)",
+        summary="UI notifications, most urgent first, a page at a time (notifications:read)",
+        responses=PAGED,
     )
     def notifications(
+        *,
         principal: NotificationReader,
+        request: Request,
+        response: Response,
         active: Annotated[
             bool | None,
             Query(description="true: only active ones; false: only acknowledged or resolved"),
         ] = None,
+        limit: Limit = DEFAULT_PAGE,
+        cursor: Cursor = None,
     ) -> list[NotificationResource]:
         del principal
-        found = list_notifications(api.database, include_inactive=active is not True)
-        if active is False:
-            return [notification for notification in found if not notification.active]
-        return found
+        return paged(
+            request,
+            response,
+            lambda: page_notifications(api.database, active=active, limit=limit, cursor=cursor),
+        )
+
+    @router.get(
+        "/deliveries",
+        tags=["deliveries"],
+        summary="What each sink heard about each token, by token (notifications:read)",
+        responses=PAGED,
+    )
+    def deliveries(
+        *,
+        principal: NotificationReader,
+        request: Request,
+        response: Response,
+        sink: Annotated[str | None, Query(max_length=64, description="only this sink")] = None,
+        failed: Annotated[bool, Query(description="only those whose last attempts failed")] = False,
+        limit: Limit = DEFAULT_PAGE,
+        cursor: Cursor = None,
+    ) -> list[DeliveryResource]:
+        del principal
+        return paged(
+            request,
+            response,
+            lambda: page_deliveries(
+                api.database, sink=sink, failed_only=failed, limit=limit, cursor=cursor
+            ),
+        )
 
     @router.post(
         "/notifications/{notification_id}/ack",

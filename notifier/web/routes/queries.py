@@ -1,8 +1,10 @@
-"""Query parameters of the API: a scalar given twice is refused, durations are checked.
+"""Query parameters of the API: unknown ones and a scalar given twice are refused.
 
-A query parameter a route takes once (``active``, ``within``) is refused with 422 when it is
-given twice: which of ``?active=garbage&active=true`` counts would otherwise be the framework's
-choice, and a filter that reads one and a proxy that checks the other disagree.
+A query parameter no route declares (``?limt=10``) is refused with 422 naming it: ignored, it
+would answer as if the filter applied. A parameter a route takes once (``active``,
+``within``) is refused with 422 when it is given twice: which of ``?active=garbage&active=true``
+counts would otherwise be the framework's choice, and a filter that reads one and a proxy
+that checks the other disagree. Durations are checked here too.
 """
 
 from __future__ import annotations
@@ -26,43 +28,54 @@ def query_duration(text: str, name: str) -> timedelta:
         raise ApiProblem(422, "invalid_request", f"{name}: {error}", field=name) from None
 
 
-def _scalar_queries(dependant: Dependant) -> frozenset[str]:
-    """The query parameters *dependant* (and what it depends on) takes one value of."""
+def _queries(dependant: Dependant) -> tuple[frozenset[str], frozenset[str]]:
+    """The query parameters *dependant* (and what it depends on) takes, and the scalars."""
     names: set[str] = set()
+    scalars: set[str] = set()
     pending = [dependant]
     while pending:
         current = pending.pop()
-        names.update(
-            param.alias
-            for param in current.query_params
+        for param in current.query_params:
+            names.add(param.alias)
             # The test FastAPI itself uses to read a parameter's one value or its list.
-            if not field_annotation_is_sequence(param.field_info.annotation)
-        )
+            if not field_annotation_is_sequence(param.field_info.annotation):
+                scalars.add(param.alias)
         pending.extend(current.dependencies)
-    return frozenset(names)
+    return frozenset(names), frozenset(scalars)
 
 
 class SingleValuedQuery:
-    """A dependency of every route: a scalar query parameter given twice is 422.
+    """A dependency of every route: an unknown query parameter, or a scalar twice, is 422.
 
-    FastAPI keeps the last of repeated values, so ``?active=garbage&active=true`` would
-    answer 200 as if the garbage were not there. Which parameters are scalars comes from each
-    route's own declaration, looked up once per route.
+    FastAPI ignores what a route does not declare, and keeps the last of repeated values, so
+    ``?limt=10`` or ``?active=garbage&active=true`` would answer 200 as if the mistake were
+    not there. Which parameters a route takes, and which are scalars, comes from its own
+    declaration, looked up once per route.
     """
 
     def __init__(self) -> None:
-        self._scalars: dict[int, frozenset[str]] = {}
+        self._queries: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
 
     def __call__(self, request: Request) -> None:
-        """Raise 422 naming the first scalar parameter the query repeats."""
+        """Raise 422 naming the first unknown parameter, or scalar parameter repeated."""
         route = request.scope.get("route")
         if not isinstance(route, APIRoute):  # pragma: no cover - every API route is one
             return
-        names = self._scalars.get(id(route))
-        if names is None:
-            names = self._scalars.setdefault(id(route), _scalar_queries(route.dependant))
+        known = self._queries.get(id(route))
+        if known is None:
+            known = self._queries.setdefault(id(route), _queries(route.dependant))
+        names, scalars = known
         query = request.query_params
-        for name in sorted(names):
+        unknown = sorted(name[:64] for name in set(query) - names)
+        if unknown:
+            takes = ", ".join(sorted(names)) or "none"
+            raise ApiProblem(
+                422,
+                "invalid_request",
+                f"{unknown[0]}: not a parameter of this route (it takes: {takes})",
+                field=unknown[0],
+            )
+        for name in sorted(scalars):
             count = len(query.getlist(name))
             if count > 1:
                 raise ApiProblem(

@@ -5,12 +5,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime
 
-from notifier.resources import CreatedToken, TokenResource
+from notifier.resources import CreatedToken, TokenResource, TokenStatus, TokenSummary
 from notifier.tokens.fields import TokenInputError
 from notifier.tokens.lifecycle import TokenNotFoundError, TokenStateError
+from notifier.tokens.listing import (
+    DEFAULT_STATUSES,
+    STATUSES,
+    SortName,
+    TokenFilter,
+    label_filters,
+)
 from notifier.web.api import PREFIX, WebApi
 from notifier.web.auth import Principal, TokenReader, TokenWriter
 from notifier.web.errors import NOT_FOUND, ApiError, ApiProblem, caller_gone, missing_as_404
@@ -21,6 +29,7 @@ from notifier.web.routes.lifetimes import (
     input_problem,
     same_lifetime,
 )
+from notifier.web.routes.paging import DEFAULT_PAGE, PAGED, Cursor, Limit, paged
 from notifier.web.routes.queries import query_duration
 from notifier.web.schemas import DURATION_PATTERN, TokenCreate, TokenRotate, duration
 
@@ -63,28 +72,140 @@ def token_routes(api: WebApi) -> APIRouter:
     return router
 
 
-def _add_reads(router: APIRouter, api: WebApi) -> None:
-    """List, expiring, get: scope tokens:read."""
+def _token_filter(
+    *,
+    status: Annotated[
+        list[TokenStatus] | None,
+        Query(description="only these statuses (repeatable); default: all but revoked"),
+    ] = None,
+    owner: Annotated[str | None, Query(max_length=200, description="exactly this owner")] = None,
+    label: Annotated[
+        list[str] | None,
+        Query(
+            max_length=500,
+            description="key=value: only tokens with this label (repeatable: all of them)",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        Query(max_length=64, description="only this source's tokens: the store's are `store`"),
+    ] = None,
+    expiring_within: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="a duration such as 7d: expires after now and within it",
+            json_schema_extra={"pattern": DURATION_PATTERN},
+        ),
+    ] = None,
+    expires_after: Annotated[
+        AwareDatetime | None, Query(description="expires at or after this time (RFC 3339)")
+    ] = None,
+    expires_before: Annotated[
+        AwareDatetime | None, Query(description="expires before this time (RFC 3339)")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="search: a name that starts with this, in any case, or an id that "
+            "starts with it (each answered from an index)",
+        ),
+    ] = None,
+    all_tokens: Annotated[
+        bool, Query(alias="all", description="every status: the same as naming each")
+    ] = False,
+    revoked: Annotated[bool, Query(description="only revoked tokens: status=revoked")] = False,
+) -> TokenFilter:
+    """The filters of a token list, from its query; 422 naming a parameter it refuses."""
+    if sum([all_tokens, revoked, bool(status)]) > 1:
+        raise ApiProblem(
+            422,
+            "invalid_request",
+            "all, revoked, status: give one of them",
+            field="revoked" if revoked else "status",
+        )
+    statuses = DEFAULT_STATUSES
+    if status:
+        statuses = frozenset(status)
+    elif all_tokens:
+        statuses = frozenset(STATUSES)
+    elif revoked:
+        statuses = frozenset({"revoked"})
+    try:
+        labels = label_filters(label or [])
+    except ValueError as error:
+        raise ApiProblem(422, "invalid_request", str(error), field="label") from None
+    return TokenFilter(
+        statuses=statuses,
+        owner=owner,
+        labels=labels,
+        source=source,
+        expiring_within=(
+            None if expiring_within is None else query_duration(expiring_within, "expiring_within")
+        ),
+        expires_after=expires_after,
+        expires_before=expires_before,
+        search=q,
+    )
 
-    @router.get("/tokens", summary="Tokens, soonest expiry first (scope tokens:read)")
+
+Filters = Annotated[TokenFilter, Depends(_token_filter)]
+Sort = Annotated[
+    SortName,
+    Query(description="expires_at (never-expiring last), name or created_at; -: descending"),
+]
+
+
+def _add_reads(router: APIRouter, api: WebApi) -> None:
+    """List, summary, expiring, get: scope tokens:read."""
+
+    @router.get(
+        "/tokens",
+        summary="Tokens, soonest expiry first, a page at a time (scope tokens:read)",
+        responses=PAGED,
+    )
     def list_tokens(
+        *,
         principal: TokenReader,
-        all_tokens: Annotated[bool, Query(alias="all", description="revoked tokens too")] = False,
-        revoked: Annotated[bool, Query(description="only revoked tokens")] = False,
+        request: Request,
+        response: Response,
+        wanted: Filters,
+        sort: Sort = "expires_at",
+        limit: Limit = DEFAULT_PAGE,
+        cursor: Cursor = None,
     ) -> list[TokenResource]:
         del principal
-        if all_tokens and revoked:
-            raise ApiProblem(
-                422, "invalid_request", "all, revoked: give one or the other", field="revoked"
-            )
-        return api.tokens.list(include_revoked=all_tokens, only_revoked=revoked)
+        return paged(
+            request,
+            response,
+            lambda: api.tokens.page(wanted, sort=sort, limit=limit, cursor=cursor),
+        )
+
+    @router.get(
+        "/tokens/summary",
+        summary="Counts by status, and expiries per day for 90 days (scope tokens:read)",
+        description=(
+            "The counts of the tokens the filters keep (every status but those named: "
+            "`status` is not taken here), and per UTC day from 30 days ago to 90 days ahead "
+            "the tokens not revoked nor superseded that expire on it."
+        ),
+    )
+    def token_summary(principal: TokenReader, wanted: SummaryFilters) -> TokenSummary:
+        del principal
+        return TokenSummary.model_validate(api.tokens.summary(wanted))
 
     @router.get(
         "/tokens/expiring",
         summary="Tokens that expire within a time from now (scope tokens:read)",
+        responses=PAGED,
     )
     def expiring_tokens(
+        *,
         principal: TokenReader,
+        request: Request,
+        response: Response,
         within: Annotated[
             str | None,
             Query(
@@ -93,10 +214,13 @@ def _add_reads(router: APIRouter, api: WebApi) -> None:
                 json_schema_extra={"pattern": DURATION_PATTERN},
             ),
         ] = None,
+        limit: Limit = DEFAULT_PAGE,
+        cursor: Cursor = None,
     ) -> list[TokenResource]:
         del principal
         window = query_duration(within, "within") if within is not None else api.detection_window
-        return api.tokens.list(expiring_within=window)
+        wanted = TokenFilter(expiring_within=window)
+        return paged(request, response, lambda: api.tokens.page(wanted, limit=limit, cursor=cursor))
 
     @router.get("/tokens/{token_id}", summary="One token (scope tokens:read)", responses=NOT_FOUND)
     def get_token(
@@ -106,6 +230,26 @@ def _add_reads(router: APIRouter, api: WebApi) -> None:
         del principal
         with missing_as_404(TokenNotFoundError):
             return api.tokens.get(token_id)
+
+
+def _summary_filter(
+    *,
+    owner: Annotated[str | None, Query(max_length=200, description="exactly this owner")] = None,
+    label: Annotated[
+        list[str] | None,
+        Query(max_length=500, description="key=value (repeatable: all of them)"),
+    ] = None,
+    source: Annotated[str | None, Query(max_length=64, description="only this source")] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="a prefix of the name or of the id"),
+    ] = None,
+) -> TokenFilter:
+    """The filters a summary takes: those of the list but statuses, sort and times."""
+    return _token_filter(owner=owner, label=label, source=source, q=q)
+
+
+SummaryFilters = Annotated[TokenFilter, Depends(_summary_filter)]
 
 
 def _add_writes(router: APIRouter, api: WebApi) -> None:

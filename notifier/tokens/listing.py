@@ -1,0 +1,320 @@
+"""Lists of tokens at a fleet's scale: filters and sorts in SQL, keyset pages, counts.
+
+The API's ``GET /tokens`` and ``/tokens/summary``, the web page and ``notifier tokens list``
+read tokens through here. Every filter is a condition in SQL (a token's status too: the
+same rules as :func:`notifier.tokens.views.token_status`, written for the database), every
+sort pages by a keyset over an index (:mod:`notifier.db.keyset`), and counts are one
+aggregate query, so no list reads more than its page and none holds every token in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, get_args
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
+
+from notifier.core.policy import Policy
+from notifier.db.database import Database
+from notifier.db.keyset import Order, page_after, stream_rows
+from notifier.db.models import Token
+from notifier.resources import TokenResource, TokenStatus
+from notifier.tokens.views import STORE, token_resource
+
+_tokens = Token.__table__
+STATUSES: tuple[TokenStatus, ...] = get_args(TokenStatus)
+# Every status but revoked: what a list shows unless it names statuses.
+DEFAULT_STATUSES: frozenset[TokenStatus] = frozenset(STATUSES) - {"revoked"}
+SORTS = ("expires_at", "name", "created_at")
+# What ``sort`` takes: each of SORTS, ascending or (with "-") descending.
+SortName = Literal["expires_at", "-expires_at", "name", "-name", "created_at", "-created_at"]
+MAX_PAGE = 1000
+SUMMARY_PAST_DAYS = 30
+SUMMARY_FUTURE_DAYS = 90
+
+
+def _order(sort: str) -> Order:
+    descending = sort.startswith("-")
+    column = sort.removeprefix("-")
+    if column not in SORTS:
+        raise ValueError(f"sort: {sort!r} is not one of {', '.join(sort_choices())}")
+    return Order(
+        name=sort,
+        columns=(_tokens.c[column], _tokens.c.id),
+        descending=descending,
+        nullable=column == "expires_at",
+    )
+
+
+def sort_choices() -> list[str]:
+    """What ``sort`` takes: each sortable column, ascending or (with ``-``) descending."""
+    return list(get_args(SortName))
+
+
+@dataclass(frozen=True)
+class TokenFilter:
+    """Which tokens a list holds. Every field narrows it; the defaults keep all but revoked."""
+
+    statuses: frozenset[TokenStatus] = DEFAULT_STATUSES
+    owner: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # every one must match
+    source: str | None = None
+    expiring_within: timedelta | None = None  # expires after now, and within this
+    expires_after: datetime | None = None  # expires at or after
+    expires_before: datetime | None = None  # expires before
+    search: str | None = None  # a prefix of the name (any case) or of the id
+
+    def described(self) -> dict[str, Any]:
+        """The filters as JSON-able values, for a cursor's fingerprint."""
+        return {
+            "statuses": sorted(self.statuses),
+            "owner": self.owner,
+            "labels": sorted(self.labels),
+            "source": self.source,
+            "within": None
+            if self.expiring_within is None
+            else self.expiring_within.total_seconds(),
+            "after": self.expires_after,
+            "before": self.expires_before,
+            "search": self.search,
+        }
+
+
+@dataclass(frozen=True)
+class _Status:
+    """The SQL condition of each status at *now*, under *policy*."""
+
+    now: datetime
+    policy: Policy
+    database: Database
+    conditions: dict[TokenStatus, ColumnElement[bool]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        c, now = _tokens.c, self.now
+        revoked = and_(c.revoked_at.is_not(None), c.revoked_at <= now)
+        live = and_(
+            or_(c.revoked_at.is_(None), c.revoked_at > now),
+            or_(c.expires_at.is_(None), c.expires_at > now),
+        )
+        expired = and_(
+            or_(c.revoked_at.is_(None), c.revoked_at > now),
+            c.expires_at.is_not(None),
+            c.expires_at <= now,
+        )
+        superseded = and_(live, c.superseded_by.is_not(None))
+        expiring = and_(live, c.superseded_by.is_(None), self._inside_zone())
+        active = and_(live, c.superseded_by.is_(None), not_(self._inside_zone()))
+        object.__setattr__(
+            self,
+            "conditions",
+            {
+                "revoked": revoked,
+                "expired": expired,
+                "superseded": superseded,
+                "expiring": expiring,
+                "active": active,
+            },
+        )
+
+    def _inside_zone(self) -> ColumnElement[bool]:
+        """Policy.zone(...).inside for a live token, not superseded: the expiring ones.
+
+        In the window (expiring after now, within the horizon), and past a threshold: the
+        widest fixed one, or the widest share of the token's lifetime. Without thresholds,
+        within the detection window.
+        """
+        c, now, policy = _tokens.c, self.now, self.policy
+        expiry = c.expires_at
+        in_window = and_(expiry.is_not(None), expiry > now, expiry <= now + policy.horizon)
+        if not policy.thresholds:
+            return and_(in_window, expiry <= now + policy.detection_window)
+        reached: list[ColumnElement[bool]] = []
+        fixed = [t.duration for t in policy.thresholds if t.duration is not None]
+        if fixed:
+            reached.append(expiry <= now + max(fixed))
+        shares = [t.fraction for t in policy.thresholds if t.fraction is not None]
+        if shares:
+            reached.append(
+                and_(
+                    expiry > c.created_at,
+                    self.database.share_of_lifetime_left(c.created_at, expiry, now, max(shares)),
+                )
+            )
+        return and_(in_window, or_(*reached))
+
+    def any_of(self, statuses: frozenset[TokenStatus]) -> ColumnElement[bool]:
+        if statuses >= set(STATUSES):
+            return true()
+        if not statuses:
+            return false()
+        return or_(*(self.conditions[status] for status in sorted(statuses)))
+
+
+class TokenLists:
+    """Pages, streams and counts of the tokens table, at the time *now* says."""
+
+    def __init__(self, database: Database, policy: Policy) -> None:
+        self.database = database
+        self.policy = policy
+
+    # --- the conditions -------------------------------------------------------------------
+
+    def _where(
+        self, wanted: TokenFilter, now: datetime, *, statuses: bool = True
+    ) -> list[ColumnElement[bool]]:
+        c = _tokens.c
+        conditions: list[ColumnElement[bool]] = []
+        if statuses:
+            conditions.append(_Status(now, self.policy, self.database).any_of(wanted.statuses))
+        if wanted.source is not None and wanted.source != STORE:
+            conditions.append(false())  # the store holds only its own tokens
+        if wanted.owner is not None:
+            conditions.append(c.owner == wanted.owner)
+        for key, value in wanted.labels:
+            conditions.append(c.labels[key].as_string() == value)
+        if wanted.expiring_within is not None:
+            conditions.extend([c.expires_at > now, c.expires_at <= now + wanted.expiring_within])
+        if wanted.expires_after is not None:
+            conditions.append(c.expires_at >= wanted.expires_after)
+        if wanted.expires_before is not None:
+            conditions.append(c.expires_at < wanted.expires_before)
+        if wanted.search is not None:
+            conditions.append(self._search(wanted.search))
+        return conditions
+
+    def _search(self, text: str) -> ColumnElement[bool]:
+        """A name that starts with *text* in any case, or an id that starts with it."""
+        folded = self.database.fold_case(text)
+        return or_(
+            self.database.starts_with(func.lower(_tokens.c.name), folded),
+            self.database.starts_with(_tokens.c.id, text),
+        )
+
+    def _query(self, wanted: TokenFilter, now: datetime) -> Select[Any]:
+        return select(_tokens).where(*self._where(wanted, now))
+
+    # --- reading --------------------------------------------------------------------------
+
+    def page(
+        self,
+        wanted: TokenFilter,
+        *,
+        now: datetime,
+        sort: str = "expires_at",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[TokenResource], str | None]:
+        """One page of the tokens *wanted* holds, and the cursor of the next (None: last).
+
+        Raises :class:`notifier.db.keyset.CursorError` for a cursor made for another list,
+        and ValueError for an unknown sort.
+        """
+        page = page_after(
+            self.database,
+            self._query(wanted, now),
+            _order(sort),
+            wanted.described(),
+            limit=limit,
+            cursor=cursor,
+        )
+        tokens = [token_resource(row, now, self.policy) for row in page.rows]
+        return tokens, page.next_cursor
+
+    def stream(
+        self,
+        wanted: TokenFilter,
+        *,
+        now: datetime,
+        sort: str = "expires_at",
+        limit: int | None = None,
+        batch: int = MAX_PAGE,
+    ) -> Iterator[TokenResource]:
+        """Every token *wanted* holds (at most *limit*), read a page at a time."""
+        order = _order(sort)
+        for row in stream_rows(
+            self.database, self._query(wanted, now), order, batch=batch, limit=limit
+        ):
+            yield token_resource(row, now, self.policy)
+
+    # --- counting -------------------------------------------------------------------------
+
+    def summary(self, wanted: TokenFilter, *, now: datetime) -> dict[str, Any]:
+        """Counts by status, and expiries per UTC day from 30 days ago to 90 days ahead.
+
+        Every filter of *wanted* but its statuses narrows both. A day counts the tokens not
+        revoked nor superseded whose expiry falls on it: the expired ones for past days.
+        """
+        status = _Status(now, self.policy, self.database)
+        where = self._where(wanted, now, statuses=False)
+        counts = [
+            func.coalesce(func.sum(case((condition, 1), else_=0)), 0).label(name)
+            for name, condition in status.conditions.items()
+        ]
+        today = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        first, end = (
+            today - timedelta(days=SUMMARY_PAST_DAYS),
+            today + timedelta(days=SUMMARY_FUTURE_DAYS + 1),
+        )
+        c = _tokens.c
+        day = self.database.utc_day(c.expires_at).label("day")
+        per_day = (
+            select(day, func.count().label("count"))
+            .where(
+                *where,
+                or_(c.revoked_at.is_(None), c.revoked_at > now),
+                c.superseded_by.is_(None),
+                c.expires_at >= first,
+                c.expires_at < end,
+            )
+            .group_by(day)
+        )
+        with self.database.read() as connection:
+            totals = connection.execute(select(*counts).where(*where)).mappings().one()
+            days = {row.day: row.count for row in connection.execute(per_day)}
+        by_status = {name: int(totals[name]) for name in STATUSES}
+        return {
+            "now": now,
+            "by_status": by_status,
+            "total": sum(by_status.values()),
+            "days": [
+                {
+                    "date": (first + timedelta(days=offset)).date().isoformat(),
+                    "expiring": days.get((first + timedelta(days=offset)).date().isoformat(), 0),
+                }
+                for offset in range((end - first).days)
+            ],
+        }
+
+
+def label_filters(texts: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``key=value`` texts as pairs; ValueError naming the first that is not one."""
+    pairs: list[tuple[str, str]] = []
+    for text in texts:
+        key, equals, value = text.partition("=")
+        if not equals or not key:
+            raise ValueError(f"label: {text!r} is not key=value")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def statuses_of(texts: Sequence[str]) -> frozenset[TokenStatus]:
+    """The statuses named; ValueError naming one that is not a status."""
+    chosen: set[TokenStatus] = set()
+    for text in texts:
+        if text not in STATUSES:
+            raise ValueError(f"status: {text!r} is not one of {', '.join(STATUSES)}")
+        chosen.add(text)
+    return frozenset(chosen)
