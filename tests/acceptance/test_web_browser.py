@@ -144,6 +144,14 @@ def settled(page: Page) -> Locator:
     return page.locator("#tokens-body tr")
 
 
+def only_row(page: Page, token_id: str) -> Locator:
+    """The one token row shown, once the table holds just it, which must be *token_id*'s."""
+    row = page.locator("#tokens-body tr")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-id", token_id)
+    return row
+
+
 def call(site: Served, secret: str, method: str, path: str) -> Any:
     """The API over the socket (Playwright's sync API owns this thread's event loop)."""
     response = httpx.request(
@@ -153,10 +161,11 @@ def call(site: Served, secret: str, method: str, path: str) -> Any:
     return response.json()
 
 
-def shot(page: Page, name: str) -> Path:
+def shot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """Save a screenshot; *full_page* False keeps to the window (the pinned header on top)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 
@@ -343,8 +352,7 @@ class TestPagedPage:
         expect(page.locator("#filter-q-hint")).not_to_have_class(re.compile(r"\bwarn\b"))
 
         box.fill(other.id[:6])
-        expect(page.locator("#tokens-body tr")).to_have_count(1)
-        expect(page.locator("#tokens-body tr")).to_have_attribute("data-id", other.id)
+        only_row(page, other.id)
 
     def test_filters_by_owner_label_source_and_status_revoked_or_superseded(
         self, standing: Served, page: Page
@@ -376,22 +384,19 @@ class TestPagedPage:
         page.locator("#filter-owner").fill("")
         page.locator("#filter-label").fill("team=web, env=prod")
         page.locator("#filter-label").press("Enter")
-        expect(page.locator("#tokens-body tr")).to_have_attribute("data-id", website.id)
+        only_row(page, website.id)
         page.locator("#filter-label").fill("")
         page.locator("#filter-source").select_option("store")
         expect(settled(page)).to_have_count(5)
 
         page.get_by_role("checkbox", name="revoked", exact=True).check()
-        expect(page.locator("#tokens-body tr")).to_have_count(1)
-        expect(page.locator("#tokens-body tr")).to_have_attribute("data-id", revoked.id)
-        expect(page.locator("#tokens-body tr")).to_contain_text("revoked")
+        expect(only_row(page, revoked.id)).to_contain_text("revoked")
         page.get_by_role("checkbox", name="revoked", exact=True).uncheck()
         page.get_by_role("checkbox", name="superseded", exact=True).check()
-        expect(page.locator("#tokens-body tr")).to_have_attribute("data-id", rotated.id)
-        expect(page.locator("#tokens-body tr")).to_contain_text("superseded")
+        expect(only_row(page, rotated.id)).to_contain_text("superseded")
         page.get_by_role("checkbox", name="revoked", exact=True).check()
         expect(settled(page)).to_have_count(2)
-        shot(page, "filtered")
+        shot(page, "filtered", full_page=False)
 
         page.get_by_role("button", name="Clear filters").click()
         expect(settled(page)).to_have_count(5)
@@ -465,7 +470,7 @@ class TestPagedPage:
         assert sorted(row_ids(page)) == sorted(t.id for t in third)
         expect(page.get_by_role("checkbox", name="expiring", exact=True)).to_be_checked()
         expect(page.get_by_role("checkbox", name="expired", exact=True)).not_to_be_checked()
-        shot(page, "chart-day")
+        shot(page, "chart-day", full_page=False)
 
         past = page.locator("#chart-svg g.day[data-date='2026-01-01']")
         past.focus()
@@ -520,7 +525,7 @@ class TestPagedPage:
         expect(warning).to_be_visible()
         expect(warning).to_contain_text(f"admin ({admin.id}) is the token this page is signed in")
         expect(page.locator("#self-revoke-cancel")).to_be_focused()
-        shot(page, "self-revoke")
+        shot(page, "self-revoke", full_page=False)
         page.keyboard.press("Escape")
         expect(warning).to_be_hidden()
         assert web.parts.tokens.get(admin.id).status == "active"

@@ -788,9 +788,9 @@
     const rows = tokens.map((t) => {
       const version = JSON.stringify([t, state.me && state.me.id, urgency(t)]);
       const old = kept.get(t.id);
-      if (old && old.dataset.version === version) return old;
+      if (old && drawn.get(old) === version) return old;
       const row = tokenRow(t);
-      row.dataset.version = version;
+      drawn.set(row, version);
       return row;
     });
     const body = $("tokens-body");
@@ -802,6 +802,8 @@
     $("tokens-empty").textContent =
       tokensPager.back.length > 0 ? "No more tokens." : "No tokens match.";
   }
+
+  const drawn = new WeakMap(); // a token row -> what it was drawn from
 
   function tokensBusy(busy) {
     $("tokens-loading").hidden = !busy;
