@@ -593,9 +593,18 @@ class TestPagedPage:
         assert not [url for url in requests if "/auth/whoami" in url]
         assert all("cursor=" not in url for url in requests if "/api/v1/tokens?" in url)
 
-    def test_the_banner_stays_in_view_while_scrolling(self, site: Served, browser: Browser) -> None:
+    @pytest.mark.parametrize(
+        ("width", "height", "header_stays"),
+        [
+            (1280, 600, True),  # a desktop window: the header and the banner stay
+            (390, 844, False),  # a phone: only the banner; the header scrolls away
+        ],
+    )
+    def test_the_banner_stays_in_view_while_scrolling(
+        self, site: Served, browser: Browser, width: int, height: int, header_stays: bool
+    ) -> None:
         """Scrolled to the bottom of the page, the banner is still on screen."""
-        context = browser.new_context(viewport={"width": 1280, "height": 600})
+        context = browser.new_context(viewport={"width": width, "height": height})
         page = context.new_page()
         try:
             admin = site.web.token("*", name="admin")
@@ -603,9 +612,12 @@ class TestPagedPage:
             expect(page.locator("#banner")).to_be_visible()
             page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
             page.wait_for_function("window.scrollY > 200")
-            box = page.locator("#banner").bounding_box()
-            assert box is not None
-            assert box["y"] >= 0
-            assert box["y"] + box["height"] <= 600
+            banner = page.locator("#banner").bounding_box()
+            header = page.locator("header.top").bounding_box()
+            assert banner is not None
+            assert header is not None
+            assert banner["y"] >= 0
+            assert banner["y"] + banner["height"] <= height
+            assert (header["y"] >= 0) is header_stays, header
         finally:
             context.close()

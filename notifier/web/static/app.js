@@ -1114,10 +1114,19 @@
     });
     wireFilters();
     // What the keyboard focuses, or a link scrolls to, lands below the pinned header and
-    // banner, however tall they are (the banner wraps on a phone).
-    new ResizeObserver(() => {
-      document.documentElement.style.scrollPaddingTop = `${$("pinned").offsetHeight + 8}px`;
-    }).observe($("pinned"));
+    // banner, however tall they are. On a phone only the banner stays (the header scrolls
+    // away: the sticky block's top is minus the header's height), so that the two do not
+    // cover half the screen.
+    const phone = window.matchMedia("(max-width: 40rem)");
+    const pin = () => {
+      const root = document.documentElement.style;
+      const header = document.querySelector("header.top").offsetHeight;
+      root.setProperty("--header-height", `${header}px`);
+      const covered = $("pinned").offsetHeight - (phone.matches ? header : 0);
+      root.scrollPaddingTop = `${covered + 8}px`;
+    };
+    new ResizeObserver(pin).observe($("pinned"));
+    phone.addEventListener("change", pin);
 
     const saved = sessionStorage.getItem(STORAGE_KEY);
     if (saved) {
