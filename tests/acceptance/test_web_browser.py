@@ -294,6 +294,8 @@ class TestPagedPage:
         for number in range(120):
             made(web, f"page-{number:03d}", timedelta(days=1, hours=number))
         admin = web.token("*", name="admin", ttl=60 * DAY)
+        addresses: list[str] = []
+        page.on("request", lambda request: addresses.append(request.url))
         sign_in(page, standing.base, admin.token)
         pager = page.locator("#tokens-pager")
         expect(settled(page)).to_have_count(50)
@@ -322,6 +324,8 @@ class TestPagedPage:
         expect(page.locator("#tokens-body tr").first).to_contain_text("page-000")
         assert row_ids(page) == first
         assert admin.token not in page.url
+        assert len(addresses) > 5
+        assert not [url for url in addresses if admin.token in url]  # the secret: headers only
 
     def test_search_waits_for_three_characters_and_for_the_typing_to_stop(
         self, standing: Served, page: Page
@@ -592,6 +596,46 @@ class TestPagedPage:
         assert kept == 1  # the same element: not drawn again
         assert not [url for url in requests if "/auth/whoami" in url]
         assert all("cursor=" not in url for url in requests if "/api/v1/tokens?" in url)
+
+    def test_markup_in_a_name_is_shown_as_text(self, standing: Served, page: Page) -> None:
+        """A name and a label that look like HTML appear as typed, nowhere as elements."""
+        web = standing.web
+        name = '<img src=x onerror="window.hacked=1">'
+        made(web, name, timedelta(hours=5), labels={"team": "<b>bold</b>"})
+        web.parts.checker.run()
+        admin = web.token("*", name="admin", ttl=60 * DAY)
+        sign_in(page, standing.base, admin.token)
+        expect(page.locator("#tokens-body")).to_contain_text(name)
+        expect(page.locator("#tokens-body")).to_contain_text("team=<b>bold</b>")
+        expect(page.locator("#banner")).to_contain_text(name)
+        expect(page.locator("#notifications")).to_contain_text(name)
+        page.locator("#audit summary").click()
+        expect(page.locator("#audit-body")).to_contain_text(name)
+        assert page.locator("main img, #banner img, main b").count() == 0
+        assert page.evaluate("window.hacked") is None
+
+    def test_a_refused_filter_is_said_not_shown_as_an_empty_table(
+        self, standing: Served, page: Page, console_errors: list[str]
+    ) -> None:
+        """The server's 422 (more labels than it takes) reaches the page, in words."""
+        web = standing.web
+        admin = web.token("*", name="admin", ttl=60 * DAY)
+        sign_in(page, standing.base, admin.token)
+        expect(settled(page)).to_have_count(1)
+        page.locator("#filter-label").fill(", ".join(f"k{n}=v" for n in range(501)))
+        page.locator("#filter-label").press("Enter")
+        expect(page.locator("#tokens-error")).to_contain_text("Could not load the tokens:")
+        expect(page.locator("#summary-error")).to_contain_text("Could not load the counts:")
+        expect(page.locator("#tokens-loading")).to_be_hidden()
+        # Chromium reports each refused request on the console itself; those are expected.
+        refused = "Failed to load resource: the server responded with a status of 422"
+        assert console_errors
+        assert all(error.startswith(refused) for error in console_errors), console_errors
+        console_errors.clear()
+
+        page.get_by_role("button", name="Clear filters").click()
+        expect(page.locator("#tokens-error")).to_be_empty()
+        expect(settled(page)).to_have_count(1)
 
     @pytest.mark.parametrize(
         ("width", "height", "header_stays"),
