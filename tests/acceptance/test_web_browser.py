@@ -476,8 +476,13 @@ class TestPagedPage:
         expect(page.get_by_role("checkbox", name="expired", exact=True)).not_to_be_checked()
         shot(page, "chart-day", full_page=False)
 
+        # One Tab stop for the chart (the chosen bar); the arrows move to the other days.
+        expect(page.locator("#chart-svg g.day[tabindex='0']")).to_have_count(1)
+        expect(bar).to_have_attribute("tabindex", "0")
         past = page.locator("#chart-svg g.day[data-date='2026-01-01']")
-        past.focus()
+        bar.focus()
+        page.keyboard.press("ArrowLeft")
+        expect(past).to_be_focused()
         page.keyboard.press("Enter")  # a bar works from the keyboard too
         expect(page.locator("#filter-day")).to_contain_text("2026-01-01")
         expect(settled(page)).to_have_count(2)

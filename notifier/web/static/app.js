@@ -567,7 +567,7 @@
             "data-date": day.date,
             "data-count": count,
             role: "button",
-            tabindex: "0",
+            tabindex: "-1",
             "aria-label": label,
             "aria-pressed": chosen === day.date ? "true" : "false",
           },
@@ -580,6 +580,14 @@
     parts.push(svg("line", { className: "axis-line", x1: left, x2: left + days.length * width, y1: base, y2: base }));
     root.setAttribute("viewBox", `0 0 ${left + days.length * width + 8} ${base + 24}`);
     root.replaceChildren(...parts);
+    // One bar is in the tab order (the chosen day, else the first from today on); the arrow
+    // keys move between bars, so the chart is one stop for Tab, not 121.
+    const bars = [...root.querySelectorAll("g.day")];
+    const rover =
+      bars.find((bar) => bar.dataset.date === chosen) ||
+      bars.find((bar) => bar.dataset.date >= today) ||
+      bars[0];
+    if (rover) rover.setAttribute("tabindex", "0");
   }
 
   function chooseDay(date) {
@@ -1069,11 +1077,15 @@
       if (event.key === "Enter" || event.key === " ") {
         event.preventDefault();
         chooseDay(bar.dataset.date);
-      } else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+      } else if (["ArrowRight", "ArrowLeft", "Home", "End"].includes(event.key)) {
         event.preventDefault();
         const bars = [...chart.querySelectorAll("g.day")];
-        const at = bars.indexOf(bar) + (event.key === "ArrowRight" ? 1 : -1);
-        if (bars[at]) bars[at].focus();
+        const moves = { ArrowRight: bars.indexOf(bar) + 1, ArrowLeft: bars.indexOf(bar) - 1 };
+        const at = event.key === "Home" ? 0 : event.key === "End" ? bars.length - 1 : moves[event.key];
+        if (!bars[at]) return;
+        bar.setAttribute("tabindex", "-1");
+        bars[at].setAttribute("tabindex", "0");
+        bars[at].focus();
       }
     });
   }
