@@ -516,6 +516,18 @@ class TestPagedPage:
             expect(badge).to_have_text(words)
             expect(badge).to_have_class(re.compile(rf"\burgency-{level}\b"))
 
+    def test_urgency_moves_with_time_without_a_reload(self, standing: Served, page: Page) -> None:
+        """A token 1 day and 1 minute away reads "under a day" once two minutes have passed."""
+        web = standing.web
+        near = made(web, "near", DAY + timedelta(minutes=1))
+        admin = web.token("*", name="admin", ttl=60 * DAY)
+        page.clock.install()  # the page's timers and Date, moved by the test
+        sign_in(page, standing.base, admin.token)
+        badge = page.locator(f"#tokens-body tr[data-id='{near.id}'] .urgency")
+        expect(badge).to_have_text("under a week")
+        page.clock.fast_forward("02:00")
+        expect(badge).to_have_text("under a day")
+
     def test_revoking_the_signed_in_token_warns_first(self, standing: Served, page: Page) -> None:
         """The page's own token gets a warning in the page; keeping it revokes nothing."""
         web = standing.web

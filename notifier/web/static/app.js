@@ -37,6 +37,7 @@
     filters: emptyFilters(),
     applied: "",
     timers: {},
+    ticker: null,
     summaryLoadedAt: 0,
     summarySeq: 0,
   };
@@ -277,12 +278,18 @@
       loadBanner(),
     ]);
     if (grants("notifications:read")) listen();
+    // Urgency moves with time even when nothing else does: a row crossing into "under a
+    // day" is drawn again (the others are kept: their version is the same).
+    state.ticker = setInterval(() => {
+      if (tokensPager.current !== null) renderTokens(tokensPager.items);
+    }, 60 * 1000);
     $("main").focus();
   }
 
   function signOut(reason) {
     if (state.stream) state.stream.abort();
     for (const timer of Object.values(state.timers)) clearTimeout(timer);
+    clearInterval(state.ticker);
     state.stream = null;
     state.token = null;
     state.me = null;
