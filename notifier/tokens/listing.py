@@ -299,10 +299,18 @@ class TokenLists:
         }
 
 
+MAX_LABEL_FILTERS = 20  # labels one list may require
+MAX_LABEL_FILTER = 500  # characters of one key=value
+
+
 def label_filters(texts: Sequence[str]) -> tuple[tuple[str, str], ...]:
     """``key=value`` texts as pairs; ValueError naming the first that is not one."""
+    if len(texts) > MAX_LABEL_FILTERS:
+        raise ValueError(f"label: at most {MAX_LABEL_FILTERS} labels, not {len(texts)}")
     pairs: list[tuple[str, str]] = []
     for text in texts:
+        if len(text) > MAX_LABEL_FILTER:
+            raise ValueError(f"label: longer than {MAX_LABEL_FILTER} characters")
         key, equals, value = text.partition("=")
         if not equals or not key:
             raise ValueError(f"label: {text!r} is not key=value")

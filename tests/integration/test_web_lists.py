@@ -147,6 +147,8 @@ class TestFilters:
         [
             ("status=gone", "status"),
             ("label=nokey", "label"),
+            ("label=k=" + "v" * 600, "label"),
+            ("&".join(["label=a=b"] * 21), "label"),
             ("sort=owner", "sort"),
             ("expiring_within=soon", "expiring_within"),
             ("expires_after=2026-01-01T00:00:00", "expires_after"),  # no zone

@@ -81,10 +81,7 @@ def _token_filter(
     owner: Annotated[str | None, Query(max_length=200, description="exactly this owner")] = None,
     label: Annotated[
         list[str] | None,
-        Query(
-            max_length=500,
-            description="key=value: only tokens with this label (repeatable: all of them)",
-        ),
+        Query(description="key=value: only tokens with this label (repeatable: all of them)"),
     ] = None,
     source: Annotated[
         str | None,
@@ -237,7 +234,7 @@ def _summary_filter(
     owner: Annotated[str | None, Query(max_length=200, description="exactly this owner")] = None,
     label: Annotated[
         list[str] | None,
-        Query(max_length=500, description="key=value (repeatable: all of them)"),
+        Query(description="key=value (repeatable: all of them)"),
     ] = None,
     source: Annotated[str | None, Query(max_length=64, description="only this source")] = None,
     q: Annotated[
