@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -406,18 +407,36 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
+# Runs `notifier ARGV` and says, on its last stderr line, the most memory it held. VmHWM
+# counts this process's own memory since its exec; wait4's ru_maxrss would also count the
+# pytest process it was forked from.
+_PEAK_PROBE = """
+import sys
+from notifier.cli import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+with open("/proc/self/status") as status:
+    (peak,) = [line.split()[1] for line in status if line.startswith("VmHWM:")]
+sys.stderr.write(f"peak_kib={peak}\\n")
+sys.exit(code)
+"""
+
+
 def peak_rss_kib(argv: list[str], env: dict[str, str]) -> int:
     """Run ``notifier *argv*`` with stdout to /dev/null; its peak resident set, in KiB."""
-    process = subprocess.Popen(
-        [*notifier_command(), *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_PROBE, *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    assert process.stderr is not None
-    stderr = process.stderr.read()
-    process.stderr.close()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    assert process.returncode == 0, stderr.decode()
-    return usage.ru_maxrss  # Linux: KiB
+    assert result.returncode == 0, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("peak_kib="), result.stderr
+    return int(last.removeprefix("peak_kib="))
 
 
 class TestAtScale:
