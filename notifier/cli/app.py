@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -17,11 +18,22 @@ from notifier.cli import interrupts
 from notifier.cli.audit import add_commands as add_audit_commands
 from notifier.cli.channels import add_commands as add_channel_commands
 from notifier.cli.interrupts import Interrupted, installed
-from notifier.cli.output import Handler, opened, print_json, print_table, table_time
+from notifier.cli.output import (
+    Handler,
+    add_list_options,
+    opened,
+    print_json,
+    print_table,
+    table_time,
+    write_list,
+)
 from notifier.cli.tokens import add_commands as add_token_commands
 from notifier.cli.web import add_commands as add_web_commands
 from notifier.config.settings import ConfigError, Settings
 from notifier.runtime.logs import LogFileError
+
+if TYPE_CHECKING:
+    from notifier.resources import NotificationResource
 
 log = structlog.get_logger("notifier.cli")
 
@@ -118,22 +130,28 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+_NOTIFICATION_HEADERS = ("ID", "LEVEL", "LAST SEEN", "SEEN", "MESSAGE")
+
+
+def _notification_row(notification: NotificationResource) -> list[str]:
+    return [
+        notification.id,
+        notification.level,
+        table_time(notification.last_seen),
+        str(notification.occurrences),
+        notification.message,
+    ]
+
+
 def cmd_notifications_list(settings: Settings, args: argparse.Namespace) -> int:
-    """List the UI notifications."""
-    from notifier.notifications import list_notifications  # noqa: PLC0415
+    """List the UI notifications, most urgent first, as they are read."""
+    from notifier.notifications import stream_notifications  # noqa: PLC0415
 
     with opened(settings) as parts:
-        notifications = list_notifications(parts.database, include_inactive=args.all)
-    if args.json:
-        print_json(notifications)
-        return exitcodes.OK
-    print_table(
-        ["ID", "LEVEL", "LAST SEEN", "SEEN", "MESSAGE"],
-        [
-            [n.id, n.level, table_time(n.last_seen), str(n.occurrences), n.message]
-            for n in notifications
-        ],
-    )
+        notifications = stream_notifications(
+            parts.database, active=None if args.all else True, limit=args.limit
+        )
+        write_list(args, notifications, _NOTIFICATION_HEADERS, _notification_row)
     return exitcodes.OK
 
 
@@ -183,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         title="commands", metavar="COMMAND", required=True
     )
     listing = notifications_commands.add_parser("list", help="list active notifications")
-    listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.add_argument("--all", action="store_true", help="include acknowledged and resolved")
+    add_list_options(listing, what="notifications")
     listing.set_defaults(handler=cmd_notifications_list)
 
     tokens_commands = add_token_commands(commands)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -10,14 +11,15 @@ from typing import TYPE_CHECKING, Any
 from notifier import exitcodes
 from notifier.audit import os_actor
 from notifier.cli.output import (
+    add_list_options,
     aware_time_argument,
     duration_argument,
     fail,
     opened,
-    print_json,
     print_table,
     table_time,
     usage_error,
+    write_list,
 )
 from notifier.config.settings import Settings
 from notifier.core.limits import MAX_LIFETIME_TEXT, time_in_range
@@ -84,44 +86,54 @@ def cmd_sinks_test(settings: Settings, args: argparse.Namespace) -> int:
     return exitcodes.FAILURE if failed else exitcodes.OK
 
 
-def cmd_deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
-    """Show the state per (token, sink): last sent, attempts, last error."""
+_DELIVERY_HEADERS = (
+    "SOURCE",
+    "TOKEN",
+    "SINK",
+    "LAST",
+    "LAST SENT",
+    "ATTEMPTS",
+    "NEXT",
+    "LAST ERROR",
+)
+
+
+def _delivery_row(delivery: DeliveryResource) -> list[str]:
     from notifier.delivery.ledger import EPOCH  # noqa: PLC0415
-    from notifier.delivery.ledger.deliveries import list_deliveries  # noqa: PLC0415
+
+    # EPOCH is the stored "due at once" (after an unsnooze, or a changed policy).
+    if delivery.next_due_at is not None and delivery.next_due_at <= EPOCH:
+        next_due = "now"
+    else:
+        next_due = table_time(delivery.next_due_at)
+    return [
+        delivery.source,
+        delivery.token_id,
+        delivery.sink,
+        delivery.last_kind or "-",
+        table_time(delivery.last_sent_at),
+        str(delivery.attempts),
+        next_due,
+        escape(delivery.last_error or "-"),
+    ]
+
+
+def cmd_deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
+    """Show the state per (token, sink), as it is read: last sent, attempts, last error."""
+    from notifier.delivery.ledger.deliveries import stream_deliveries  # noqa: PLC0415
 
     with opened(settings) as parts:
-        deliveries = list_deliveries(parts.database, sink=args.sink, failed_only=args.failed)
-    configured = [config.name for config in settings.sink_configs]
-    # A sink no longer configured may still have state worth seeing; a typo has none.
-    if args.sink is not None and args.sink not in configured and not deliveries:
-        fail(f"no sink named {args.sink!r} (configured: {', '.join(configured)})")
-        return exitcodes.USAGE
-    if args.json:
-        print_json(deliveries)
-        return exitcodes.OK
-
-    def next_due(delivery: DeliveryResource) -> str:
-        # EPOCH is the stored "due at once" (after an unsnooze, or a changed policy).
-        if delivery.next_due_at is not None and delivery.next_due_at <= EPOCH:
-            return "now"
-        return table_time(delivery.next_due_at)
-
-    print_table(
-        ["SOURCE", "TOKEN", "SINK", "LAST", "LAST SENT", "ATTEMPTS", "NEXT", "LAST ERROR"],
-        [
-            [
-                d.source,
-                d.token_id,
-                d.sink,
-                d.last_kind or "-",
-                table_time(d.last_sent_at),
-                str(d.attempts),
-                next_due(d),
-                escape(d.last_error or "-"),
-            ]
-            for d in deliveries
-        ],
-    )
+        deliveries = stream_deliveries(
+            parts.database, sink=args.sink, failed_only=args.failed, limit=args.limit
+        )
+        first = next(deliveries, None)
+        configured = [config.name for config in settings.sink_configs]
+        # A sink no longer configured may still have state worth seeing; a typo has none.
+        if args.sink is not None and args.sink not in configured and first is None:
+            fail(f"no sink named {args.sink!r} (configured: {', '.join(configured)})")
+            return exitcodes.USAGE
+        listed = deliveries if first is None else itertools.chain([first], deliveries)
+        write_list(args, listed, _DELIVERY_HEADERS, _delivery_row)
     return exitcodes.OK
 
 
@@ -238,7 +250,7 @@ def add_commands(commands: Any, tokens: Any, notifications: Any) -> None:
     listing = deliveries_sub.add_parser("list", help="last sent, attempts, last error")
     listing.add_argument("--sink", help="only this sink")
     listing.add_argument("--failed", action="store_true", help="only pairs whose last try failed")
-    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    add_list_options(listing, what="pairs")
     listing.set_defaults(handler=cmd_deliveries_list)
 
     ack = notifications.add_parser("ack", help="hide a notification until its next notice")

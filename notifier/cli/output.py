@@ -1,14 +1,20 @@
-"""What the commands share: argument types, output on stdout, and opening the store."""
+"""What the commands share: argument types, output on stdout, and opening the store.
+
+A list is written as it is read (:func:`write_list`): a JSON array an item at a time, JSON
+Lines, or a table whose column widths come from its first rows. None of them holds more than
+one page of the list, however long it is.
+"""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -23,6 +29,9 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 _LARGEST_INTEGER = 2**63 - 1  # SQLite's INTEGER and PostgreSQL's bigint
+# A streamed table's column widths are those of its first rows: one page of the list.
+TABLE_MEASURED_ROWS = 1000
+Item = TypeVar("Item")
 
 
 def duration_argument(text: str) -> timedelta:
@@ -105,14 +114,82 @@ def print_json(value: BaseModel | Sequence[BaseModel] | Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def _data(item: BaseModel | Any) -> Any:
+    return item.model_dump(mode="json") if isinstance(item, BaseModel) else item
+
+
+def write_json_array(items: Iterable[BaseModel | Any]) -> None:
+    """Write *items* as one JSON array on stdout, an item at a time.
+
+    The text is what :func:`print_json` writes for the whole list (``[]`` for none), so a
+    reader sees one array either way. An item's own newlines are all indentation (JSON
+    escapes those in strings), so indenting it one level is a replace.
+    """
+    write = sys.stdout.write
+    opening = "[\n  "
+    for item in items:
+        write(opening + json.dumps(_data(item), indent=2, ensure_ascii=False).replace("\n", "\n  "))
+        opening = ",\n  "
+    write("[]\n" if opening == "[\n  " else "\n]\n")
+
+
+def write_jsonl(items: Iterable[BaseModel | Any]) -> None:
+    """Write *items* on stdout as JSON Lines: one compact object per line."""
+    write = sys.stdout.write
+    for item in items:
+        write(json.dumps(_data(item), ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Write an aligned table on stdout."""
+    """Write an aligned table on stdout, every column as wide as its widest cell."""
+    write_table(headers, rows, measured=len(rows))
+
+
+def write_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], *, measured: int = TABLE_MEASURED_ROWS
+) -> None:
+    """Write an aligned table on stdout as its rows come.
+
+    A column is as wide as its header and its cells in the first *measured* rows: the table
+    cannot wait for every row of a long list before it prints one. A longer cell further
+    down is written whole, and pushes the rest of its line to the right.
+    """
+    remaining = iter(rows)
+    first = list(itertools.islice(remaining, measured))
     widths = [len(header) for header in headers]
-    for row in rows:
+    for row in first:
         widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
-    for line in [headers, *rows]:
+    write = sys.stdout.write
+    for line in itertools.chain([headers], first, remaining):
         cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
-        sys.stdout.write("  ".join(cells).rstrip() + "\n")
+        write("  ".join(cells).rstrip() + "\n")
+
+
+def add_list_options(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """Add ``--limit``, ``--json`` and ``--jsonl`` to a list command of *what* (``tokens``)."""
+    parser.add_argument(
+        "--limit", type=positive_int_argument, metavar="N", help=f"at most N {what}"
+    )
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print one JSON array")
+    shape.add_argument(
+        "--jsonl", action="store_true", help="print JSON Lines: one compact object per line"
+    )
+
+
+def write_list(
+    args: argparse.Namespace,
+    items: Iterable[Item],
+    headers: Sequence[str],
+    row: Callable[[Item], Sequence[str]],
+) -> None:
+    """Write *items* as ``--json`` or ``--jsonl`` ask, or as a table of *row* of each."""
+    if args.json:
+        write_json_array(items)
+    elif args.jsonl:
+        write_jsonl(items)
+    else:
+        write_table(headers, (row(item) for item in items))
 
 
 def table_time(value: datetime | None, empty: str = "-") -> str:

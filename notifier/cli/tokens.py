@@ -17,15 +17,16 @@ from notifier import exitcodes
 from notifier.audit import os_actor
 from notifier.cli.output import (
     Handler,
+    add_list_options,
     aware_time_argument,
     duration_argument,
     fail,
     non_negative_duration_argument,
     opened,
     print_json,
-    print_table,
     table_time,
     usage_error,
+    write_list,
 )
 from notifier.cli.transfer import add_commands as add_transfer_commands
 from notifier.config.settings import Settings
@@ -164,33 +165,82 @@ def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+_TOKEN_HEADERS = ("ID", "NAME", "ROLE", "OWNER", "EXPIRES", "DAYS LEFT", "STATUS")
+
+
+def _token_row(token: TokenResource) -> list[str]:
+    return [
+        token.id,
+        escape(token.name),
+        escape(token.role or "-"),
+        escape(token.owner or "-"),
+        table_time(token.expires_at, "never"),
+        "-" if token.days_left is None else str(token.days_left),
+        token.status,
+    ]
+
+
 def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
-    """List tokens with days left and status."""
-    with opened(settings) as parts:
-        tokens = parts.tokens.list(
-            include_revoked=args.all,
-            only_revoked=args.revoked,
-            expiring_within=args.expiring_within,
-        )
-    if args.json:
-        print_json(tokens)
-        return exitcodes.OK
-    print_table(
-        ["ID", "NAME", "ROLE", "OWNER", "EXPIRES", "DAYS LEFT", "STATUS"],
-        [
-            [
-                t.id,
-                escape(t.name),
-                escape(t.role or "-"),
-                escape(t.owner or "-"),
-                table_time(t.expires_at, "never"),
-                "-" if t.days_left is None else str(t.days_left),
-                t.status,
-            ]
-            for t in tokens
-        ],
+    """List tokens with days left and status, streamed: filters, sorts and pages in SQL."""
+    from notifier.tokens.listing import (  # noqa: PLC0415 - the store's, for listings only
+        DEFAULT_STATUSES,
+        STATUSES,
+        TokenFilter,
+        label_filters,
+        statuses_of,
     )
+
+    if args.status:
+        statuses = statuses_of(args.status)
+    elif args.all:
+        statuses = frozenset(STATUSES)
+    elif args.revoked:
+        statuses = frozenset({"revoked"})
+    else:
+        statuses = DEFAULT_STATUSES
+    wanted = TokenFilter(
+        statuses,
+        owner=args.owner,
+        labels=label_filters(args.label or []),
+        expiring_within=args.expiring_within,
+        search=args.search,
+    )
+    with opened(settings) as parts:
+        tokens = parts.tokens.stream(wanted, sort=args.sort, limit=args.limit)
+        write_list(args, tokens, _TOKEN_HEADERS, _token_row)
     return exitcodes.OK
+
+
+def _status_argument(text: str) -> str:
+    """A token status (``--status``), checked as the API checks ``status``."""
+    from notifier.tokens.listing import STATUSES, statuses_of  # noqa: PLC0415 - when given
+
+    try:
+        statuses_of([text])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(STATUSES)}") from None
+    return text
+
+
+def _label_argument(text: str) -> str:
+    """A ``key=value`` label filter (``--label``), checked as the API checks ``label``."""
+    from notifier.tokens.listing import label_filters  # noqa: PLC0415 - when given
+
+    try:
+        label_filters([text])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value") from None
+    return text
+
+
+def _sort_argument(text: str) -> str:
+    """One of the list's sorts (``--sort``): a column, descending with a leading ``-``."""
+    from notifier.tokens.listing import sort_choices  # noqa: PLC0415 - when given
+
+    choices = sort_choices()
+    if text not in choices:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
+    return text
 
 
 @_on_a_token
@@ -361,7 +411,14 @@ def _add_create(sub: Any) -> None:
 
 
 def _add_reading(sub: Any) -> None:
-    listing = sub.add_parser("list", help="list tokens with days left and status")
+    listing = sub.add_parser(
+        "list",
+        help="list tokens with days left and status",
+        description=(
+            "List tokens, soonest expiry first, streamed: rows print as they are read. "
+            "The filters are those of GET /api/v1/tokens; each one given narrows the list."
+        ),
+    )
     listing.add_argument(
         "--expiring-within",
         type=duration_argument,
@@ -369,9 +426,42 @@ def _add_reading(sub: Any) -> None:
         help="only tokens that expire within this time, e.g. 168h",
     )
     which = listing.add_mutually_exclusive_group()
+    which.add_argument(
+        "--status",
+        action="append",
+        type=_status_argument,
+        metavar="STATUS",
+        help=(
+            "only tokens of this status: active, expiring, expired, revoked or superseded; "
+            "repeat for several (default: all but revoked)"
+        ),
+    )
     which.add_argument("--revoked", action="store_true", help="only revoked tokens")
     which.add_argument("--all", action="store_true", help="revoked tokens too")
-    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.add_argument("--owner", help="only this owner's tokens (the exact owner)")
+    listing.add_argument(
+        "--label",
+        action="append",
+        type=_label_argument,
+        metavar="KEY=VALUE",
+        help="only tokens with this label; repeat for several (each must match)",
+    )
+    listing.add_argument(
+        "--search",
+        metavar="TEXT",
+        help="only tokens whose name (in any case) or id starts with TEXT",
+    )
+    listing.add_argument(
+        "--sort",
+        type=_sort_argument,
+        default="expires_at",
+        metavar="ORDER",
+        help=(
+            "expires_at (the default), name or created_at; a leading - sorts descending: "
+            "--sort=-name"
+        ),
+    )
+    add_list_options(listing, what="tokens")
     listing.set_defaults(handler=cmd_list)
 
     get = sub.add_parser("get", help="show one token")

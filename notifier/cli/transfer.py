@@ -1,7 +1,7 @@
 """``notifier tokens import`` and ``tokens export``: token files in and out.
 
 An import is all or nothing; an interruption says truthfully whether the commit happened.
-Export writes JSONL in exactly the shape import reads.
+Export writes JSONL in exactly the shape import reads, a token at a time as it reads them.
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ def _open(file: str) -> TextIO:
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    """Write every token's metadata as JSONL, in the shape import reads."""
-    del args
+    """Write every token's metadata as JSONL, in the shape import reads, as it is read."""
+    del args  # --jsonl names the one shape export writes
     try:
         with opened(settings) as parts:
             for record in parts.tokens.export():
@@ -138,4 +138,7 @@ def add_commands(sub: Any) -> None:
     importing.set_defaults(handler=cmd_import)
 
     export = sub.add_parser("export", help="every token's metadata as JSONL (no secrets)")
+    export.add_argument(
+        "--jsonl", action="store_true", help="JSON Lines, one token per line (the only shape)"
+    )
     export.set_defaults(handler=cmd_export)

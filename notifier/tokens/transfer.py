@@ -2,7 +2,7 @@
 
 Reading the files (JSONL, CSV, api-keys.json) is :mod:`notifier.tokens.importer`'s; this module
 writes what it read, and reads what export writes. Export is JSONL of exactly
-:data:`RECORD_FIELDS`, the shape import accepts.
+:data:`RECORD_FIELDS`, the shape import accepts, streamed by id.
 
 An import holds one chunk of rows in memory, whatever the size of the file. The checked rows
 are staged in a temporary table of the import's own connection, which no other connection
@@ -41,6 +41,7 @@ from sqlalchemy import (
 
 from notifier import audit
 from notifier.db.database import Database
+from notifier.db.keyset import Order, stream_rows
 from notifier.db.models import AuditEvent, Token, UtcDateTime
 from notifier.tokens.views import iso
 
@@ -366,11 +367,19 @@ def _update_grouped(connection: Connection, updates: list[dict[str, Any]]) -> No
         connection.execute(statement, rows)
 
 
+# Export reads by id, a page at a time (notifier.db.keyset): memory holds one page.
+_EXPORT_ORDER = Order("id", (_tokens.c.id,))
+_EXPORTED = select(*(_tokens.c[key] for key in RECORD_FIELDS))
+
+
 def export_records(database: Database) -> Iterator[dict[str, Any]]:
-    """Every token's metadata, in the shape :func:`import_records` accepts; no hashes."""
-    with database.read() as connection:
-        rows = connection.execute(select(_tokens).order_by(_tokens.c.id)).mappings().all()
-    for row in rows:
+    """Every token's metadata, by id, in the shape :func:`import_records` accepts; no hashes.
+
+    Read a page at a time, each page its own short read: a token added or removed while an
+    export runs is in it or not, as for any list; none is written twice or skipped when it
+    stayed.
+    """
+    for row in stream_rows(database, _EXPORTED, _EXPORT_ORDER):
         yield {
             key: iso(row[key]) if isinstance(row[key], datetime) else row[key]
             for key in RECORD_FIELDS
