@@ -387,15 +387,22 @@ class Database:
             folded = connection.execute(select(func.lower(literal(text_, String())))).scalar()
         return str(folded)
 
-    def starts_with(self, expression: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
+    def starts_with(
+        self, expression: ColumnElement[str], prefix: str, *, indexed: bool = True
+    ) -> ColumnElement[bool]:
         """*expression* starts with *prefix*, as a range its index answers.
 
         Compared byte by byte: SQLite's own order, and PostgreSQL's "C" collation (the
         search indexes of migration 0005 are in it), whatever the database's collation,
-        under which a prefix need not be a range.
+        under which a prefix need not be a range. *indexed* False keeps SQLite's planner
+        from answering it by its index (``expression || ''``, the same value): a range of
+        many rows is better met while walking another index. PostgreSQL's planner weighs
+        that by its statistics, and is left to.
         """
         if self.dialect == "postgresql":
             expression = collate(expression, "C")
+        elif not indexed:
+            expression = expression.concat("")
         low = literal(prefix, String())
         if not prefix:
             return true()

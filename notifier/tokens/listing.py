@@ -21,6 +21,7 @@ from sqlalchemy import (
     case,
     false,
     func,
+    literal,
     not_,
     or_,
     select,
@@ -42,6 +43,7 @@ SORTS = ("expires_at", "name", "created_at")
 # What ``sort`` takes: each of SORTS, ascending or (with "-") descending.
 SortName = Literal["expires_at", "-expires_at", "name", "-name", "created_at", "-created_at"]
 MAX_PAGE = 1000
+BROAD_SEARCH = 20_000  # matches past which a search walks the sort's index (TokenLists._search)
 SUMMARY_PAST_DAYS = 30
 SUMMARY_FUTURE_DAYS = 90
 
@@ -166,9 +168,12 @@ class _Status:
 class TokenLists:
     """Pages, streams and counts of the tokens table, at the time *now* says."""
 
-    def __init__(self, database: Database, policy: Policy) -> None:
+    def __init__(
+        self, database: Database, policy: Policy, *, broad_search: int = BROAD_SEARCH
+    ) -> None:
         self.database = database
         self.policy = policy
+        self.broad_search = broad_search
 
     # --- the conditions -------------------------------------------------------------------
 
@@ -196,12 +201,29 @@ class TokenLists:
         return conditions
 
     def _search(self, text: str) -> ColumnElement[bool]:
-        """A name that starts with *text* in any case, or an id that starts with it."""
-        folded = self.database.fold_case(text)
-        return or_(
-            self.database.starts_with(func.lower(_tokens.c.name), folded),
-            self.database.starts_with(_tokens.c.id, text),
-        )
+        """A name that starts with *text* in any case, or an id that starts with it.
+
+        A narrow search reads its matches from the search indexes, then sorts them. A broad
+        one (``ci`` among a million: tens of thousands) would sort far more than a page: past
+        :data:`BROAD_SEARCH` matches (about where sorting the matches costs what walking to
+        a page of them does, sqrt(page x rows)) the list walks its sort's index instead and
+        keeps the matches it meets. SQLite's
+        planner, without statistics of a prefix's rows, is told which; PostgreSQL's knows.
+        """
+        database = self.database
+        folded = database.fold_case(text)
+
+        def matching(*, indexed: bool) -> ColumnElement[bool]:
+            return or_(
+                database.starts_with(func.lower(_tokens.c.name), folded, indexed=indexed),
+                database.starts_with(_tokens.c.id, text, indexed=indexed),
+            )
+
+        broad = self.broad_search
+        probe = select(literal(1)).where(matching(indexed=True)).limit(broad).subquery()
+        with database.read() as connection:
+            found = connection.execute(select(func.count()).select_from(probe)).scalar_one()
+        return matching(indexed=found < broad)
 
     def _query(self, wanted: TokenFilter, now: datetime) -> Select[Any]:
         return select(_tokens).where(*self._where(wanted, now))

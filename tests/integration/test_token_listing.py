@@ -183,6 +183,19 @@ class TestFilters:
         assert found("zzz") == set()
         assert found("%") == set()  # no wildcard: a LIKE would have matched everything
 
+    @pytest.mark.parametrize("sort", ["expires_at", "-name", "created_at"])
+    def test_a_broad_search_finds_what_a_narrow_one_does(self, fleet: Database, sort: str) -> None:
+        """Past the broad mark a search walks the sort's index: the same tokens, same order."""
+        narrow = TokenLists(fleet, make_policy())
+        broad = TokenLists(fleet, make_policy(), broad_search=5)
+        for text in ["ci", "DEPLOY-", "a"]:
+            wanted = TokenFilter(EVERY, search=text)
+            expected, _ = _all(narrow, wanted, sort=sort, limit=1000)
+            assert len(expected) > 5
+            assert _all(broad, wanted, sort=sort, limit=9)[0] == expected
+            assert all(t.name.lower().startswith(text.lower()) or t.id.startswith(text)
+                       for t in expected)  # fmt: skip
+
     def test_parsing_what_callers_give(self) -> None:
         assert label_filters(["a=b", "c=d=e"]) == (("a", "b"), ("c", "d=e"))
         with pytest.raises(ValueError, match="not key=value"):
