@@ -121,11 +121,27 @@ def decode_cursor(cursor: str, order: Order, filters: str) -> Key:
         raise CursorError(
             "this cursor was made for another sort or other filters; start again without it"
         )
-    if len(key) != len(order.columns) or (key[0] is None and not order.nullable):
-        raise CursorError("not a cursor this API made")
-    if any(value is None for value in key[1:]):
+    if len(key) != len(order.columns) or not all(
+        _fits(value, column, nullable=order.nullable and position == 0)
+        for position, (value, column) in enumerate(zip(key, order.columns, strict=True))
+    ):
         raise CursorError("not a cursor this API made")
     return key
+
+
+_LARGEST_INTEGER = 2**63 - 1
+
+
+def _fits(value: Any, column: ColumnElement[Any], *, nullable: bool) -> bool:
+    """Whether *value* can stand for *column* in a key: its type, in the database's range."""
+    if value is None:
+        return nullable
+    expected = column.type.python_type
+    if expected is int:
+        return type(value) is int and abs(value) <= _LARGEST_INTEGER
+    if expected is str:
+        return isinstance(value, str) and "\x00" not in value  # PostgreSQL refuses NUL
+    return isinstance(value, expected)
 
 
 def _value(value: Any) -> Any:

@@ -99,6 +99,11 @@ class UtcDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    @property
+    def python_type(self) -> type[datetime]:
+        """What a value of this type is in Python (a keyset cursor checks its values by it)."""
+        return datetime
+
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         """Text on SQLite, where this type converts; timestamptz elsewhere."""
         if dialect.name == "sqlite":

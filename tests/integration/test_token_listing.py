@@ -6,6 +6,8 @@ the bulk fixture builder (notifier.testing.fill_tokens) or by the store itself.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 from notifier.core.clock import FixedClock
 from notifier.core.model import Threshold
 from notifier.db.database import Database
-from notifier.db.keyset import CursorError
+from notifier.db.keyset import CursorError, fingerprint
 from notifier.resources import TokenResource
 from notifier.testing import fill_tokens, make_policy
 from notifier.tokens.lifecycle import TokenStore
@@ -131,6 +133,28 @@ class TestPages:
         for garbage in ["", "abc", "!!!", cursor[:-3], "W10"]:
             with pytest.raises(CursorError):
                 lists.page(TokenFilter(), now=NOW, limit=5, cursor=garbage)
+
+    @pytest.mark.parametrize(
+        "values",
+        [
+            ["not a time", "id"],  # a text for a time
+            [{"t": "2026-01-01T00:00:00+00:00"}, 5],  # a number for an id
+            [{"t": "2026-01-01T00:00:00"}, "id"],  # a time without its zone
+            [None, None],  # an id missing
+            [{"t": "2026-01-01T00:00:00+00:00"}, "a\x00b"],  # NUL, which PostgreSQL refuses
+            [{"t": "2026-01-01T00:00:00+00:00"}, "id", "more"],
+        ],
+    )
+    def test_a_forged_cursor_is_refused_before_it_reaches_the_database(
+        self, fleet: Database, values: list[object]
+    ) -> None:
+        """A cursor made by hand, with the right fingerprint but wrong values, is refused."""
+        filters = fingerprint(TokenFilter().described())
+        forged = base64.urlsafe_b64encode(json.dumps(["expires_at", filters, values]).encode())
+        with pytest.raises(CursorError, match="not a cursor this API made"):
+            TokenLists(fleet, make_policy()).page(
+                TokenFilter(), now=NOW, limit=5, cursor=forged.decode()
+            )
 
     def test_stream_reads_everything_and_stops_at_its_limit(self, fleet: Database) -> None:
         lists = TokenLists(fleet, make_policy())
