@@ -52,6 +52,11 @@ if CHROMIUM.exists():
         sync_playwright,
     )
 
+    # How long an expectation waits for the page before it fails: Playwright's 5 s default
+    # was passed once in CI on a loaded machine (a search's rows came later). A wait, not a
+    # timing: a page that is right passes as soon as it is.
+    expect.set_options(timeout=20_000)
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
