@@ -152,6 +152,8 @@ class TestFilters:
             ("sort=owner", "sort"),
             ("expiring_within=soon", "expiring_within"),
             ("expires_after=2026-01-01T00:00:00", "expires_after"),  # no zone
+            ("expires_after=2", "expires_after"),  # not a Unix time either
+            ("expires_before=2026-13-01T00:00:00Z", "expires_before"),  # no such month
             ("q=", "q"),
             ("status=active&all=true", "status"),
         ],

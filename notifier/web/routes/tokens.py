@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime
 
 from notifier.resources import CreatedToken, TokenResource, TokenStatus, TokenSummary
 from notifier.tokens.fields import TokenInputError
@@ -96,10 +96,20 @@ def _token_filter(
         ),
     ] = None,
     expires_after: Annotated[
-        AwareDatetime | None, Query(description="expires at or after this time (RFC 3339)")
+        str | None,
+        Query(
+            max_length=64,
+            description="expires at or after this time (RFC 3339, with its zone)",
+            json_schema_extra={"format": "date-time"},
+        ),
     ] = None,
     expires_before: Annotated[
-        AwareDatetime | None, Query(description="expires before this time (RFC 3339)")
+        str | None,
+        Query(
+            max_length=64,
+            description="expires before this time (RFC 3339, with its zone)",
+            json_schema_extra={"format": "date-time"},
+        ),
     ] = None,
     q: Annotated[
         str | None,
@@ -142,10 +152,33 @@ def _token_filter(
         expiring_within=(
             None if expiring_within is None else query_duration(expiring_within, "expiring_within")
         ),
-        expires_after=expires_after,
-        expires_before=expires_before,
+        expires_after=_query_time(expires_after, "expires_after"),
+        expires_before=_query_time(expires_before, "expires_before"),
         search=q,
     )
+
+
+# RFC 3339: a date, T (or a space), a time, then Z or an offset. Pydantic's own datetime
+# would also take a number as Unix time (expires_after=2), which the document does not say.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def _query_time(text: str | None, name: str) -> datetime | None:
+    """The RFC 3339 time of query parameter *name*; 422 naming it when it is not one."""
+    if text is None:
+        return None
+    problem = ApiProblem(
+        422,
+        "invalid_request",
+        f"{name}: not an RFC 3339 time with its zone (e.g. 2027-01-31T00:00:00Z)",
+        field=name,
+    )
+    if _RFC3339.fullmatch(text.strip()) is None:
+        raise problem
+    try:
+        return datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise problem from None
 
 
 Filters = Annotated[TokenFilter, Depends(_token_filter)]
