@@ -75,7 +75,7 @@ from notifier.delivery.ledger import (
 from notifier.delivery.retention import prune_if_due
 from notifier.delivery.snoozes import Snoozes, active_snoozes
 from notifier.sinks import Outcome, Sink, accepts
-from notifier.sources import SourceError, TokenSource
+from notifier.sources import PartlyReadable, SourceError, TokenSource
 from notifier.sources.store import StoreSource
 
 _CHUNK_SECONDS = 0.5  # a delivery chunk's target length: how long a stop request waits
@@ -177,6 +177,22 @@ class Checker:
             self.settle()
             self._replicas.sync_policy(self._policy.fingerprint, self._policy.pass_interval, now)
         snoozes = active_snoozes(self._database, now)
+        views = self._read_sources(now, report)
+        for sink in self._sinks:
+            if self._stop.is_set():
+                report.interrupted = True
+                break
+            self._run_sink(sink, views, snoozes, now, report, dry_run=dry_run)
+        if self._retention is not None and not dry_run and not report.interrupted:
+            try:
+                prune_if_due(self._database, now, self._retention)
+            except Exception as error:  # noqa: BLE001 - housekeeping must not fail a pass
+                log.warning("retention.failed", reason=f"{type(error).__name__}: {error}")
+        report.duration_ms = (time.perf_counter() - started) * 1000
+        return report
+
+    def _read_sources(self, now: datetime, report: PassReport) -> list[tuple[str, View]]:
+        """Each source's view of the pass; a failing source is reported and left out."""
         views: list[tuple[str, View]] = []
         for source in self._sources:
             try:
@@ -193,22 +209,17 @@ class Checker:
                 log.error("source.failed", source=source.name, reason=str(error))
                 report.failed_sources.append(source.name)
                 continue
+            if isinstance(source, PartlyReadable) and (problems := source.problems()):
+                # Some places failed, the rest was read: the pass goes on with what was,
+                # and reports the source failed (exit 75) so that the failure is seen.
+                for problem in problems:
+                    log.error("source.failed", source=source.name, reason=problem, partial=True)
+                report.failed_sources.append(source.name)
             views.append((source.name, seen))
             report.in_window += seen.in_window
             if self._count_within:
                 report.within.update(seen.within(self._policy.count_marks))
-        for sink in self._sinks:
-            if self._stop.is_set():
-                report.interrupted = True
-                break
-            self._run_sink(sink, views, snoozes, now, report, dry_run=dry_run)
-        if self._retention is not None and not dry_run and not report.interrupted:
-            try:
-                prune_if_due(self._database, now, self._retention)
-            except Exception as error:  # noqa: BLE001 - housekeeping must not fail a pass
-                log.warning("retention.failed", reason=f"{type(error).__name__}: {error}")
-        report.duration_ms = (time.perf_counter() - started) * 1000
-        return report
+        return views
 
     def settle(self) -> int:
         """Write what a failed pass could not write, and release the claims it left.

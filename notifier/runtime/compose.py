@@ -37,6 +37,8 @@ from notifier.sources.config import SourceConfig
 from notifier.sources.file import FileSource, FileSourceConfig
 from notifier.sources.sql import SqlSource, SqlSourceConfig
 from notifier.sources.store import StoreSource
+from notifier.sources.vault import VaultSource, VaultSourceConfig
+from notifier.sources.x509 import X509Source, X509SourceConfig
 
 if TYPE_CHECKING:
     from notifier.delivery.checker import Checker
@@ -184,6 +186,10 @@ def build_source(config: SourceConfig, database: Database) -> TokenSource:
         return SqlSource(config)
     if isinstance(config, FileSourceConfig):
         return FileSource(config)
+    if isinstance(config, VaultSourceConfig):
+        return VaultSource(config)
+    if isinstance(config, X509SourceConfig):
+        return X509Source(config)
     return StoreSource(database)
 
 
