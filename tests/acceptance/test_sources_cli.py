@@ -70,7 +70,7 @@ class TestCheckWithX509:
     ) -> None:
         """A vault source nobody answers is that source's failure: exit 75, the token unsaid."""
         certificate(tmp_path, "ok.example.org", timedelta(days=2))
-        token = "s.NeverPrintThisToken"  # noqa: S105 - made up for the test
+        token = "s.NeverPrintThisToken"
         env |= {
             "NOTIFIER_SOURCES": "vault,x509",
             "NOTIFIER_VAULT_ADDRESS": "http://127.0.0.1:9",

@@ -14,7 +14,7 @@ from notifier.sources.certificates import Endpoint
 from notifier.sources.vault import VaultSourceConfig
 from notifier.sources.x509 import X509SourceConfig
 
-VAULT_TOKEN = "s.VaultTokenForTheSettingsTest"  # noqa: S105 - made up for the test
+VAULT_TOKEN = "s.VaultTokenForTheSettingsTest"
 
 
 class TestVault:
