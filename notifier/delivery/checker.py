@@ -57,7 +57,7 @@ from typing import Any
 import structlog
 
 from notifier.core.clock import Clock
-from notifier.core.model import Notice, NoticeKind
+from notifier.core.model import Notice, NoticeKind, WatchedToken
 from notifier.core.policy import Policy
 from notifier.db.database import Database
 from notifier.delivery.coordination import Coordination
@@ -75,7 +75,7 @@ from notifier.delivery.ledger import (
 from notifier.delivery.retention import prune_if_due
 from notifier.delivery.snoozes import Snoozes, active_snoozes
 from notifier.sinks import Outcome, Sink, accepts
-from notifier.sources import PartlyReadable, SourceError, TokenSource
+from notifier.sources import Inventory, PartlyReadable, SourceError, TokenSource
 from notifier.sources.store import StoreSource
 
 _CHUNK_SECONDS = 0.5  # a delivery chunk's target length: how long a stop request waits
@@ -97,6 +97,11 @@ class PassReport:
     claimed_elsewhere: int = 0
     released: int = 0  # claims given back unsent because the pass was asked to stop
     failed_sources: list[str] = field(default_factory=list)
+    # Credentials each source read: all of them where it reads everything (Inventory),
+    # else those of the window; by source, in the order of the sources.
+    found: dict[str, int] = field(default_factory=dict)
+    # Every credential an Inventory source read, when the checker collects them (metrics).
+    credentials: dict[str, list[WatchedToken]] = field(default_factory=dict)
     interrupted: bool = False
     duration_ms: float = 0.0
     would_send: list[Notice] = field(default_factory=list)  # dry runs only
@@ -145,6 +150,7 @@ class Checker:
         stop: threading.Event | None = None,
         retention: timedelta | None = None,
         count_within: bool = False,
+        collect_credentials: bool = False,
     ) -> None:
         self._database = database
         self._sources = list(sources) if sources is not None else [StoreSource(database)]
@@ -156,6 +162,7 @@ class Checker:
         self._stop = stop or threading.Event()
         self._retention = retention
         self._count_within = count_within
+        self._collect_credentials = collect_credentials
         self._ledger = Ledger(database, self._owner, lease)
         self._replicas = Coordination(database, self._owner, lease)
         # Seconds per notice each sink took lately: sizes its next chunk.
@@ -217,6 +224,13 @@ class Checker:
                 report.failed_sources.append(source.name)
             views.append((source.name, seen))
             report.in_window += seen.in_window
+            if isinstance(source, Inventory):
+                everything = source.found()
+                report.found[source.name] = len(everything)
+                if self._collect_credentials:
+                    report.credentials[source.name] = list(everything)
+            else:
+                report.found[source.name] = seen.in_window
             if self._count_within:
                 report.within.update(seen.within(self._policy.count_marks))
         return views

@@ -122,6 +122,8 @@ class Components:
             stop=self._stop,
             retention=settings.retention,
             count_within=self._count_within,
+            # Only a process that serves metrics (the daemon) shows each credential.
+            collect_credentials=self._count_within and settings.metrics_credentials,
         )
 
     @cached_property
@@ -294,6 +296,7 @@ def build_daemon(settings: Settings, *, clock: Clock | None = None) -> DaemonSer
         sinks=[config.name for config in settings.sink_configs],
         thresholds=[label for label, _ in parts.policy.count_marks],
         sources=[source.name for source in settings.source_configs],
+        credentials=settings.metrics_credentials,
     )
     heartbeat = None
     if settings.heartbeat_url:
