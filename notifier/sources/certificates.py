@@ -16,7 +16,6 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -26,9 +25,9 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from notifier.core.model import CredentialKind, WatchedToken
+from notifier.sources.endpoints import Endpoint
 
 PKCS12_SUFFIXES = frozenset({".p12", ".pfx"})
-STARTTLS_PROTOCOLS = ("smtp",)
 _SMTP_READY = 220
 _SMTP_OK = 250
 _REPLY_LIMIT = 64 * 1024  # an SMTP greeting or EHLO answer longer than this is not a server's
@@ -36,24 +35,6 @@ _REPLY_LIMIT = 64 * 1024  # an SMTP greeting or EHLO answer longer than this is 
 
 class CertificateReadError(Exception):
     """A place's certificates could not be read (missing file, refused connection, bad data)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A TLS endpoint: where to connect, the SNI name to send, and a STARTTLS protocol."""
-
-    host: str
-    port: int
-    sni: str | None = None
-    starttls: str | None = None  # "smtp": plain SMTP first, then STARTTLS
-
-    @property
-    def place(self) -> str:
-        """How the endpoint is named in ``location`` and in errors."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        extras = [f"sni={self.sni}"] * (self.sni is not None)
-        extras += [f"starttls={self.starttls}"] * (self.starttls is not None)
-        return ";".join([f"{host}:{self.port}", *extras])
 
 
 # --- files --------------------------------------------------------------------------------------

@@ -21,14 +21,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from notifier.config.options import KindOptions, OptionError, option_duration, option_list
 from notifier.core.model import CredentialKind, WatchedToken
 from notifier.core.policy import in_window
 from notifier.sources import SourceError
+
+if TYPE_CHECKING:
+    import httpx
 
 OPTIONS = KindOptions(
     ("address", "token", "namespace", "ca_file", "timeout", "lease_prefixes"),
@@ -61,10 +63,11 @@ def check_options(name: str, options: Mapping[str, Any]) -> VaultSourceConfig:
         raise OptionError("address", "is required: the server's URL, e.g. https://vault:8200")
     address = address.strip().rstrip("/")
     try:
-        url = httpx.URL(address)
-    except httpx.InvalidURL:
-        url = None
-    if url is None or url.scheme not in {"http", "https"} or not url.host:
+        url = urlsplit(address)
+        port_ok = url.port is None or url.port > 0
+    except ValueError:
+        url, port_ok = None, False
+    if url is None or url.scheme not in {"http", "https"} or not url.hostname or not port_ok:
         raise OptionError("address", f"{address!r} is not an http(s) URL")
     token = options.get("token")
     if not isinstance(token, str) or not token.strip():
@@ -99,9 +102,11 @@ class VaultSource:
         self,
         config: VaultSourceConfig,
         *,
-        transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        # httpx only for a pass that reads Vault: the settings import this module (#13).
+        import httpx  # noqa: PLC0415
+
         self.name = config.name
         self._config = config
         self._sleep = sleep
@@ -113,7 +118,6 @@ class VaultSource:
             headers=headers,
             timeout=config.timeout.total_seconds(),
             verify=str(config.ca_file) if config.ca_file else True,
-            transport=transport,
             follow_redirects=False,
         )
         self._last: dict[str, WatchedToken] | None = None
@@ -188,6 +192,8 @@ class VaultSource:
     def _request(
         self, method: str, path: str, body: dict[str, str] | None = None
     ) -> httpx.Response:
+        import httpx  # noqa: PLC0415 - loaded by __init__ already; see there
+
         address = self._config.address
         for attempt in range(_RETRIES + 1):
             try:

@@ -33,15 +33,7 @@ from typing import Any
 from notifier.config.options import KindOptions, OptionError, option_duration, option_list
 from notifier.core.model import WatchedToken
 from notifier.core.policy import in_window
-from notifier.sources.certificates import (
-    STARTTLS_PROTOCOLS,
-    CertificateReadError,
-    Endpoint,
-    credential,
-    read_endpoint,
-    read_file,
-    watched,
-)
+from notifier.sources.endpoints import STARTTLS_PROTOCOLS, Endpoint
 
 OPTIONS = KindOptions(
     ("paths", "endpoints", "pkcs12_password", "timeout", "remember"),
@@ -182,6 +174,13 @@ class X509Source:
 
     def read(self, now: datetime) -> dict[str, WatchedToken]:
         """Read every place at *now*; every certificate watched, by fingerprint."""
+        # cryptography and the handshakes only for a pass that reads certificates (issue #13).
+        from notifier.sources.certificates import (  # noqa: PLC0415
+            CertificateReadError,
+            credential,
+            watched,
+        )
+
         problems: list[str] = []
         presented: dict[str, list[WatchedToken] | None] = {}  # None: the place failed
         for place, reader in self._readers(problems):
@@ -308,8 +307,12 @@ def _expand(entry: str) -> tuple[list[Path] | None, bool]:
 
 
 def _file_reader(path: Path, password: bytes | None, *, named: bool) -> Any:
+    from notifier.sources.certificates import read_file  # noqa: PLC0415 - see read()
+
     return lambda: read_file(path, password, named=named)
 
 
 def _endpoint_reader(endpoint: Endpoint, timeout: float) -> Any:
+    from notifier.sources.certificates import read_endpoint  # noqa: PLC0415 - see read()
+
     return lambda: read_endpoint(endpoint, timeout)

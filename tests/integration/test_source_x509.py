@@ -17,7 +17,7 @@ from notifier.core.messages import sentence
 from notifier.core.model import CredentialKind, NoticeKind
 from notifier.db.database import Database
 from notifier.delivery.checker import Checker
-from notifier.sources.certificates import Endpoint
+from notifier.sources.endpoints import Endpoint
 from notifier.sources.x509 import X509Source, X509SourceConfig, check_options
 from notifier.testing import RecordingSink, make_policy
 from tests.certificates import (

@@ -10,7 +10,7 @@ import pytest
 from notifier import cli
 from notifier.config.parsing import ConfigError
 from notifier.config.settings import load_settings
-from notifier.sources.certificates import Endpoint
+from notifier.sources.endpoints import Endpoint
 from notifier.sources.vault import VaultSourceConfig
 from notifier.sources.x509 import X509SourceConfig
 

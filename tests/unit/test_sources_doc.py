@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from notifier.config.settings import load_settings
-from notifier.sources.certificates import Endpoint
+from notifier.sources.endpoints import Endpoint
 from notifier.sources.x509 import X509SourceConfig
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "sources.md").read_text(encoding="utf-8")
