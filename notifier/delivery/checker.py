@@ -39,7 +39,8 @@ before the database went away is not sent again; claims it holds but did not sen
 released. Records and releases apply only while this checker still holds the lease.
 
 A failing sink never blocks another: each has its own state and its own loop. A broken
-source is skipped for the pass. A database error fails the pass; the caller logs
+source is skipped for the pass; a source of many places (x509) that could read only some of
+them goes on with those, and is reported failed all the same (``source.failed``, exit 75). A database error fails the pass; the caller logs
 ``check.failed`` and lives on.
 """
 
