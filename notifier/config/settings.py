@@ -105,6 +105,15 @@ class Settings(CoreSettings):
             "no ping. A secret, since whoever knows it can fake the all-clear."
         ),
     )
+    metrics_credentials: bool = setting(
+        "NOTIFIER_METRICS_CREDENTIALS",
+        default=False,
+        description=(
+            "Also serve notifier_credential_expiry_timestamp_seconds, one series per "
+            "credential of the vault, x509 and file sources (never the store's or sql's): "
+            "true or false. Each credential is a time series; see docs/sources.md."
+        ),
+    )
     api_rate_limit: Annotated[int, between(0, 1_000_000, "no limit")] = setting(
         "NOTIFIER_API_RATE_LIMIT",
         default=1000,

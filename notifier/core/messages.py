@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from notifier.core.model import Notice, NoticeKind
+from notifier.core.model import CredentialKind, Notice, NoticeKind
 
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Categories that can break or disguise a line: control, format, line/paragraph separator,
@@ -19,6 +19,10 @@ _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 HINT = "Create a new token and revoke this one before it expires."
+# A certificate's id is its SHA-256 fingerprint (64 hex digits); the line shows its start,
+# as `git log` shows a commit's: 16 digits (64 bits) tell certificates apart, and payloads
+# carry the whole fingerprint.
+FINGERPRINT_PREFIX = 16
 
 
 def escape(text: str) -> str:
@@ -68,23 +72,37 @@ def unit(count: int, slice_name: str) -> str:
 def sentence(notice: Notice, slice_name: str) -> str:
     """Return the sentence for *notice*, e.g. the documented expiring line.
 
-    ``Warn: API Token <name> (ID <id>) will expire in less than <X> <unit>.``
+    ``Warn: API Token <name> (ID <id>) will expire in less than <X> <unit>.``, and for a
+    certificate ``Warn: Certificate <name> (ID <fingerprint prefix>) will expire ...``.
     """
     name = escape(notice.token_name)
-    token_id = escape(notice.token_id)
-    subject = f"API Token {name} (ID {token_id})"
+    token_id = escape(shown_id(notice))
+    subject = f"{notice.credential_kind.subject} {name} (ID {token_id})"
     if notice.kind is NoticeKind.EXPIRED:
         return f"Warn: {subject} has expired."
     if notice.kind is NoticeKind.RENEWED:
-        if notice.reason == "rotated":
-            return f"Info: {subject} was rotated; the old secret is no longer warned about."
-        if notice.reason == "no_expiry" or notice.expires_at is None:
-            return f"Info: {subject} no longer expires."
-        return f"Info: {subject} no longer expires soon; it now expires {_day(notice)}."
+        return _renewed(notice, subject)
     if notice.kind is NoticeKind.RESOLVED:
         return f"Info: {subject} was revoked or removed."
     count = notice.days_left
     return f"Warn: {subject} will expire in less than {count} {unit(count, slice_name)}."
+
+
+def _renewed(notice: Notice, subject: str) -> str:
+    if notice.reason == "rotated" and notice.credential_kind is CredentialKind.CERTIFICATE:
+        return f"Info: {subject} was replaced by another certificate where it was found."
+    if notice.reason == "rotated":
+        return f"Info: {subject} was rotated; the old secret is no longer warned about."
+    if notice.reason == "no_expiry" or notice.expires_at is None:
+        return f"Info: {subject} no longer expires."
+    return f"Info: {subject} no longer expires soon; it now expires {_day(notice)}."
+
+
+def shown_id(notice: Notice) -> str:
+    """The id as the line shows it: a certificate's fingerprint shortened, others whole."""
+    if notice.credential_kind is CredentialKind.CERTIFICATE:
+        return notice.token_id[:FINGERPRINT_PREFIX]
+    return notice.token_id
 
 
 def _day(notice: Notice) -> str:

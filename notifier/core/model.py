@@ -22,6 +22,26 @@ class NoticeKind(StrEnum):
     RESOLVED = "resolved"  # revoked or deleted: no message, but the UI notification resolves
 
 
+class CredentialKind(StrEnum):
+    """What a watched credential is: the word its warn line uses, and ``kind`` in fields."""
+
+    TOKEN = "token"  # noqa: S105 - a kind's name, not a password. API tokens: the store, sql, file, Vault/OpenBao tokens
+    CERTIFICATE = "certificate"  # x509 certificates; the id is the SHA-256 fingerprint
+    LEASE = "lease"  # Vault/OpenBao leases (dynamic secrets)
+
+    @property
+    def subject(self) -> str:
+        """The words the warn line names such a credential with."""
+        return _SUBJECTS[self]
+
+
+_SUBJECTS = {
+    CredentialKind.TOKEN: "API Token",
+    CredentialKind.CERTIFICATE: "Certificate",
+    CredentialKind.LEASE: "Lease",
+}
+
+
 class StateKind(StrEnum):
     """What a state row last recorded: its last notice's kind, or that the route skipped it."""
 
@@ -65,6 +85,7 @@ class WatchedToken:
     superseded: bool = False  # rotated, in its grace period: no expiry notices
     created_at: datetime | None = None  # needed for percentage thresholds
     labels: Mapping[str, str] = field(default_factory=dict)
+    credential_kind: CredentialKind = CredentialKind.TOKEN
 
     @property
     def lifetime(self) -> timedelta | None:
@@ -135,6 +156,7 @@ class Notice:
     threshold_label: str | None = None  # as configured: "7d", "10%"
     labels: Mapping[str, str] = field(default_factory=dict)
     reason: str | None = None  # for renewed: "rotated", "extended", "no_expiry"
+    credential_kind: CredentialKind = CredentialKind.TOKEN
 
 
 @dataclass(frozen=True, slots=True)

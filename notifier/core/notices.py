@@ -50,6 +50,7 @@ def build_notice(
         threshold_label=threshold_label,
         labels=token.labels,
         reason=reason,
+        credential_kind=token.credential_kind,
     )
 
 

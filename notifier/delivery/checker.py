@@ -39,7 +39,8 @@ before the database went away is not sent again; claims it holds but did not sen
 released. Records and releases apply only while this checker still holds the lease.
 
 A failing sink never blocks another: each has its own state and its own loop. A broken
-source is skipped for the pass. A database error fails the pass; the caller logs
+source is skipped for the pass; a source of many places (x509) that could read only some of
+them goes on with those, and is reported failed all the same (``source.failed``, exit 75). A database error fails the pass; the caller logs
 ``check.failed`` and lives on.
 """
 
@@ -57,7 +58,7 @@ from typing import Any
 import structlog
 
 from notifier.core.clock import Clock
-from notifier.core.model import Notice, NoticeKind
+from notifier.core.model import Notice, NoticeKind, WatchedToken
 from notifier.core.policy import Policy
 from notifier.db.database import Database
 from notifier.delivery.coordination import Coordination
@@ -75,7 +76,7 @@ from notifier.delivery.ledger import (
 from notifier.delivery.retention import prune_if_due
 from notifier.delivery.snoozes import Snoozes, active_snoozes
 from notifier.sinks import Outcome, Sink, accepts
-from notifier.sources import SourceError, TokenSource
+from notifier.sources import Inventory, PartlyReadable, SourceError, TokenSource
 from notifier.sources.store import StoreSource
 
 _CHUNK_SECONDS = 0.5  # a delivery chunk's target length: how long a stop request waits
@@ -97,6 +98,11 @@ class PassReport:
     claimed_elsewhere: int = 0
     released: int = 0  # claims given back unsent because the pass was asked to stop
     failed_sources: list[str] = field(default_factory=list)
+    # Credentials each source read: all of them where it reads everything (Inventory),
+    # else those of the window; by source, in the order of the sources.
+    found: dict[str, int] = field(default_factory=dict)
+    # Every credential an Inventory source read, when the checker collects them (metrics).
+    credentials: dict[str, list[WatchedToken]] = field(default_factory=dict)
     interrupted: bool = False
     duration_ms: float = 0.0
     would_send: list[Notice] = field(default_factory=list)  # dry runs only
@@ -145,6 +151,7 @@ class Checker:
         stop: threading.Event | None = None,
         retention: timedelta | None = None,
         count_within: bool = False,
+        collect_credentials: bool = False,
     ) -> None:
         self._database = database
         self._sources = list(sources) if sources is not None else [StoreSource(database)]
@@ -156,6 +163,7 @@ class Checker:
         self._stop = stop or threading.Event()
         self._retention = retention
         self._count_within = count_within
+        self._collect_credentials = collect_credentials
         self._ledger = Ledger(database, self._owner, lease)
         self._replicas = Coordination(database, self._owner, lease)
         # Seconds per notice each sink took lately: sizes its next chunk.
@@ -177,6 +185,22 @@ class Checker:
             self.settle()
             self._replicas.sync_policy(self._policy.fingerprint, self._policy.pass_interval, now)
         snoozes = active_snoozes(self._database, now)
+        views = self._read_sources(now, report)
+        for sink in self._sinks:
+            if self._stop.is_set():
+                report.interrupted = True
+                break
+            self._run_sink(sink, views, snoozes, now, report, dry_run=dry_run)
+        if self._retention is not None and not dry_run and not report.interrupted:
+            try:
+                prune_if_due(self._database, now, self._retention)
+            except Exception as error:  # noqa: BLE001 - housekeeping must not fail a pass
+                log.warning("retention.failed", reason=f"{type(error).__name__}: {error}")
+        report.duration_ms = (time.perf_counter() - started) * 1000
+        return report
+
+    def _read_sources(self, now: datetime, report: PassReport) -> list[tuple[str, View]]:
+        """Each source's view of the pass; a failing source is reported and left out."""
         views: list[tuple[str, View]] = []
         for source in self._sources:
             try:
@@ -193,22 +217,24 @@ class Checker:
                 log.error("source.failed", source=source.name, reason=str(error))
                 report.failed_sources.append(source.name)
                 continue
+            if isinstance(source, PartlyReadable) and (problems := source.problems()):
+                # Some places failed, the rest was read: the pass goes on with what was,
+                # and reports the source failed (exit 75) so that the failure is seen.
+                for problem in problems:
+                    log.error("source.failed", source=source.name, reason=problem, partial=True)
+                report.failed_sources.append(source.name)
             views.append((source.name, seen))
             report.in_window += seen.in_window
+            if isinstance(source, Inventory):
+                everything = source.found()
+                report.found[source.name] = len(everything)
+                if self._collect_credentials:
+                    report.credentials[source.name] = list(everything)
+            else:
+                report.found[source.name] = seen.in_window
             if self._count_within:
                 report.within.update(seen.within(self._policy.count_marks))
-        for sink in self._sinks:
-            if self._stop.is_set():
-                report.interrupted = True
-                break
-            self._run_sink(sink, views, snoozes, now, report, dry_run=dry_run)
-        if self._retention is not None and not dry_run and not report.interrupted:
-            try:
-                prune_if_due(self._database, now, self._retention)
-            except Exception as error:  # noqa: BLE001 - housekeeping must not fail a pass
-                log.warning("retention.failed", reason=f"{type(error).__name__}: {error}")
-        report.duration_ms = (time.perf_counter() - started) * 1000
-        return report
+        return views
 
     def settle(self) -> int:
         """Write what a failed pass could not write, and release the claims it left.

@@ -37,6 +37,8 @@ from notifier.sources.config import SourceConfig
 from notifier.sources.file import FileSource, FileSourceConfig
 from notifier.sources.sql import SqlSource, SqlSourceConfig
 from notifier.sources.store import StoreSource
+from notifier.sources.vault import VaultSource, VaultSourceConfig
+from notifier.sources.x509 import X509Source, X509SourceConfig
 
 if TYPE_CHECKING:
     from notifier.delivery.checker import Checker
@@ -120,6 +122,8 @@ class Components:
             stop=self._stop,
             retention=settings.retention,
             count_within=self._count_within,
+            # Only a process that serves metrics (the daemon) shows each credential.
+            collect_credentials=self._count_within and settings.metrics_credentials,
         )
 
     @cached_property
@@ -184,6 +188,10 @@ def build_source(config: SourceConfig, database: Database) -> TokenSource:
         return SqlSource(config)
     if isinstance(config, FileSourceConfig):
         return FileSource(config)
+    if isinstance(config, VaultSourceConfig):
+        return VaultSource(config)
+    if isinstance(config, X509SourceConfig):
+        return X509Source(config)
     return StoreSource(database)
 
 
@@ -288,6 +296,7 @@ def build_daemon(settings: Settings, *, clock: Clock | None = None) -> DaemonSer
         sinks=[config.name for config in settings.sink_configs],
         thresholds=[label for label, _ in parts.policy.count_marks],
         sources=[source.name for source in settings.source_configs],
+        credentials=settings.metrics_credentials,
     )
     heartbeat = None
     if settings.heartbeat_url:

@@ -11,6 +11,15 @@ number has no bound, and each would be a time series of its own.
   expired, renewed, resolved);
 - ``notifier_sink_failures_total{sink}``: failed deliveries, by sink;
 - ``notifier_source_failures_total{source}``: passes in which a token source could not be read;
+- ``notifier_source_up{source}`` (gauge): 1 when the last pass read the source whole, else 0;
+- ``notifier_source_credentials{source}`` (gauge): credentials the source read in the last
+  pass that read it: all it holds for vault, x509 and file, those of the window for the store
+  and sql (which are read by the window, not whole);
+- ``notifier_credential_expiry_timestamp_seconds{source,kind,id,name}`` (gauge, only with
+  NOTIFIER_METRICS_CREDENTIALS=true): each credential's expiry in Unix time, for the sources
+  that read everything (vault, x509, file). Timestamps, not durations, as Prometheus advises:
+  the series changes only when the credential does. This one label set per credential is the
+  exception to the rule below, which is why it is opt-in (docs/sources.md);
 - ``notifier_pass_duration_seconds`` (histogram): how long the passes that ran took;
 - ``notifier_passes_total{result}``: passes by result (ok, degraded, interrupted, failed);
 - ``notifier_last_successful_pass_timestamp_seconds`` (gauge): end of the last ``ok`` pass;
@@ -53,6 +62,9 @@ _SINK_FAILURES = "Deliveries a sink failed; they are retried on a later pass."
 _SOURCE_FAILURES = "Passes in which a token source could not be read; the next pass tries again."
 _PASSES = "Check passes by result: ok, degraded, interrupted, failed."
 _LAST_OK = "When the last pass with no failed delivery ended, in Unix time (0: none yet)."
+_SOURCE_UP = "1 when the last pass read the source whole; 0 when it or one of its places failed."
+_SOURCE_FOUND = "Credentials the source read in its last pass (the store and sql: the window's)."
+_EXPIRY = "A watched credential's expiry, in Unix time (opt-in: NOTIFIER_METRICS_CREDENTIALS)."
 
 
 class PassResult(StrEnum):
@@ -83,6 +95,7 @@ class Metrics:
         thresholds: Sequence[str],
         sources: Sequence[str] = (),
         registry: CollectorRegistry | None = None,
+        credentials: bool = False,
     ) -> None:
         # The *_created series would double the series count for a timestamp nobody graphs;
         # the switch is process-wide, and this process serves no other metrics.
@@ -95,6 +108,19 @@ class Metrics:
         self.notices = counter("notifier_notices", _NOTICES, ["sink", "kind", "outcome"])
         self.sink_failures = counter("notifier_sink_failures", _SINK_FAILURES, ["sink"])
         self.source_failures = counter("notifier_source_failures", _SOURCE_FAILURES, ["source"])
+        self.source_up = gauge("notifier_source_up", _SOURCE_UP, ["source"])
+        self.source_credentials = gauge("notifier_source_credentials", _SOURCE_FOUND, ["source"])
+        self.credential_expiry = (
+            gauge(
+                "notifier_credential_expiry_timestamp_seconds",
+                _EXPIRY,
+                ["source", "kind", "id", "name"],
+            )
+            if credentials
+            else None
+        )
+        self._credential_series: set[tuple[str, str, str, str]] = set()
+        self._sources = list(sources)
         self.pass_duration = Histogram(
             "notifier_pass_duration_seconds",
             "How long a pass that ran took.",
@@ -133,12 +159,47 @@ class Metrics:
             self.sink_failures.labels(sink=sink).inc(count)
         for source in report.failed_sources:
             self.source_failures.labels(source=source).inc()
+        self._observe_sources(report)
         self.pass_duration.observe(report.duration_ms / 1000)
         result = pass_result(report)
         self.passes.labels(result=result.value).inc()
         if result is PassResult.OK:
             self.last_success.set(finished_at)
         return result
+
+    def _observe_sources(self, report: PassReport) -> None:
+        """Each source's up and count; each credential's expiry when asked for."""
+        failed = set(report.failed_sources)
+        for source in self._sources:
+            read = source in report.found
+            if not read and source not in failed:
+                continue  # not reached this pass (interrupted): the last values stand
+            self.source_up.labels(source=source).set(0 if source in failed else 1)
+            if read:
+                self.source_credentials.labels(source=source).set(report.found[source])
+        if self.credential_expiry is None:
+            return
+        series: set[tuple[str, str, str, str]] = set()
+        for source, credentials in report.credentials.items():
+            for credential in credentials:
+                if credential.expires_at is None:
+                    continue
+                key = (
+                    source,
+                    credential.credential_kind.value,
+                    credential.token_id,
+                    credential.name,
+                )
+                series.add(key)
+                self.credential_expiry.labels(*key).set(credential.expires_at.timestamp())
+        # A credential gone from a source that was read loses its series; a source that
+        # failed this pass keeps its credentials' series as they were.
+        for key in self._credential_series - series:
+            if key[0] in report.credentials:
+                self.credential_expiry.remove(*key)
+            else:
+                series.add(key)
+        self._credential_series = series
 
     def observe_failure(self) -> None:
         """Count a pass that could not run (database unavailable, crash)."""

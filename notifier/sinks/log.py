@@ -54,6 +54,7 @@ class LogSink:
                 token_id=notice.token_id,
                 token_name=notice.token_name,
                 source=notice.source,
+                kind=notice.credential_kind.value,
                 expires_at=notice.expires_at,
                 days_left=notice.days_left,
                 seconds_left=notice.seconds_left,

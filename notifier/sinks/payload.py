@@ -37,6 +37,7 @@ def payload(
             "id": notice.token_id,
             "name": notice.token_name,
             "source": notice.source,
+            "kind": notice.credential_kind.value,
             "owner": notice.owner,
             "labels": dict(notice.labels),
             "expires_at": rfc3339(notice.expires_at) if notice.expires_at else None,

@@ -22,7 +22,9 @@ _HTML = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_ne
 DEFAULT_SUBJECT = (
     "[notifier] {{ count }} API token{{ 's' if count != 1 }} need{{ 's' if count == 1 }} attention"
 )
-DEFAULT_TITLE = "[notifier] API token {{ name }}: {{ kind }}"
+DEFAULT_TITLE = (
+    "[notifier] {{ 'API token' if credential == 'token' else credential }} {{ name }}: {{ kind }}"
+)
 
 
 def _shipped(name: str) -> str:
@@ -56,6 +58,7 @@ def token_context(notice: Notice, slice_name: str) -> dict[str, Any]:
         "owner": notice.owner,
         "labels": dict(notice.labels),
         "kind": notice.kind.value,
+        "credential": notice.credential_kind.value,  # token, certificate, lease
         "status": notice.kind.value,
         "sentence": sentence(notice, slice_name),
         "expires_at": rfc3339(notice.expires_at) if notice.expires_at else None,

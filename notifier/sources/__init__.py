@@ -5,7 +5,8 @@ those of given ids (to see what became of a token a sink was told about). It kno
 of sinks or of the delivery state; the ledger (notifier/delivery/ledger) matches what it
 lists with what each sink was told. ``store`` is the daemon's own table, which the ledger
 joins with the state inside the database; ``sql`` and ``file`` read tokens that live in
-other systems. Each token is keyed by (source name, id), so ids from different sources
+other systems, ``vault`` Vault/OpenBao tokens and leases, ``x509`` certificates in files and
+on TLS endpoints. Each token is keyed by (source name, id), so ids from different sources
 never collide.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from notifier.core.model import WatchedToken
 
@@ -41,4 +42,22 @@ class TokenSource(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class PartlyReadable(Protocol):
+    """A source of many places (files, endpoints), some of which may fail while others read."""
+
+    def problems(self) -> Sequence[str]:
+        """What the last window could not read; the rest of the window was read."""
+        ...
+
+
+@runtime_checkable
+class Inventory(Protocol):
+    """A source that reads everything it watches each pass, not just the window."""
+
+    def found(self) -> Sequence[WatchedToken]:
+        """Every credential the last window read, expiring soon or not."""
         ...

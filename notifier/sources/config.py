@@ -1,8 +1,9 @@
 """The kinds of token source, their instance names, and the check of an instance's options.
 
 A source instance is named ``kind`` or ``kind:label`` (``store``, ``sql``, ``sql:billing``,
-``file:partners``). Each kind's options and their checks live beside the kind (sources/sql.py,
-sources/file.py); config/instances.py gathers the options and calls :func:`check_source`.
+``file:partners``, ``vault:prod``, ``x509``: a kind is lowercase letters and digits). Each
+kind's options and their checks live beside the kind (sources/sql.py, sources/file.py, ...);
+config/instances.py gathers the options and calls :func:`check_source`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from notifier.config.options import KindOptions, OptionError
-from notifier.sources import file, sql
+from notifier.sources import file, sql, vault, x509
 from notifier.sources.file import FileSourceConfig
 from notifier.sources.sql import SqlSourceConfig
+from notifier.sources.vault import VaultSourceConfig
+from notifier.sources.x509 import X509SourceConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +29,9 @@ class StoreSourceConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-SourceConfig = StoreSourceConfig | SqlSourceConfig | FileSourceConfig
+SourceConfig = (
+    StoreSourceConfig | SqlSourceConfig | FileSourceConfig | VaultSourceConfig | X509SourceConfig
+)
 
 
 def _store(name: str, options: Mapping[str, Any]) -> StoreSourceConfig:
@@ -39,10 +44,12 @@ SOURCE_KINDS: dict[str, tuple[KindOptions, Callable[[str, Mapping[str, Any]], So
     "store": (KindOptions(()), _store),
     "sql": (sql.OPTIONS, sql.check_options),
     "file": (file.OPTIONS, file.check_options),
+    "vault": (vault.OPTIONS, vault.check_options),
+    "x509": (x509.OPTIONS, x509.check_options),
 }
 # Options that are secret in some kind: a file's value for one is checked even where unknown.
 SECRET_OPTIONS = frozenset().union(*(options.secrets for options, _ in SOURCE_KINDS.values()))
-_NAME = re.compile(r"([a-z]+)(?::([a-z0-9][a-z0-9_-]{0,31}))?")
+_NAME = re.compile(r"([a-z][a-z0-9]*)(?::([a-z0-9][a-z0-9_-]{0,31}))?")
 
 
 def parse_source_name(name: str) -> tuple[str, str | None]:

@@ -80,6 +80,10 @@ class FileSource:
         everything = self._last
         return {i: everything[i] for i in token_ids if i in everything}
 
+    def found(self) -> list[WatchedToken]:
+        """Every token of the file as the last window read it."""
+        return list((self._last or {}).values())
+
     def read(self) -> list[WatchedToken]:
         """Every token in the file."""
         path = self._config.path

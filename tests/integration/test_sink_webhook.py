@@ -176,6 +176,7 @@ class TestPayload:
             "id": created.id,
             "name": "ci",
             "source": "store",
+            "kind": "token",
             "owner": "ops@example.com",
             "labels": {"team": "platform"},
             "expires_at": payload["token"]["expires_at"],

@@ -38,11 +38,13 @@ class TestKindOptions:
         assert every_secret_option() == {"url", "secret", "password", "urls"}
 
     def test_source_kinds(self) -> None:
-        """The store takes no options; sql's URL is a secret; file has none."""
-        assert set(SOURCE_KINDS) == {"store", "sql", "file"}
+        """The store takes no options; sql's URL, vault's token, a PKCS#12 password are secrets."""
+        assert set(SOURCE_KINDS) == {"store", "sql", "file", "vault", "x509"}
         assert source_options("store").names == ()
         assert source_options("sql:billing").secrets == {"url"}
         assert source_options("file:partners").secrets == frozenset()
+        assert source_options("vault:prod").secrets == {"token"}
+        assert source_options("x509").secrets == {"pkcs12_password"}
 
 
 class TestOptionsOfOtherKinds:

@@ -1,13 +1,14 @@
 import io
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import structlog
 
-from notifier.core.model import Notice, NoticeKind
+from notifier.core.model import CredentialKind, Notice, NoticeKind
 from notifier.runtime import logs
 from notifier.sinks.log import LogSink
 
@@ -113,6 +114,7 @@ class TestJson:
         assert record["token_id"] == "abc123"
         assert record["token_name"] == FORGED  # JSON escaping keeps the raw value safe
         assert record["source"] == "store"
+        assert record["kind"] == "token"
         assert record["expires_at"] == "2026-01-03T12:00:00Z"
         assert record["days_left"] == 3
         assert "\u202e" not in line  # ensure_ascii: not even inside a JSON string
@@ -130,6 +132,20 @@ class TestLogfmt:
         assert " token_id=abc123 " in line
         assert " days_left=3 " in line
         assert " expires_at=2026-01-03T12:00:00Z " in line
+
+    def test_certificate_says_its_kind(self, stream: io.StringIO) -> None:
+        """A certificate's line names a Certificate, with kind=certificate among the fields."""
+        fingerprint = "ab" * 32
+        certificate = replace(
+            notice(name="www.example.org"),
+            token_id=fingerprint,
+            source="x509",
+            credential_kind=CredentialKind.CERTIFICATE,
+        )
+        (line,) = emit(stream, "logfmt", certificate)
+        assert 'message="Warn: Certificate www.example.org (ID abababababababab) will' in line
+        assert " kind=certificate " in line
+        assert f" token_id={fingerprint} " in line  # the whole fingerprint in the field
 
     def test_injection_stays_one_line(self, stream: io.StringIO) -> None:
         """A forged name cannot break a logfmt line either."""

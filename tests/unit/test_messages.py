@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from notifier.core.messages import escape, one_line, sentence
-from notifier.core.model import Notice, NoticeKind
+from notifier.core.model import CredentialKind, Notice, NoticeKind
 
 
 def notice(name: str = "ci-deploy", token_id: str = "abc123", days: int = 3) -> Notice:
@@ -23,6 +23,60 @@ def notice(name: str = "ci-deploy", token_id: str = "abc123", days: int = 3) -> 
         seconds_left=days * 86400 - 1,
         threshold=None,
     )
+
+
+FINGERPRINT = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+def certificate(days: int = 3, kind: NoticeKind = NoticeKind.EXPIRING) -> Notice:
+    return replace(
+        notice(name="www.example.org", token_id=FINGERPRINT, days=days),
+        kind=kind,
+        source="x509",
+        credential_kind=CredentialKind.CERTIFICATE,
+    )
+
+
+class TestCredentialKinds:
+    def test_certificate_line(self) -> None:
+        """A certificate's warn line names a Certificate and shows its fingerprint's start."""
+        assert (
+            sentence(certificate(days=3), "day")
+            == "Warn: Certificate www.example.org (ID 9f86d081884c7d65) will expire in less than"
+            " 3 days."
+        )
+
+    def test_certificate_expired(self) -> None:
+        """An expired certificate keeps the kind's word and the short id."""
+        assert (
+            sentence(certificate(kind=NoticeKind.EXPIRED), "day")
+            == "Warn: Certificate www.example.org (ID 9f86d081884c7d65) has expired."
+        )
+
+    def test_certificate_replaced(self) -> None:
+        """A certificate replaced where it was found reads as replaced, not rotated."""
+        replaced = replace(certificate(kind=NoticeKind.RENEWED), reason="rotated")
+        assert sentence(replaced, "day") == (
+            "Info: Certificate www.example.org (ID 9f86d081884c7d65) was replaced by another"
+            " certificate where it was found."
+        )
+
+    def test_token_kinds_keep_the_documented_line(self) -> None:
+        """A token from any source (store, vault) reads 'API Token' with its whole id."""
+        vault = replace(notice(token_id="99FZvjx2ZS87mQNQfJUhi0aq"), source="vault:prod")
+        assert (
+            sentence(vault, "day")
+            == "Warn: API Token ci-deploy (ID 99FZvjx2ZS87mQNQfJUhi0aq) will expire in less than"
+            " 3 days."
+        )
+
+    def test_lease_line(self) -> None:
+        """A Vault lease reads 'Lease', with its whole lease id."""
+        lease = replace(
+            notice(name="database/creds/ro", token_id="database/creds/ro/x1"),
+            credential_kind=CredentialKind.LEASE,
+        )
+        assert sentence(lease, "day").startswith("Warn: Lease database/creds/ro (ID database/")
 
 
 class TestSentence:

@@ -1,0 +1,47 @@
+"""docs/sources.md: its x509 examples are configurations the settings accept as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from notifier.config.settings import load_settings
+from notifier.sources.endpoints import Endpoint
+from notifier.sources.x509 import X509SourceConfig
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "sources.md").read_text(encoding="utf-8")
+
+
+def section(title: str) -> str:
+    """The text of the section ``## <title>``."""
+    return DOC.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_the_x509_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shell example of the x509 section loads, with each endpoint's qualifiers."""
+    (shell,) = blocks(section("x509"), "sh")
+    for line in shell.splitlines():
+        name, _, value = line.partition("=")
+        monkeypatch.setenv(name, value)
+    _, x509 = load_settings().source_configs
+    assert isinstance(x509, X509SourceConfig)
+    assert x509.endpoints[1] == Endpoint("10.0.0.5", 443, sni="api.example.org")
+    assert x509.endpoints[2] == Endpoint("mail.example.org", 587, starttls="smtp")
+
+
+def test_the_x509_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The TOML example of the x509 section loads as written."""
+    (toml,) = blocks(section("x509"), "toml")
+    path = tmp_path / "notifier.toml"
+    path.write_text(toml, encoding="utf-8")
+    monkeypatch.setenv("NOTIFIER_CONFIG_FILE", str(path))
+    _, edge = load_settings().source_configs
+    assert isinstance(edge, X509SourceConfig)
+    assert edge.name == "x509:edge"
+    assert len(edge.endpoints) == 3
