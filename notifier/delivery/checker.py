@@ -40,8 +40,8 @@ released. Records and releases apply only while this checker still holds the lea
 
 A failing sink never blocks another: each has its own state and its own loop. A broken
 source is skipped for the pass; a source of many places (x509) that could read only some of
-them goes on with those, and is reported failed all the same (``source.failed``, exit 75). A database error fails the pass; the caller logs
-``check.failed`` and lives on.
+them goes on with those, and is reported failed all the same (``source.failed``, exit 75). A
+database error fails the pass; the caller logs ``check.failed`` and lives on.
 """
 
 from __future__ import annotations
