@@ -22,13 +22,13 @@ from notifier.core.clock import FixedClock
 from notifier.core.messages import sentence
 from notifier.core.model import CredentialKind, NoticeKind
 from notifier.db.database import Database
-from notifier.delivery.checker import Checker
 from notifier.sources import SourceError
 from notifier.sources.vault import VaultSource, VaultSourceConfig, check_options
 from notifier.sources.x509 import X509Source, X509SourceConfig
 from notifier.testing import RecordingSink, make_policy
 from tests.certificates import Chain, leaf_pem, write
 from tests.conftest import sqlite_database
+from tests.integration.test_sources import checker
 from tests.receivers import free_port
 
 ROOT_TOKEN = "root-for-tests"
@@ -106,19 +106,6 @@ def config(address: str, **options: Any) -> VaultSourceConfig:
         ca_file=None,
         timeout=options.pop("timeout", timedelta(seconds=5)),
         lease_prefixes=options.pop("lease_prefixes", ()),
-    )
-
-
-def checker(
-    database: Database, clock: FixedClock, sources: list[Any], sink: RecordingSink
-) -> Checker:
-    return Checker(
-        database=database,
-        sources=sources,
-        sinks=[sink],
-        policy=POLICY,
-        clock=clock,
-        lease=timedelta(minutes=5),
     )
 
 

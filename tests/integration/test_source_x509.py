@@ -16,7 +16,6 @@ from notifier.core.clock import FixedClock
 from notifier.core.messages import sentence
 from notifier.core.model import CredentialKind, NoticeKind
 from notifier.db.database import Database
-from notifier.delivery.checker import Checker
 from notifier.sources.endpoints import Endpoint
 from notifier.sources.x509 import X509Source, X509SourceConfig, check_options
 from notifier.testing import RecordingSink, make_policy
@@ -33,6 +32,7 @@ from tests.certificates import (
     write,
 )
 from tests.conftest import sqlite_database
+from tests.integration.test_sources import checker
 from tests.receivers import Mailbox, free_port
 
 # Certificates are made with real times (trustme signs them now); the pass's clock is set
@@ -71,19 +71,6 @@ def source(
         remember=options.pop("remember", DAY),
     )
     return X509Source(config)
-
-
-def checker(
-    database: Database, clock: FixedClock, sources: list[Any], sink: RecordingSink
-) -> Checker:
-    return Checker(
-        database=database,
-        sources=sources,
-        sinks=[sink],
-        policy=POLICY,
-        clock=clock,
-        lease=timedelta(minutes=5),
-    )
 
 
 class TestFiles:
