@@ -38,6 +38,28 @@ class TokenResource(BaseModel):
     days_left: int | None  # the X of "less than X days"; None when it never expires or is over
 
 
+CredentialKindName = Literal["token", "certificate", "lease"]  # notifier.core.model.CredentialKind
+CredentialStatus = Literal["active", "expiring", "expired", "superseded"]
+
+
+class CredentialResource(BaseModel):
+    """One watched credential: a store token, or what another source found in its last pass."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    kind: CredentialKindName
+    source: str  # "store", "vault:prod", "x509"
+    id: str  # never the secret: a token's id, a Vault accessor, a certificate's fingerprint
+    name: str
+    owner: str | None
+    labels: dict[str, str]
+    expires_at: UtcTime | None  # None: never expires
+    days_left: int | None  # the X of "less than X days"; None when it never expires or is over
+    status: CredentialStatus
+    first_seen: UtcTime  # a store token's creation; else the pass that first found it
+    seen_at: UtcTime | None  # the source's last read; None for the store, which is read live
+
+
 class ExpiryDay(BaseModel):
     """The tokens that expire on one UTC day (not revoked nor superseded)."""
 

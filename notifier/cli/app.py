@@ -17,6 +17,7 @@ from notifier import exitcodes
 from notifier.cli import interrupts
 from notifier.cli.audit import add_commands as add_audit_commands
 from notifier.cli.channels import add_commands as add_channel_commands
+from notifier.cli.credentials import add_commands as add_credential_commands
 from notifier.cli.interrupts import Interrupted, installed
 from notifier.cli.output import (
     Handler,
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tokens_commands = add_token_commands(commands)
     add_audit_commands(commands)
+    add_credential_commands(commands)
     add_channel_commands(commands, tokens_commands, notifications_commands)
     add_web_commands(commands)
     return parser

@@ -15,6 +15,12 @@ The cursor handed out for the next page is opaque text: the key of the last row,
 and a fingerprint of the filters it was made for, in URL-safe base64. A cursor given with
 another order or other filters is refused (:class:`CursorError`): it would start a list
 somewhere that list never was.
+
+A list may be **merged** from parts that live in different tables (the credentials list:
+the store's tokens and what other sources found). Each part pages by its own keyset; a page
+reads a page of each after that part's position, merges them in the list's order, and keeps
+the first rows. Its cursor holds one position per part, so no key of one part is ever
+compared with another part's columns, and each part's rows keep the order its index gives.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import heapq
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, RowMapping, Select, tuple_
+from sqlalchemy import ColumnElement, Connection, RowMapping, Select, tuple_
 
 if TYPE_CHECKING:
     from notifier.db.database import Database
@@ -104,29 +111,36 @@ def fingerprint(filters: Any) -> str:
 
 def encode_cursor(order: Order, filters: str, key: Key) -> str:
     """The opaque cursor of the rows after *key* in *order*, for the list *filters* names."""
-    values = [{_TIME: value.isoformat()} if isinstance(value, datetime) else value for value in key]
-    text = json.dumps([order.name, filters, values], separators=(",", ":"))
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return _encode(order.name, filters, _encoded_key(key))
 
 
 def decode_cursor(cursor: str, order: Order, filters: str) -> Key:
     """The key *cursor* holds; :class:`CursorError` unless it is ours, for *order* and *filters*."""
+    values = _decode(cursor, order.name, filters)
+    return _decode_values(values, order)
+
+
+def _decode(cursor: str, name: str, filters: str) -> Any:
+    """What *cursor* holds after its order's name and filters, which must be *name*, *filters*."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        name, made_for, values = json.loads(raw)
-        key = tuple(_value(value) for value in values)
-    except (binascii.Error, ValueError, TypeError, KeyError):
+        made_as, made_for, values = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
         raise CursorError("not a cursor this API made") from None
-    if name != order.name or made_for != filters:
+    if made_as != name or made_for != filters:
         raise CursorError(
             "this cursor was made for another sort or other filters; start again without it"
         )
-    if len(key) != len(order.columns) or not all(
-        _fits(value, column, nullable=order.nullable and position == 0)
-        for position, (value, column) in enumerate(zip(key, order.columns, strict=True))
-    ):
-        raise CursorError("not a cursor this API made")
-    return key
+    return values
+
+
+def _encode(name: str, filters: str, values: Any) -> str:
+    text = json.dumps([name, filters, values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _encoded_key(key: Key) -> list[Any]:
+    return [{_TIME: value.isoformat()} if isinstance(value, datetime) else value for value in key]
 
 
 _LARGEST_INTEGER = 2**63 - 1
@@ -144,6 +158,22 @@ def _fits(value: Any, column: ColumnElement[Any], *, nullable: bool) -> bool:
     return isinstance(value, expected)
 
 
+def _decode_values(values: Any, order: Order) -> Key:
+    """The key *values* (as a cursor's JSON holds them) stand for in *order*, checked."""
+    if not isinstance(values, list):
+        raise CursorError("not a cursor this API made")
+    try:
+        key = tuple(_value(value) for value in values)
+    except (ValueError, TypeError, KeyError):
+        raise CursorError("not a cursor this API made") from None
+    if len(key) != len(order.columns) or not all(
+        _fits(value, column, nullable=order.nullable and position == 0)
+        for position, (value, column) in enumerate(zip(key, order.columns, strict=True))
+    ):
+        raise CursorError("not a cursor this API made")
+    return key
+
+
 def _value(value: Any) -> Any:
     if isinstance(value, dict):
         moment = datetime.fromisoformat(value[_TIME])
@@ -153,6 +183,18 @@ def _value(value: Any) -> Any:
     if value is None or isinstance(value, (str, int)):
         return value
     raise TypeError("unexpected value")
+
+
+def _rows_after(
+    connection: Connection, base: Select[Any], order: Order, after: Key | None, wanted: int
+) -> list[RowMapping]:
+    """At most *wanted* rows of *base* after *after* in *order*."""
+    rows: list[RowMapping] = []
+    for query in order.queries(base, after):
+        rows.extend(connection.execute(query.limit(wanted - len(rows))).mappings().all())
+        if len(rows) >= wanted:
+            break
+    return rows
 
 
 def read_page(
@@ -165,13 +207,8 @@ def read_page(
     filters: str,
 ) -> Page:
     """The *limit* rows of *base* after *after* in *order*, read in one transaction."""
-    rows: list[RowMapping] = []
     with database.read() as connection:
-        for query in order.queries(base, after):
-            wanted = limit + 1 - len(rows)
-            rows.extend(connection.execute(query.limit(wanted)).mappings().all())
-            if len(rows) > limit:
-                break
+        rows = _rows_after(connection, base, order, after, limit + 1)
     if len(rows) <= limit:
         return Page(rows, None)
     del rows[limit:]
@@ -222,3 +259,98 @@ def page_after(
     filters = fingerprint(described)
     after = None if cursor is None else decode_cursor(cursor, order, filters)
     return read_page(database, base, order, after=after, limit=limit, filters=filters)
+
+
+# --- lists merged from parts -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a merged list: its rows, and the order (its own columns) they page in."""
+
+    name: str  # the part's name in the cursor
+    base: Select[Any]
+    order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """A list merged from *parts*, sorted by *sort_key* of a row (the same for every part).
+
+    *name* is the list's sort as a cursor names it; *descending* says that *sort_key* runs
+    from the greatest. Each part's order must agree with *sort_key* on its own rows.
+    """
+
+    name: str
+    parts: Sequence[Part]
+    sort_key: Callable[[RowMapping], Any]
+    descending: bool = False
+
+    def page(self, database: Database, described: Any, *, limit: int, cursor: str | None) -> Page:
+        """The page after *cursor* (None: the first), for the filters *described*."""
+        filters = fingerprint(described)
+        after = self._positions(cursor, filters)
+        return self._read(database, after, limit=limit, filters=filters)
+
+    def stream(self, database: Database, *, batch: int = 1000) -> Iterator[RowMapping]:
+        """Every row, a page of *batch* at a time, each page its own short read."""
+        after: dict[str, Key | None] = {part.name: None for part in self.parts}
+        while True:
+            rows, after, more = self._merge(database, after, batch)
+            yield from rows
+            if not more:
+                return
+
+    def _positions(self, cursor: str | None, filters: str) -> dict[str, Key | None]:
+        if cursor is None:
+            return {part.name: None for part in self.parts}
+        values = _decode(cursor, self.name, filters)
+        if not isinstance(values, dict) or set(values) != {part.name for part in self.parts}:
+            raise CursorError("not a cursor this API made")
+        return {
+            part.name: None
+            if values[part.name] is None
+            else _decode_values(values[part.name], part.order)
+            for part in self.parts
+        }
+
+    def _read(
+        self, database: Database, after: Mapping[str, Key | None], *, limit: int, filters: str
+    ) -> Page:
+        rows, positions, more = self._merge(database, after, limit)
+        if not more:
+            return Page(rows, None)
+        values = {
+            name: None if key is None else _encoded_key(key) for name, key in positions.items()
+        }
+        return Page(rows, _encode(self.name, filters, values))
+
+    def _merge(
+        self, database: Database, after: Mapping[str, Key | None], limit: int
+    ) -> tuple[list[RowMapping], dict[str, Key | None], bool]:
+        """The first *limit* rows after *after*, each part's new position, whether more follow.
+
+        A page of each part is read in one transaction; their merge keeps each part's own
+        order, so the rows taken from a part are the first of its page and its position
+        moves to the last of them.
+        """
+        with database.read() as connection:
+            fetched = [
+                [
+                    (self.sort_key(row), part, row)
+                    for row in _rows_after(
+                        connection, part.base, part.order, after[part.name], limit + 1
+                    )
+                ]
+                for part in self.parts
+            ]
+        positions = dict(after)
+        rows: list[RowMapping] = []
+        for _, part, row in heapq.merge(
+            *fetched, key=lambda entry: entry[0], reverse=self.descending
+        ):
+            if len(rows) == limit:
+                return rows, positions, True
+            rows.append(row)
+            positions[part.name] = part.order.key_of(row)
+        return rows, positions, False

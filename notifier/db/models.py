@@ -340,3 +340,30 @@ class SinkLease(Base):
         Column("owner", String(100), nullable=False),
         Column("lease_until", UtcDateTime, nullable=False),  # set, compared on the DB clock
     )
+
+
+class Credential(Base):
+    """What a source other than the store found in its last pass: one row per credential.
+
+    The store's own tokens are not copied here: a list of every watched credential reads
+    them from ``tokens`` (notifier/credentials.py). Each pass brings a source's rows to what
+    it read, writing only what changed, and the time of that read in ``meta``; a source that
+    fails keeps its last rows and time.
+    """
+
+    __table__ = Table(
+        "credentials",
+        Base.metadata,
+        Column("source", String(64), primary_key=True),
+        Column("id", String(255), primary_key=True),
+        Column("kind", String(16), nullable=False),  # CredentialKind
+        Column("name", String(255), nullable=False),
+        Column("owner", String(200)),
+        Column("labels", JSON, nullable=False, default=dict),
+        Column("created_at", UtcDateTime),
+        Column("expires_at", UtcDateTime),  # None: never expires
+        Column("first_seen", UtcDateTime, nullable=False),  # the pass that first found it
+        # The list's pages, in each of its sorts.
+        Index("ix_credentials_expiry", "expires_at", "source", "id"),
+        Index("ix_credentials_name", "name", "source", "id"),
+    )

@@ -49,7 +49,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
@@ -60,6 +60,7 @@ import structlog
 from notifier.core.clock import Clock
 from notifier.core.model import Notice, NoticeKind, WatchedToken
 from notifier.core.policy import Policy
+from notifier.credentials.found import forget_sources, record_found
 from notifier.db.database import Database
 from notifier.delivery.coordination import Coordination
 from notifier.delivery.leases import lease_owner
@@ -70,6 +71,7 @@ from notifier.delivery.ledger import (
     Ledger,
     View,
     Walks,
+    WindowView,
     record_row,
     view,
 )
@@ -152,6 +154,7 @@ class Checker:
         retention: timedelta | None = None,
         count_within: bool = False,
         collect_credentials: bool = False,
+        forget_unlisted: bool = False,
     ) -> None:
         self._database = database
         self._sources = list(sources) if sources is not None else [StoreSource(database)]
@@ -164,6 +167,8 @@ class Checker:
         self._retention = retention
         self._count_within = count_within
         self._collect_credentials = collect_credentials
+        # The daemon's first pass drops what sources no longer configured found.
+        self._forget_unlisted = forget_unlisted
         self._ledger = Ledger(database, self._owner, lease)
         self._replicas = Coordination(database, self._owner, lease)
         # Seconds per notice each sink took lately: sizes its next chunk.
@@ -185,7 +190,7 @@ class Checker:
             self.settle()
             self._replicas.sync_policy(self._policy.fingerprint, self._policy.pass_interval, now)
         snoozes = active_snoozes(self._database, now)
-        views = self._read_sources(now, report)
+        views = self._read_sources(now, report, dry_run=dry_run)
         for sink in self._sinks:
             if self._stop.is_set():
                 report.interrupted = True
@@ -199,9 +204,20 @@ class Checker:
         report.duration_ms = (time.perf_counter() - started) * 1000
         return report
 
-    def _read_sources(self, now: datetime, report: PassReport) -> list[tuple[str, View]]:
-        """Each source's view of the pass; a failing source is reported and left out."""
+    def _read_sources(
+        self, now: datetime, report: PassReport, *, dry_run: bool
+    ) -> list[tuple[str, View]]:
+        """Each source's view of the pass; a failing source is reported and left out.
+
+        What each source other than the store read is kept for the list of every watched
+        credential (notifier/credentials.py), unless the pass is a dry run.
+        """
         views: list[tuple[str, View]] = []
+        if self._forget_unlisted and not dry_run:
+            self._forget_unlisted = not self._keep_found(
+                forget_sources,
+                [source.name for source in self._sources if not isinstance(source, StoreSource)],
+            )
         for source in self._sources:
             try:
                 seen = view(
@@ -225,16 +241,35 @@ class Checker:
                 report.failed_sources.append(source.name)
             views.append((source.name, seen))
             report.in_window += seen.in_window
-            if isinstance(source, Inventory):
-                everything = source.found()
-                report.found[source.name] = len(everything)
-                if self._collect_credentials:
-                    report.credentials[source.name] = list(everything)
-            else:
-                report.found[source.name] = seen.in_window
+            found = self._found(source, seen, report)
+            if found is not None and not dry_run:
+                self._keep_found(record_found, source.name, found, now)
             if self._count_within:
                 report.within.update(seen.within(self._policy.count_marks))
         return views
+
+    def _found(
+        self, source: TokenSource, seen: View, report: PassReport
+    ) -> Sequence[WatchedToken] | None:
+        """What *source* read this pass (None for the store, which is listed from its table)."""
+        if isinstance(source, Inventory):
+            found = source.found()
+            report.found[source.name] = len(found)
+            if self._collect_credentials:
+                report.credentials[source.name] = list(found)
+            return found
+        report.found[source.name] = seen.in_window
+        # A source that reads only its window (sql): what it found is that window.
+        return seen.tokens if isinstance(seen, WindowView) else None
+
+    def _keep_found(self, write: Callable[..., object], *args: Any) -> bool:
+        """Write what the sources found; a failure is logged, never the pass's failure."""
+        try:
+            write(self._database, *args)
+        except Exception as error:  # noqa: BLE001 - the list of credentials is not a delivery
+            log.warning("credentials.failed", reason=f"{type(error).__name__}: {error}")
+            return False
+        return True
 
     def settle(self) -> int:
         """Write what a failed pass could not write, and release the claims it left.

@@ -33,7 +33,7 @@ from notifier.db.database import Database
 from notifier.sinks import Sink
 from notifier.sinks.registry import Retry, SinkContext, build_sink
 from notifier.sources import TokenSource
-from notifier.sources.config import SourceConfig
+from notifier.sources.config import SourceConfig, StoreSourceConfig
 from notifier.sources.file import FileSource, FileSourceConfig
 from notifier.sources.sql import SqlSource, SqlSourceConfig
 from notifier.sources.store import StoreSource
@@ -41,6 +41,7 @@ from notifier.sources.vault import VaultSource, VaultSourceConfig
 from notifier.sources.x509 import X509Source, X509SourceConfig
 
 if TYPE_CHECKING:
+    from notifier.credentials.listing import CredentialLists
     from notifier.delivery.checker import Checker
     from notifier.runtime.deadman import Heartbeat
     from notifier.runtime.metrics import Metrics
@@ -124,7 +125,18 @@ class Components:
             count_within=self._count_within,
             # Only a process that serves metrics (the daemon) shows each credential.
             collect_credentials=self._count_within and settings.metrics_credentials,
+            # The daemon's sources are the configured ones: what others found is dropped.
+            forget_unlisted=self._count_within,
         )
+
+    @cached_property
+    def credentials(self) -> CredentialLists:
+        """Every watched credential: the store's tokens (when it is a source) and the rest."""
+        from notifier.credentials.listing import CredentialLists  # noqa: PLC0415 - see the class
+
+        configs = self.settings.source_configs
+        store = not configs or any(isinstance(config, StoreSourceConfig) for config in configs)
+        return CredentialLists(self.database, self.policy, store=store)
 
     @cached_property
     def tokens(self) -> TokenStore:
@@ -228,6 +240,7 @@ def web_api(
     return WebApi(
         database=parts.database,
         authenticator=authenticator,
+        credentials=parts.credentials,
         default_ttl=settings.token_default_ttl,
         detection_window=settings.detection_window,
         stream=stream or StreamOptions(),

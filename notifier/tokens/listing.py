@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
     and_,
     case,
     false,
@@ -96,29 +97,41 @@ class TokenFilter:
 
 
 @dataclass(frozen=True)
-class _Status:
-    """The SQL condition of each status at *now*, under *policy*."""
+class Statuses:
+    """The SQL condition of each status at *now*, under *policy*, for the rows of *table*.
+
+    *table* has ``expires_at`` and ``created_at``; where it has no ``revoked_at`` or
+    ``superseded_by`` (the credentials other sources found), nothing in it is revoked or
+    superseded.
+    """
 
     now: datetime
     policy: Policy
     database: Database
+    table: Table = _tokens
     conditions: dict[TokenStatus, ColumnElement[bool]] = field(init=False)
 
     def __post_init__(self) -> None:
-        c, now = _tokens.c, self.now
-        revoked = and_(c.revoked_at.is_not(None), c.revoked_at <= now)
-        live = and_(
-            or_(c.revoked_at.is_(None), c.revoked_at > now),
-            or_(c.expires_at.is_(None), c.expires_at > now),
-        )
-        expired = and_(
-            or_(c.revoked_at.is_(None), c.revoked_at > now),
-            c.expires_at.is_not(None),
-            c.expires_at <= now,
-        )
-        superseded = and_(live, c.superseded_by.is_not(None))
-        expiring = and_(live, c.superseded_by.is_(None), self._inside_zone())
-        active = and_(live, c.superseded_by.is_(None), not_(self._inside_zone()))
+        c, now = self.table.c, self.now
+        revoked_at, superseded_by = c.get("revoked_at"), c.get("superseded_by")
+        revoked: ColumnElement[bool]
+        unrevoked: ColumnElement[bool]
+        rotated: ColumnElement[bool]
+        current: ColumnElement[bool]
+        if revoked_at is None:
+            revoked, unrevoked = false(), true()
+        else:
+            revoked = and_(revoked_at.is_not(None), revoked_at <= now)
+            unrevoked = or_(revoked_at.is_(None), revoked_at > now)
+        if superseded_by is None:
+            rotated, current = false(), true()
+        else:
+            rotated, current = superseded_by.is_not(None), superseded_by.is_(None)
+        live = and_(unrevoked, or_(c.expires_at.is_(None), c.expires_at > now))
+        expired = and_(unrevoked, c.expires_at.is_not(None), c.expires_at <= now)
+        superseded = and_(live, rotated)
+        expiring = and_(live, current, self._inside_zone())
+        active = and_(live, current, not_(self._inside_zone()))
         object.__setattr__(
             self,
             "conditions",
@@ -138,7 +151,7 @@ class _Status:
         widest fixed one, or the widest share of the token's lifetime. Without thresholds,
         within the detection window.
         """
-        c, now, policy = _tokens.c, self.now, self.policy
+        c, now, policy = self.table.c, self.now, self.policy
         expiry = c.expires_at
         in_window = and_(expiry.is_not(None), expiry > now, expiry <= now + policy.horizon)
         if not policy.thresholds:
@@ -158,6 +171,7 @@ class _Status:
         return and_(in_window, or_(*reached))
 
     def any_of(self, statuses: frozenset[TokenStatus]) -> ColumnElement[bool]:
+        """A row of any of *statuses*."""
         if statuses >= set(STATUSES):
             return true()
         if not statuses:
@@ -177,13 +191,14 @@ class TokenLists:
 
     # --- the conditions -------------------------------------------------------------------
 
-    def _where(
+    def conditions(
         self, wanted: TokenFilter, now: datetime, *, statuses: bool = True
     ) -> list[ColumnElement[bool]]:
+        """The conditions of the tokens *wanted* holds at *now* (its statuses unless told not)."""
         c = _tokens.c
         conditions: list[ColumnElement[bool]] = []
         if statuses:
-            conditions.append(_Status(now, self.policy, self.database).any_of(wanted.statuses))
+            conditions.append(Statuses(now, self.policy, self.database).any_of(wanted.statuses))
         if wanted.source is not None and wanted.source != STORE:
             conditions.append(false())  # the store holds only its own tokens
         if wanted.owner is not None:
@@ -226,7 +241,7 @@ class TokenLists:
         return matching(indexed=found < broad)
 
     def _query(self, wanted: TokenFilter, now: datetime) -> Select[Any]:
-        return select(_tokens).where(*self._where(wanted, now))
+        return select(_tokens).where(*self.conditions(wanted, now))
 
     # --- reading --------------------------------------------------------------------------
 
@@ -279,8 +294,8 @@ class TokenLists:
         Every filter of *wanted* but its statuses narrows both. A day counts the tokens not
         revoked nor superseded whose expiry falls on it: the expired ones for past days.
         """
-        status = _Status(now, self.policy, self.database)
-        where = self._where(wanted, now, statuses=False)
+        status = Statuses(now, self.policy, self.database)
+        where = self.conditions(wanted, now, statuses=False)
         counts = [
             func.coalesce(func.sum(case((condition, 1), else_=0)), 0).label(name)
             for name, condition in status.conditions.items()

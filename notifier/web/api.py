@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from notifier.core.clock import Clock
+from notifier.credentials.listing import CredentialLists
 from notifier.db.database import Database
 from notifier.tokens.lifecycle import TokenStore
 from notifier.web.auth import Authenticator
@@ -27,6 +28,7 @@ class WebApi:
 
     database: Database
     authenticator: Authenticator  # its token store and clock are the API's
+    credentials: CredentialLists  # every watched credential, the store's tokens among them
     default_ttl: timedelta
     detection_window: timedelta
     stream: StreamOptions = field(default_factory=StreamOptions)

@@ -7,8 +7,19 @@ the row codec (:mod:`.codec`), and what other parts read or change (:mod:`.histo
 ``deliveries list``, unsnooze, token delete, retention).
 """
 
-from notifier.delivery.ledger.candidates import View, Walks, view
+from notifier.delivery.ledger.candidates import View, Walks, WindowView, view
 from notifier.delivery.ledger.codec import EPOCH, Candidate, Item, Key, record_row
 from notifier.delivery.ledger.writes import Ledger
 
-__all__ = ["EPOCH", "Candidate", "Item", "Key", "Ledger", "View", "Walks", "record_row", "view"]
+__all__ = [
+    "EPOCH",
+    "Candidate",
+    "Item",
+    "Key",
+    "Ledger",
+    "View",
+    "Walks",
+    "WindowView",
+    "record_row",
+    "view",
+]

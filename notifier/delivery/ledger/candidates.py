@@ -487,6 +487,11 @@ class WindowView:
             1 for token in self._tokens if token.expires_at is not None and token.expires_at > now
         )
 
+    @property
+    def tokens(self) -> Sequence[WatchedToken]:
+        """The window's tokens, as the source listed them."""
+        return self._tokens
+
     def due_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
         """Yield the due candidates, reading state for one batch of tokens at a time."""
         for start in range(0, len(self._tokens), batch_size):

@@ -1,4 +1,4 @@
-"""The HTTP API under ``/api/v1``: whoami here, then tokens, notifications and the audit trail.
+"""The HTTP API under ``/api/v1``: whoami here, then tokens, notifications, audit, credentials.
 
 Every route runs behind :class:`notifier.web.middleware.Gate` and names its scope with
 :func:`notifier.web.auth.requires`. Answers are the resources of :mod:`notifier.resources`,
@@ -17,6 +17,7 @@ from notifier.web.api import PREFIX, WebApi
 from notifier.web.auth import Principal, requires
 from notifier.web.errors import ERROR_RESPONSES
 from notifier.web.routes.audit import audit_routes
+from notifier.web.routes.credentials import credential_routes
 from notifier.web.routes.notifications import notification_routes
 from notifier.web.routes.queries import SingleValuedQuery
 from notifier.web.routes.tokens import token_routes
@@ -41,4 +42,5 @@ def api_router(api: WebApi) -> APIRouter:
     router.include_router(token_routes(api))
     router.include_router(notification_routes(api))
     router.include_router(audit_routes(api))
+    router.include_router(credential_routes(api))
     return router

@@ -9,7 +9,8 @@ that checks the other disagree. Durations are checked here too.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 
 from fastapi import Request
 from fastapi._compat import field_annotation_is_sequence
@@ -26,6 +27,29 @@ def query_duration(text: str, name: str) -> timedelta:
         return duration(text)
     except ValueError as error:
         raise ApiProblem(422, "invalid_request", f"{name}: {error}", field=name) from None
+
+
+# RFC 3339: a date, T (or a space), a time, then Z or an offset. Pydantic's own datetime
+# would also take a number as Unix time (expires_after=2), which the document does not say.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def query_time(text: str | None, name: str) -> datetime | None:
+    """The RFC 3339 time of query parameter *name*; 422 naming it when it is not one."""
+    if text is None:
+        return None
+    problem = ApiProblem(
+        422,
+        "invalid_request",
+        f"{name}: not an RFC 3339 time with its zone (e.g. 2027-01-31T00:00:00Z)",
+        field=name,
+    )
+    if _RFC3339.fullmatch(text.strip()) is None:
+        raise problem
+    try:
+        return datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise problem from None
 
 
 def _queries(dependant: Dependant) -> tuple[frozenset[str], frozenset[str]]:

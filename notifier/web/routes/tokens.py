@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -30,7 +29,7 @@ from notifier.web.routes.lifetimes import (
     same_lifetime,
 )
 from notifier.web.routes.paging import DEFAULT_PAGE, PAGED, Cursor, Limit, paged
-from notifier.web.routes.queries import query_duration
+from notifier.web.routes.queries import query_duration, query_time
 from notifier.web.schemas import DURATION_PATTERN, TokenCreate, TokenRotate, duration
 
 _CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -152,33 +151,10 @@ def _token_filter(
         expiring_within=(
             None if expiring_within is None else query_duration(expiring_within, "expiring_within")
         ),
-        expires_after=_query_time(expires_after, "expires_after"),
-        expires_before=_query_time(expires_before, "expires_before"),
+        expires_after=query_time(expires_after, "expires_after"),
+        expires_before=query_time(expires_before, "expires_before"),
         search=q,
     )
-
-
-# RFC 3339: a date, T (or a space), a time, then Z or an offset. Pydantic's own datetime
-# would also take a number as Unix time (expires_after=2), which the document does not say.
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
-
-
-def _query_time(text: str | None, name: str) -> datetime | None:
-    """The RFC 3339 time of query parameter *name*; 422 naming it when it is not one."""
-    if text is None:
-        return None
-    problem = ApiProblem(
-        422,
-        "invalid_request",
-        f"{name}: not an RFC 3339 time with its zone (e.g. 2027-01-31T00:00:00Z)",
-        field=name,
-    )
-    if _RFC3339.fullmatch(text.strip()) is None:
-        raise problem
-    try:
-        return datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError:
-        raise problem from None
 
 
 Filters = Annotated[TokenFilter, Depends(_token_filter)]

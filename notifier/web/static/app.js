@@ -1,5 +1,6 @@
 // notifier's page: sign in with a token; the expiry banner, counts and a chart of expiries;
-// tokens, notifications and the audit trail, each paged by the server; live updates.
+// tokens, notifications, every watched credential and the audit trail, each paged by the
+// server; live updates.
 //
 // The token lives in sessionStorage (this tab only, never a URL or a cookie) and goes to the
 // API in the Authorization header. The live stream is read with fetch(), because EventSource
@@ -16,6 +17,7 @@
   const TOKEN_PAGE = 50;
   const NOTIFICATION_PAGE = 10;
   const AUDIT_PAGE = 50;
+  const CREDENTIAL_PAGE = 50;
   const BANNER_PAGE = 100; // the most urgent active notifications, for the banner
   const SEARCH_DELAY = 300; // ms of quiet typing before a search is sent
   const SUMMARY_GAP = 3000; // ms: live updates refresh the counts at most this often
@@ -243,6 +245,7 @@
   let tokensPager = null;
   let notificationsPager = null;
   let auditPager = null;
+  let credentialsPager = null;
 
   // --- sign in and out ----------------------------------------------------------------------
 
@@ -265,6 +268,7 @@
     $("tokens-section").hidden = !reads && !grants("tokens:write");
     $("summary-section").hidden = !reads;
     $("audit-section").hidden = !reads;
+    $("credentials-section").hidden = !reads;
     $("create").hidden = !grants("tokens:write");
     $("tokens").hidden = !reads;
     $("filters").hidden = !reads;
@@ -299,7 +303,7 @@
     state.bannerSeq += 1;
     state.filters = emptyFilters();
     state.applied = "";
-    for (const pager of [tokensPager, notificationsPager, auditPager]) pager.clear();
+    for (const pager of [tokensPager, notificationsPager, auditPager, credentialsPager]) pager.clear();
     sessionStorage.removeItem(STORAGE_KEY);
     $("filters").reset();
     $("filter-day").hidden = true;
@@ -309,6 +313,9 @@
     $("counts").replaceChildren();
     $("chart-svg").replaceChildren();
     $("audit").open = false;
+    $("credentials").open = false;
+    $("credentials-filters").reset();
+    $("credentials-body").replaceChildren();
     if ($("self-revoke").open) $("self-revoke").close("cancel");
     $("who").hidden = true;
     $("app").hidden = true;
@@ -969,6 +976,64 @@
     return null;
   }
 
+  // --- every watched credential -------------------------------------------------------------
+
+  function credentialsPath() {
+    const query = new URLSearchParams({ limit: String(CREDENTIAL_PAGE) });
+    const kind = $("credentials-kind").value;
+    const q = $("credentials-q").value.trim();
+    if (kind) query.append("kind", kind);
+    if (q) query.append("q", q);
+    return `/credentials?${query}`;
+  }
+
+  function renderCredentials(credentials) {
+    $("credentials-body").replaceChildren(
+      ...credentials.map((c) => {
+        const soon = urgency(c);
+        return element(
+          "tr",
+          { "data-id": `${c.source}/${c.id}`, className: soon ? `urgent-${soon.level}` : null },
+          element("td", { "data-label": "Name" }, c.name),
+          element("td", { "data-label": "Kind" }, c.kind),
+          element("td", { "data-label": "Source" }, c.source),
+          element("td", { "data-label": "ID", className: "id" }, c.id),
+          element(
+            "td",
+            { "data-label": "Days left" },
+            element("span", { className: "days" }, c.days_left === null ? "–" : c.days_left),
+            soon ? element("span", { className: `urgency urgency-${soon.level}` }, soon.text) : null,
+          ),
+          element("td", { "data-label": "Expires" }, when(c.expires_at)),
+          element(
+            "td",
+            { "data-label": "Status" },
+            element("span", { className: `status status-${c.status}` }, c.status),
+          ),
+          element("td", { "data-label": "Last read" }, c.seen_at ? when(c.seen_at) : "live"),
+        );
+      }),
+    );
+    $("credentials-empty").hidden = credentials.length > 0;
+    $("credentials-empty").textContent =
+      credentialsPager.back.length > 0 ? "No more credentials." : "No watched credentials match.";
+  }
+
+  function wireCredentials() {
+    const restart = () => {
+      if ($("credentials").open && state.me) credentialsPager.start();
+    };
+    $("credentials").addEventListener("toggle", () => {
+      if ($("credentials").open && credentialsPager.current === null && state.me) restart();
+    });
+    $("credentials-kind").addEventListener("change", restart);
+    $("credentials-q").addEventListener("input", () => later("credentials", 300, restart));
+    $("credentials-filters").addEventListener("submit", (event) => {
+      event.preventDefault();
+      restart();
+    });
+  }
+
   // --- the live stream ----------------------------------------------------------------------
 
   function handleEvent(kind, data, reconnected) {
@@ -1105,6 +1170,7 @@
       render: renderNotifications,
     });
     auditPager = new Pager("audit", { first: () => `/audit?limit=${AUDIT_PAGE}`, render: renderAudit });
+    credentialsPager = new Pager("credentials", { first: credentialsPath, render: renderCredentials });
 
     $("sign-in-form").addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -1132,6 +1198,7 @@
       if ($("audit").open && auditPager.current === null && state.me) auditPager.start();
     });
     wireFilters();
+    wireCredentials();
     // What the keyboard focuses, or a link scrolls to, lands below the pinned header and
     // banner, however tall they are. On a phone only the banner stays (the header scrolls
     // away: the sticky block's top is minus the header's height), so that the two do not
