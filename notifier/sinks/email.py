@@ -36,7 +36,7 @@ from notifier.sinks.base import MessageSink, SinkParts, parts
 from notifier.sinks.config import ROUTE_OPTIONS, check_templates
 from notifier.sinks.registry import SinkContext
 from notifier.sinks.retrying import Permanent, Retrier, Transient
-from notifier.sinks.templates import DEFAULT_SUBJECT, inline, load, token_context
+from notifier.sinks.templates import DEFAULT_SUBJECT, digest_noun, inline, load, token_context
 
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 # Control characters (CR, LF, NEL, ...), format characters (U+202E, ...), line and paragraph
@@ -165,7 +165,12 @@ class EmailSink(MessageSink):
 
     def _message(self, recipient: str, notices: list[Notice]) -> EmailMessage:
         tokens = [token_context(notice, self._slice_name) for notice in notices]
-        context = {"recipient": recipient, "tokens": tokens, "count": len(tokens)}
+        context = {
+            "recipient": recipient,
+            "tokens": tokens,
+            "count": len(tokens),
+            "noun": digest_noun(notices),  # "API token", "certificate", or "credential"
+        }
         sender = self._options["from"]
         headers = {
             "Subject": _render(self._subject, context),

@@ -8,6 +8,7 @@ cannot inject markup. Undefined variables are errors, caught when the sink is co
 from __future__ import annotations
 
 from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from notifier.runtime.logs import rfc3339
 _TEXT = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)  # noqa: S701 - plain text, not HTML
 _HTML = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
 DEFAULT_SUBJECT = (
-    "[notifier] {{ count }} API token{{ 's' if count != 1 }} need{{ 's' if count == 1 }} attention"
+    "[notifier] {{ count }} {{ noun }}{{ 's' if count != 1 }} need{{ 's' if count == 1 }} attention"
 )
 DEFAULT_TITLE = (
     "[notifier] {{ 'API token' if credential == 'token' else credential }} {{ name }}: {{ kind }}"
@@ -47,6 +48,15 @@ def inline(text: str | None, default: str) -> Template:
         return _TEXT.from_string(text or default)
     except TemplateError as error:
         raise ValueError(f"template {text!r}: {error}") from None
+
+
+_NOUNS = {"token": "API token", "certificate": "certificate", "lease": "lease"}
+
+
+def digest_noun(notices: Sequence[Notice]) -> str:
+    """What a digest calls its notices: their kind's word when they share one, else credential."""
+    kinds = {notice.credential_kind.value for notice in notices}
+    return _NOUNS.get(kinds.pop(), "credential") if len(kinds) == 1 else "credential"
 
 
 def token_context(notice: Notice, slice_name: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The list commands stream: filters as the API's, one JSON array or JSON Lines, quiet pipes.
 
-``tokens list``, ``audit list``, ``notifications list``, ``deliveries list`` and ``tokens
-export``, each in a process of its own against a real SQLite file (and PostgreSQL where the
-backend is the point), at up to 100,000 tokens made by :func:`notifier.testing.fill_tokens`.
+``tokens list``, ``audit list``, ``notifications list``, ``deliveries list``, ``credentials
+list`` and ``tokens export``, each in a process of its own against a real SQLite file (and
+PostgreSQL where the backend is the point), at up to 100,000 tokens made by
+:func:`notifier.testing.fill_tokens`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ LISTS = [
     ["audit", "list"],
     ["notifications", "list", "--all"],
     ["deliveries", "list"],
+    ["credentials", "list"],
 ]
 SHAPES = [[], ["--json"], ["--jsonl"]]
 NOW = datetime.now(UTC)
@@ -222,7 +224,7 @@ class TestShapes:
         if command[-1] != "export":
             assert cli(*command, "--json", env=env).stdout == "[]\n"
             (header,) = cli(*command, env=env).stdout.splitlines()
-            assert header.split()[0] in {"ID", "AT", "SOURCE"}
+            assert header.split()[0] in {"ID", "AT", "SOURCE", "KIND"}
 
     def test_limit_everywhere(self, busy: dict[str, str]) -> None:
         """--limit N prints the first N of each list, in the order the whole list has."""

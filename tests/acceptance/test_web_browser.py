@@ -687,3 +687,43 @@ class TestPagedPage:
             assert (header["y"] >= 0) is header_stays, header
         finally:
             context.close()
+
+
+class TestCredentials:
+    def test_every_watched_credential_is_listed_and_filtered(
+        self,
+        make_web: WebFactory,
+        serve_in_thread: Callable[[Web, StreamOptions | None], Served],
+        page: Page,
+        tmp_path: Path,
+    ) -> None:
+        """The section lists the store's tokens and the certificates a pass found, by kind."""
+        from tests.certificates import Chain  # noqa: PLC0415 - trustme, for this test only
+
+        chain = Chain()
+        folder = tmp_path / "certs"
+        folder.mkdir()
+        web = make_web(NOTIFIER_SOURCES="store,x509", NOTIFIER_X509_PATHS=str(folder))
+        now = web.clock.now()
+        for name, days in (("edge.example.com", 2.5), ("api.example.com", 50)):
+            leaf = chain.leaf(name, not_before=now - DAY, not_after=now + days * DAY)
+            (folder / f"{name}.pem").write_bytes(chain.bundle(leaf, with_root=False))
+        made(web, "deploy", timedelta(days=10))
+        web.parts.checker.run()
+        site = serve_in_thread(web, FAST)
+        admin = web.token("*", name="admin", ttl=60 * DAY)
+        sign_in(page, site.base, admin.token)
+        page.locator("#credentials summary").click()
+        rows = page.locator("#credentials-body tr")
+        expect(rows.first).to_contain_text("edge.example.com")  # soonest first
+        expect(rows.first).to_contain_text("certificate")
+        expect(rows.first).to_have_class(re.compile("urgent-week"))
+        expect(page.locator("#credentials-body")).to_contain_text("deploy")
+        expect(page.locator("#credentials-body")).to_contain_text("live")
+        page.locator("#credentials-kind").select_option("certificate")
+        expect(page.locator("#credentials-body")).not_to_contain_text("deploy")
+        expect(page.locator("#credentials-body")).to_contain_text("api.example.com")
+        page.locator("#credentials-q").fill("API")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("api.example.com")
+        shot(page, "credentials")

@@ -28,8 +28,11 @@ from notifier.sinks import EVERYTHING
 from notifier.sinks.config import check_sink
 from notifier.sinks.email import EmailSink, header_text
 from notifier.sources.file import FileSource, FileSourceConfig
+from notifier.sources.store import StoreSource
+from notifier.sources.x509 import X509Source, X509SourceConfig
 from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
+from tests.certificates import Chain
 from tests.conftest import sqlite_database
 from tests.receivers import FAST, Mailbox, free_port
 
@@ -118,6 +121,59 @@ class TestDigests:
         assert sorted(to[0] for to, _ in mailbox.messages) == ["ops@example.com", "sec@example.com"]
         for _, message in mailbox.messages:
             assert message["Subject"].startswith("[notifier] 2 API tokens")
+
+    def test_a_digest_names_the_kind_of_what_it_lists(
+        self,
+        smtp_server: tuple[Mailbox, int],
+        database: Database,
+        clock: FixedClock,
+        tmp_path: Path,
+    ) -> None:
+        """Certificates alone are certificates; certificates and tokens are credentials."""
+        mailbox, port = smtp_server
+        chain = Chain()
+        leaf = chain.leaf(
+            "edge.example.com", not_before=clock.now() - DAY, not_after=clock.now() + DAY
+        )
+        (tmp_path / "edge.pem").write_bytes(chain.bundle(leaf, with_root=False))
+        certificates = X509Source(
+            X509SourceConfig(
+                name="x509",
+                paths=(str(tmp_path / "edge.pem"),),
+                endpoints=(),
+                pkcs12_password=None,
+                timeout=timedelta(seconds=5),
+                remember=DAY,
+            )
+        )
+        checker = Checker(
+            database=database,
+            sources=[certificates, StoreSource(database)],
+            sinks=[email_sink(port, to="ops@example.com")],
+            policy=POLICY,
+            clock=clock,
+            lease=timedelta(minutes=5),
+        )
+        checker.run()
+        ((_, alone),) = mailbox.messages
+        assert alone["Subject"] == "[notifier] 1 certificate needs attention"
+        plain, html = text_of(alone)
+        assert plain.startswith("1 certificate needs your attention.")
+        assert "Renew or replace each one" in plain
+        assert "tokens rotate" not in plain
+        assert "tokens rotate" not in html
+        mailbox.messages.clear()
+        TokenStore(database, clock, POLICY, prefix="ntf_", pepper=None).create(
+            name="deploy", expires_at=clock.now() + DAY * 2
+        )
+        clock.advance(timedelta(hours=1))
+        leaf = chain.leaf(
+            "api.example.com", not_before=clock.now() - DAY, not_after=clock.now() + DAY
+        )
+        (tmp_path / "edge.pem").write_bytes(chain.bundle(leaf, with_root=False))
+        checker.run()
+        ((_, mixed),) = mailbox.messages
+        assert mixed["Subject"] == "[notifier] 2 credentials need attention"
 
     def test_no_recipient_is_permanent(
         self, smtp_server: tuple[Mailbox, int], database: Database, clock: FixedClock

@@ -997,7 +997,12 @@
           element("td", { "data-label": "Name" }, c.name),
           element("td", { "data-label": "Kind" }, c.kind),
           element("td", { "data-label": "Source" }, c.source),
-          element("td", { "data-label": "ID", className: "id" }, c.id),
+          // A certificate's id is its 64-digit fingerprint: its start, as the warn line has it.
+          element(
+            "td",
+            { "data-label": "ID", className: "id", title: c.id.length > 20 ? c.id : null },
+            c.id.length > 20 ? `${c.id.slice(0, 16)}…` : c.id,
+          ),
           element(
             "td",
             { "data-label": "Days left" },
