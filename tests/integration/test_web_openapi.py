@@ -85,6 +85,10 @@ OPERATIONS = [
     ("POST", "/api/v1/tokens/{token_id}/rotate"),
     ("GET", "/api/v1/notifications"),
     ("POST", "/api/v1/notifications/{notification_id}/ack"),
+    ("GET", "/api/v1/tokens/summary"),
+    ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/deliveries"),
+    ("GET", "/api/v1/credentials"),
 ]
 
 
@@ -167,6 +171,7 @@ def test_the_document_covers_the_api(target: Target) -> None:
         "/api/v1/notifications/{notification_id}/ack",
         STREAM,
         "/api/v1/auth/whoami",
+        "/api/v1/credentials",
         "/healthz",
         "/readyz",
     } <= paths
