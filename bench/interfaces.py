@@ -7,7 +7,10 @@ One run builds (or reuses, ``--reuse``) a database of ``--tokens`` made-up token
   pages by their Link headers (and that no page repeats a row), a search by name, the
   summary, and serve's resident memory (its peak, VmHWM) after all of that;
 - ``notifier tokens list --limit 50`` and ``notifier tokens list --json`` over every row:
-  wall time and peak RSS of the process, read from ``wait4``;
+  wall time and peak RSS of the process, as GNU time (``/usr/bin/time``) reports it;
+- every watched credential (#15): the store's tokens merged with ``--found`` certificates
+  an x509 source found (10,000 by default): ``/api/v1/credentials``' first page, next pages,
+  one kind's page, and ``notifier credentials list --limit 50``;
 - beside each, its baseline in the same run: the same page as one hand-written SQL query on
   the driver (sqlite3 or psycopg), a bare ``python -c "import sqlite3"`` for the commands.
 
@@ -22,6 +25,7 @@ are printed, and written with ``--json``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -33,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +45,8 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy.engine import make_url
 
+from notifier.core.model import CredentialKind, WatchedToken
+from notifier.credentials.found import record_found
 from notifier.db import migrate
 from notifier.db.database import Database
 from notifier.testing import fill_tokens
@@ -52,20 +58,49 @@ _LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
 MIB = 1024 * 1024
 
 
+def certificates(count: int) -> list[WatchedToken]:
+    """*count* certificates as an x509 source reports them, expiring over the next year."""
+    return [
+        WatchedToken(
+            source="x509",
+            token_id=hashlib.sha256(str(number).encode()).hexdigest(),
+            name=f"host-{number}.example.com",
+            expires_at=NOW + timedelta(hours=number % (365 * 24)),
+            created_at=NOW - timedelta(days=90),
+            labels={"location": f"/etc/ssl/host-{number}.pem"},
+            credential_kind=CredentialKind.CERTIFICATE,
+        )
+        for number in range(count)
+    ]
+
+
 def median_of(repeat: int, measure: Callable[[], float]) -> float:
     """The median of *repeat* calls of *measure*."""
     return statistics.median(measure() for _ in range(repeat))
 
 
+GNU_TIME = Path("/usr/bin/time")  # Debian's `time` package
+
+
 def run_command(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of *command*, its output thrown away; it must exit 0."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{command} failed")
-    return wall, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    """Wall seconds and peak RSS (MiB) of *command*, its output thrown away; it must exit 0.
+
+    The peak is GNU time's ``%M``, not ``ru_maxrss`` from ``wait4``: Linux starts a child's
+    high-water mark at the RSS of the process that forked it, and this one can hold hundreds
+    of MiB (bench/import_cost.py says the same). ``time`` is a small C program.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
+        started = time.perf_counter()
+        result = subprocess.run(
+            [str(GNU_TIME), "-f", "%M", "-o", report.name, *command],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
+        wall = time.perf_counter() - started
+        if result.returncode != 0:
+            raise SystemExit(f"{command} failed")
+        return wall, int(report.read().split()[-1]) / 1024  # %M is in KiB
 
 
 def free_port() -> int:
@@ -114,6 +149,33 @@ def raw_first_page(url: str) -> Callable[[], float]:
     return postgresql_page
 
 
+def follow(
+    timed: Callable[[str], tuple[float, httpx.Response]],
+    url: str,
+    pages: int,
+    key: tuple[str, ...],
+) -> tuple[list[float], int, httpx.Response]:
+    """Follow *pages* Link headers from *url*: each page's time, rows seen twice, the last."""
+    elapsed_each: list[float] = []
+    seen: set[tuple[Any, ...]] = set()
+    overlap = 0
+    current: str | None = url
+    response = None
+    for _ in range(pages):
+        if current is None:
+            break
+        elapsed, response = timed(current)
+        elapsed_each.append(elapsed)
+        keys = {tuple(item[field] for field in key) for item in response.json()}
+        overlap += len(keys & seen)
+        seen |= keys
+        match = _LINK.match(response.headers.get("link", ""))
+        current = match["url"] if match else None
+    if response is None:
+        raise SystemExit(f"{url}: no page was read")
+    return elapsed_each, overlap, response
+
+
 def measure_api(env: dict[str, str], repeat: int, pages: int) -> dict[str, Any]:
     """First page, next pages, a search and the summary through a real serve; its memory."""
     port = free_port()
@@ -150,22 +212,11 @@ def measure_api(env: dict[str, str], repeat: int, pages: int) -> dict[str, Any]:
                 response.raise_for_status()
                 return elapsed, response
 
-            firsts, nexts, seen = [], [], set()
+            firsts = []
             for _ in range(repeat):
                 elapsed, response = timed("/api/v1/tokens")
                 firsts.append(elapsed)
-            url: str | None = "/api/v1/tokens"
-            overlap = 0
-            for _ in range(pages):
-                if url is None:
-                    break
-                elapsed, response = timed(url)
-                nexts.append(elapsed)
-                ids = {token["id"] for token in response.json()}
-                overlap += len(ids & seen)
-                seen |= ids
-                match = _LINK.match(response.headers.get("link", ""))
-                url = match["url"] if match else None
+            nexts, overlap, response = follow(timed, "/api/v1/tokens", pages, ("id",))
             name = response.json()[-1]["name"]
             searches = [timed(f"/api/v1/tokens?q={quote(name)}")[0] for _ in range(repeat)]
             short = [timed("/api/v1/tokens?q=ci-d")[0] for _ in range(repeat)]
@@ -174,6 +225,11 @@ def measure_api(env: dict[str, str], repeat: int, pages: int) -> dict[str, Any]:
                 timed(f"/api/v1/tokens?sort={sort}&status=active")[0]
                 for sort in ("name", "-name", "created_at", "-expires_at")
             ]
+            credential_pages = [timed("/api/v1/credentials")[0] for _ in range(repeat)]
+            credential_nexts, credential_overlap, _ = follow(
+                timed, "/api/v1/credentials", pages, ("source", "id")
+            )
+            certificates = [timed("/api/v1/credentials?kind=certificate")[0] for _ in range(repeat)]
             page_rows = measure_page(base, secret, options_repeat=repeat)
             return {
                 **page_rows,
@@ -186,6 +242,11 @@ def measure_api(env: dict[str, str], repeat: int, pages: int) -> dict[str, Any]:
                 "search 'ci-d' s": statistics.median(short),
                 "summary s": statistics.median(summaries),
                 "other sorts s (slowest)": max(sorted_pages),
+                "credentials first page s": statistics.median(credential_pages),
+                "credentials next page s (median)": statistics.median(credential_nexts),
+                "credentials next page s (slowest)": max(credential_nexts),
+                "credentials rows repeated across pages": credential_overlap,
+                "credentials kind=certificate page s": statistics.median(certificates),
                 "serve RSS at start MiB": started_rss,
                 "serve peak RSS MiB": vm_hwm(serve.pid),
             }
@@ -231,6 +292,9 @@ def main() -> None:
     parser.add_argument("--database", help="a database URL (default: a SQLite file)")
     parser.add_argument("--reuse", type=Path, help="a SQLite file filled by an earlier run")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--found", type=int, default=10_000, help="certificates an x509 source found"
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="notifier-interfaces-") as scratch:
         url = options.database or f"sqlite:///{options.reuse or Path(scratch) / 'fleet.db'}"
@@ -240,6 +304,7 @@ def main() -> None:
             started = time.perf_counter()
             fill_tokens(database, options.tokens, now=NOW)
             print(f"filled {options.tokens:,} tokens in {time.perf_counter() - started:.1f} s")
+        record_found(database, "x509", certificates(options.found), NOW)
         database.dispose()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -261,6 +326,12 @@ def main() -> None:
         wall, rss = run_command([str(NOTIFIER), "tokens", "list", "--json", "--all"], env)
         results["tokens list --json (every row) s"] = wall
         results["tokens list --json peak RSS MiB"] = rss
+        runs = [
+            run_command([str(NOTIFIER), "credentials", "list", "--limit", "50"], env)
+            for _ in range(options.repeat)
+        ]
+        results["credentials list --limit 50 s"] = statistics.median(wall for wall, _ in runs)
+        results["credentials list --limit 50 peak RSS MiB"] = max(rss for _, rss in runs)
         results["bare python s"] = bare
         results["first page / raw query"] = results["first page s"] / raw
         results["tokens list --limit 50 / bare python"] = results["tokens list --limit 50 s"] / bare

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -97,8 +97,10 @@ class TlsServer:
         contexts: Sequence[ssl.SSLContext],
         *,
         by_name: dict[str, ssl.SSLContext] | None = None,
+        before_handshake: Callable[[], object] | None = None,
     ) -> None:
         self.contexts = list(contexts)
+        self._before_handshake = before_handshake
         self.handshakes = 0
         self._by_name = by_name or {}
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -124,9 +126,11 @@ class TlsServer:
             self.handshakes += 1
             raw.settimeout(5)
             try:
+                if self._before_handshake is not None:
+                    self._before_handshake()
                 with context.wrap_socket(raw, server_side=True):
                     pass
-            except (ssl.SSLError, OSError):
+            except (ssl.SSLError, OSError, threading.BrokenBarrierError):
                 raw.close()
 
     def __enter__(self) -> Self:

@@ -7,8 +7,8 @@ cannot inject markup. Undefined variables are errors, caught when the sink is co
 
 from __future__ import annotations
 
-from importlib import resources
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,12 @@ from notifier.core.messages import sentence
 from notifier.core.model import CredentialKind, NoticeKind
 from notifier.db.database import Database
 from notifier.sources import SourceError
-from notifier.sources.vault import VaultSource, VaultSourceConfig, check_options
+from notifier.sources.vault import (
+    PARALLEL_LOOKUPS,
+    VaultSource,
+    VaultSourceConfig,
+    check_options,
+)
 from notifier.sources.x509 import X509Source, X509SourceConfig
 from notifier.testing import RecordingSink, make_policy
 from tests.certificates import Chain, leaf_pem, write
@@ -281,6 +289,75 @@ class TestFailures:
         assert list(found) == ["acc1"]
         assert waits == [2.0]  # asked for 3 s, bounded by the 2 s timeout
         httpserver.check_assertions()
+
+
+class _HeldLookups(BaseHTTPRequestHandler):
+    """Vault's accessor list and lookups, each lookup held until eight are in flight.
+
+    Shapes as documented for ``LIST /v1/auth/token/accessors`` and ``POST
+    /v1/auth/token/lookup-accessor`` (https://openbao.org/api-docs/auth/token/).
+    """
+
+    barrier: threading.Barrier
+    accessors: list[str]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        del format, args
+
+    def _answer(self, document: dict[str, Any]) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_LIST(self) -> None:
+        self._answer({"data": {"keys": self.accessors}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        accessor = json.loads(self.rfile.read(length))["accessor"]
+        self.barrier.wait()
+        self._answer(
+            {
+                "data": {
+                    "accessor": accessor,
+                    "display_name": f"token-{accessor}",
+                    "expire_time": None,
+                }
+            }
+        )
+
+
+def test_lookups_run_side_by_side() -> None:
+    """Each lookup waits for seven others: read one by one, the first would never end.
+
+    The barrier breaks after 8 s and the server then fails the lookup, so a sequential read
+    fails instead of hanging; no time is measured.
+    """
+    handler = type(
+        "Handler",
+        (_HeldLookups,),
+        {
+            "barrier": threading.Barrier(PARALLEL_LOOKUPS, timeout=8),
+            "accessors": [f"acc{n:02d}" for n in range(4 * PARALLEL_LOOKUPS)],
+        },
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    source = VaultSource(
+        config(f"http://127.0.0.1:{server.server_port}", timeout=timedelta(seconds=10))
+    )
+    try:
+        found = source.read()
+    finally:
+        source.close()
+        server.shutdown()
+        server.server_close()
+    assert sorted(found) == [f"acc{n:02d}" for n in range(4 * PARALLEL_LOOKUPS)]
+    assert found["acc07"].name == "token-acc07"
 
 
 class TestOptions:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -253,6 +255,32 @@ class TestEndpoints:
         bundle = chain.bundle(leaf, with_root=False)
         assert set(found) == {fingerprint_of(bundle, 0), fingerprint_of(bundle, 1)}
         assert found[fingerprint_of(bundle, 0)].labels["location"] == f"127.0.0.1:{server.port}"
+
+    def test_endpoints_are_read_side_by_side(self, chain: Chain) -> None:
+        """Eight servers each hold their handshake until all eight have a connection.
+
+        Read one after another, the first would wait for the others until the barrier broke
+        and every endpoint failed; read side by side, all eight are read. No time is measured.
+        """
+        count = 8
+        barrier = threading.Barrier(count, timeout=8)
+        servers = [
+            TlsServer(
+                [server_context(expiring(chain, f"host{n}.example.org", 3 * DAY))],
+                before_handshake=barrier.wait,
+            )
+            for n in range(count)
+        ]
+        with contextlib.ExitStack() as stack:
+            for server in servers:
+                stack.enter_context(server)
+            watcher = source(
+                endpoints=tuple(Endpoint("127.0.0.1", server.port) for server in servers),
+                timeout=timedelta(seconds=10),
+            )
+            found = watcher.read(START)
+        assert watcher.problems() == ()
+        assert {t.name for t in found.values()} >= {f"host{n}.example.org" for n in range(count)}
 
     def test_sni_picks_the_certificate(self, chain: Chain) -> None:
         """The SNI name sent picks which certificate a server presents."""
