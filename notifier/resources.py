@@ -38,7 +38,8 @@ class TokenResource(BaseModel):
     days_left: int | None  # the X of "less than X days"; None when it never expires or is over
 
 
-CredentialKindName = Literal["token", "certificate", "lease"]  # notifier.core.model.CredentialKind
+# notifier.core.model.CredentialKind
+CredentialKindName = Literal["token", "certificate", "lease", "access_key"]
 CredentialStatus = Literal["active", "expiring", "expired", "superseded"]
 
 

@@ -83,7 +83,7 @@ def _label_argument(text: str) -> str:
 def add_commands(commands: Any) -> None:
     """Add ``credentials`` to the top-level subparsers."""
     credentials = commands.add_parser(
-        "credentials", help="every watched credential: tokens, certificates, leases"
+        "credentials", help="every watched credential: tokens, certificates, leases, access keys"
     )
     sub = credentials.add_subparsers(title="commands", metavar="COMMAND", required=True)
     listing = sub.add_parser(

@@ -72,19 +72,27 @@ def unit(count: int, slice_name: str) -> str:
 def sentence(notice: Notice, slice_name: str) -> str:
     """Return the sentence for *notice*, e.g. the documented expiring line.
 
-    ``Warn: API Token <name> (ID <id>) will expire in less than <X> <unit>.``, and for a
-    certificate ``Warn: Certificate <name> (ID <fingerprint prefix>) will expire ...``.
+    ``Warn: API Token <name> (ID <id>) will expire in less than <X> <unit>.``, for a
+    certificate ``Warn: Certificate <name> (ID <fingerprint prefix>) will expire ...``, and
+    for an AWS access key ``Warn: Access Key <name> (ID <id>) is due for rotation in less
+    than <X> <unit>.``
     """
     name = escape(notice.token_name)
     token_id = escape(shown_id(notice))
     subject = f"{notice.credential_kind.subject} {name} (ID {token_id})"
     if notice.kind is NoticeKind.EXPIRED:
+        if notice.credential_kind is CredentialKind.ACCESS_KEY:
+            return f"Warn: {subject} is past its maximum age and due for rotation."
         return f"Warn: {subject} has expired."
     if notice.kind is NoticeKind.RENEWED:
         return _renewed(notice, subject)
     if notice.kind is NoticeKind.RESOLVED:
         return f"Info: {subject} was revoked or removed."
     count = notice.days_left
+    if notice.credential_kind is CredentialKind.ACCESS_KEY:  # AWS never expires it
+        return (
+            f"Warn: {subject} is due for rotation in less than {count} {unit(count, slice_name)}."
+        )
     return f"Warn: {subject} will expire in less than {count} {unit(count, slice_name)}."
 
 

@@ -28,6 +28,9 @@ class CredentialKind(StrEnum):
     TOKEN = "token"  # noqa: S105 - a kind's name, not a password. API tokens: the store, sql, file, Vault/OpenBao tokens
     CERTIFICATE = "certificate"  # x509 certificates; the id is the SHA-256 fingerprint
     LEASE = "lease"  # Vault/OpenBao leases (dynamic secrets)
+    # AWS IAM access keys: they never expire; "expiry" is their creation plus a maximum age,
+    # when they are due for rotation (the line says so, not that AWS expires them).
+    ACCESS_KEY = "access_key"
 
     @property
     def subject(self) -> str:
@@ -39,6 +42,7 @@ _SUBJECTS = {
     CredentialKind.TOKEN: "API Token",
     CredentialKind.CERTIFICATE: "Certificate",
     CredentialKind.LEASE: "Lease",
+    CredentialKind.ACCESS_KEY: "Access Key",
 }
 
 

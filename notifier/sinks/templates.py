@@ -50,7 +50,12 @@ def inline(text: str | None, default: str) -> Template:
         raise ValueError(f"template {text!r}: {error}") from None
 
 
-_NOUNS = {"token": "API token", "certificate": "certificate", "lease": "lease"}
+_NOUNS = {
+    "token": "API token",
+    "certificate": "certificate",
+    "lease": "lease",
+    "access_key": "access key",
+}
 
 
 def digest_noun(notices: Sequence[Notice]) -> str:
@@ -68,7 +73,7 @@ def token_context(notice: Notice, slice_name: str) -> dict[str, Any]:
         "owner": notice.owner,
         "labels": dict(notice.labels),
         "kind": notice.kind.value,
-        "credential": notice.credential_kind.value,  # token, certificate, lease
+        "credential": notice.credential_kind.value,  # token, certificate, lease, access_key
         "status": notice.kind.value,
         "sentence": sentence(notice, slice_name),
         "expires_at": rfc3339(notice.expires_at) if notice.expires_at else None,

@@ -61,6 +61,22 @@ class TestCredentialKinds:
             " certificate where it was found."
         )
 
+    def test_access_key_lines_say_rotation_not_expiry(self) -> None:
+        """AWS never expires a key: its line says it is due for rotation, then past its age."""
+        key = replace(
+            notice(name="deploy-bot/AKIAEXAMPLE", token_id="AKIAEXAMPLE"),
+            source="aws",
+            credential_kind=CredentialKind.ACCESS_KEY,
+        )
+        assert sentence(key, "day") == (
+            "Warn: Access Key deploy-bot/AKIAEXAMPLE (ID AKIAEXAMPLE) is due for rotation in"
+            " less than 3 days."
+        )
+        assert sentence(replace(key, kind=NoticeKind.EXPIRED), "day") == (
+            "Warn: Access Key deploy-bot/AKIAEXAMPLE (ID AKIAEXAMPLE) is past its maximum age"
+            " and due for rotation."
+        )
+
     def test_token_kinds_keep_the_documented_line(self) -> None:
         """A token from any source (store, vault) reads 'API Token' with its whole id."""
         vault = replace(notice(token_id="99FZvjx2ZS87mQNQfJUhi0aq"), source="vault:prod")

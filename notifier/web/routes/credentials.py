@@ -25,7 +25,7 @@ def _credential_filter(
     *,
     kind: Annotated[
         list[CredentialKindName] | None,
-        Query(description="only these kinds (repeatable): token, certificate, lease"),
+        Query(description="only these kinds (repeatable): token, certificate, lease, access_key"),
     ] = None,
     status: Annotated[
         list[CredentialStatus] | None,
