@@ -90,6 +90,7 @@ class ApiClient:
         timeout: timedelta,
         ca_file: Path | None = None,
         error_text: Callable[[httpx.Response], str] | None = None,
+        retryable: Callable[[httpx.Response], bool] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         # httpx only for a pass that reads an API: the settings import the sources (#13).
@@ -100,6 +101,9 @@ class ApiClient:
         self._timeout = timeout.total_seconds()
         self._sleep = sleep
         self._error_text = error_text or _error_text
+        # Which answers are waited out and retried: 429 and 503, and what the provider adds
+        # (GitHub's 403 with x-ratelimit-remaining: 0).
+        self._retryable = retryable or (lambda _: False)
         self._client = httpx.Client(
             headers=dict(headers),
             timeout=self._timeout,
@@ -138,7 +142,8 @@ class ApiClient:
                 response = self._client.request(method, url, params=params, json=json)
             except httpx.HTTPError as error:
                 raise SourceError(f"{self.shown(url)}: {type(error).__name__}: {error}") from None
-            if response.status_code not in RETRY_STATUSES or attempt == RETRIES:
+            waits = response.status_code in RETRY_STATUSES or self._retryable(response)
+            if not waits or attempt == RETRIES:
                 return response
             self._sleep(self.retry_after(response))
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns
