@@ -164,7 +164,8 @@ def fill_tokens(
     from 60 days before *now* to *horizon* after it; one in fifty never expires, one in a
     hundred is revoked and one in two hundred superseded. The secrets' hashes are left out:
     these tokens are watched, never presented. One transaction, by the database's bulk
-    path, with the secondary indexes built after the rows (a million in about 15 s).
+    path, with the secondary indexes built after the rows (a million in about 15 s), then
+    the planner's statistics refreshed (PostgreSQL), as ``tokens import`` does.
     """
     from notifier.db.models import Token  # noqa: PLC0415 - the database layer, when used
 
@@ -178,6 +179,8 @@ def fill_tokens(
     ):
         for batch in _batches(rows):
             append(batch)
+    # As an import does: PostgreSQL's planner needs the statistics of the new rows.
+    database.refresh_statistics([table.name], count=table.name)
 
 
 def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

@@ -20,6 +20,7 @@ FOUND = Credential.__table__
 _meta = Meta.__table__
 _READ_AT = "found:"  # meta key prefix: when each source was last read
 _WRITE_BATCH = 500
+_REFRESH_AFTER = 1000  # rows added or dropped past which the planner's statistics are refreshed
 _NAME = FOUND.c.name.type.length or 255  # type: ignore[attr-defined]
 
 
@@ -78,6 +79,8 @@ def record_found(
                 )
             )
         database.put(connection, _meta, key=_READ_AT + source, value=now.isoformat())
+    if len(added) + len(gone) >= _REFRESH_AFTER:  # PostgreSQL plans by the table's statistics
+        database.refresh_statistics([FOUND.name], count=FOUND.name)
     return len(added) + len(changed) + len(gone)
 
 

@@ -127,6 +127,9 @@ class ImportReport:
     unchanged: int = 0
 
 
+_REFRESH_AFTER = 10_000  # rows written past which an import refreshes the planner's statistics
+
+
 def import_records(
     database: Database,
     records: Iterable[ImportRecord],
@@ -161,6 +164,10 @@ def import_records(
                     progress(written)
             if before_commit is not None:
                 before_commit()
+    if report.created + report.updated >= _REFRESH_AFTER:
+        # PostgreSQL plans by statistics, which autovacuum refreshes only a while later:
+        # until then a search or a sort over a table that grew tenfold reads all of it.
+        database.refresh_statistics(["tokens", "audit_events"], count="tokens")
     log.info(
         "token.imported",
         created=report.created,
