@@ -36,6 +36,7 @@ from notifier.sources import TokenSource
 from notifier.sources.config import SourceConfig, StoreSourceConfig
 from notifier.sources.file import FileSource, FileSourceConfig
 from notifier.sources.sql import SqlSource, SqlSourceConfig
+from notifier.sources.stackrox import StackRoxSource, StackRoxSourceConfig
 from notifier.sources.store import StoreSource
 from notifier.sources.vault import VaultSource, VaultSourceConfig
 from notifier.sources.x509 import X509Source, X509SourceConfig
@@ -204,6 +205,8 @@ def build_source(config: SourceConfig, database: Database) -> TokenSource:
         return VaultSource(config)
     if isinstance(config, X509SourceConfig):
         return X509Source(config)
+    if isinstance(config, StackRoxSourceConfig):
+        return StackRoxSource(config)
     return StoreSource(database)
 
 

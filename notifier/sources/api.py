@@ -15,6 +15,7 @@ CA bundle and the timeout.
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -104,10 +105,12 @@ class ApiClient:
         # Which answers are waited out and retried: 429 and 503, and what the provider adds
         # (GitHub's 403 with x-ratelimit-remaining: 0).
         self._retryable = retryable or (lambda _: False)
+        # httpx deprecates verify=<path>: a context of the system's defaults, trusting the file.
+        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
         self._client = httpx.Client(
             headers=dict(headers),
             timeout=self._timeout,
-            verify=str(ca_file) if ca_file else True,
+            verify=verify,
             follow_redirects=False,
         )
 

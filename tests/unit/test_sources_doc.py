@@ -45,3 +45,38 @@ def test_the_x509_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert isinstance(edge, X509SourceConfig)
     assert edge.name == "x509:edge"
     assert len(edge.endpoints) == 3
+
+
+def test_the_stackrox_examples(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The stackrox section's variables and table load, its files put where they point."""
+    import trustme  # noqa: PLC0415 - appended to this module: its imports stay as they were
+
+    from notifier.sources.stackrox import StackRoxSourceConfig  # noqa: PLC0415 - the same
+
+    text = section("stackrox")
+    (shell,) = blocks(text, "sh")
+    (toml,) = blocks(text, "toml")
+    token = tmp_path / "central-token"
+    token.write_text("central-api-token-for-the-docs-test\n")
+    ca = tmp_path / "central-ca.pem"
+    ca.write_bytes(trustme.CA().cert_pem.bytes())
+    for line in shell.splitlines():
+        name, _, value = line.partition("=")
+        monkeypatch.setenv(name, str(token) if name.endswith("_TOKEN_FILE") else value)
+    path = tmp_path / "notifier.toml"
+    path.write_text(toml.replace("/etc/notifier/central-ca.pem", str(ca)), encoding="utf-8")
+    monkeypatch.setenv("NOTIFIER_CONFIG_FILE", str(path))
+    monkeypatch.setenv("NOTIFIER_SOURCES", "store,stackrox,stackrox:prod")
+    monkeypatch.setenv("NOTIFIER_STACKROX_PROD_TOKEN", "another-central-api-token")
+    _, stackrox, prod = load_settings().source_configs
+    assert isinstance(stackrox, StackRoxSourceConfig)
+    assert isinstance(prod, StackRoxSourceConfig)
+    assert (stackrox.url, stackrox.token) == (
+        "https://central.example.com",
+        "central-api-token-for-the-docs-test",
+    )
+    assert (prod.name, prod.url, prod.ca_file) == (
+        "stackrox:prod",
+        "https://central.prod.example.com",
+        ca,
+    )
