@@ -18,6 +18,7 @@ to the timeout, twice at most. The Vault API and OpenBao's are the same here.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -121,7 +122,10 @@ class VaultSource:
             base_url=f"{config.address}/v1/",
             headers=headers,
             timeout=config.timeout.total_seconds(),
-            verify=str(config.ca_file) if config.ca_file else True,
+            # httpx deprecates verify=<path>: the system's defaults, trusting the file too.
+            verify=ssl.create_default_context(cafile=str(config.ca_file))
+            if config.ca_file
+            else True,
             follow_redirects=False,
         )
         self._last: dict[str, WatchedToken] | None = None
