@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from notifier.config.settings import Settings
 from notifier.core.clock import Clock, SystemClock
@@ -35,6 +35,7 @@ from notifier.sinks.registry import Retry, SinkContext, build_sink
 from notifier.sources import TokenSource
 from notifier.sources.config import SourceConfig, StoreSourceConfig
 from notifier.sources.file import FileSource, FileSourceConfig
+from notifier.sources.github import GitHubSource, GitHubSourceConfig
 from notifier.sources.sql import SqlSource, SqlSourceConfig
 from notifier.sources.stackrox import StackRoxSource, StackRoxSourceConfig
 from notifier.sources.store import StoreSource
@@ -195,19 +196,22 @@ def build(
     return Components(settings, clock, database, policy, stop=stop, count_within=count_within)
 
 
+# Each source kind's checked configuration -> the source it builds.
+_SOURCES: dict[type[Any], Callable[[Any], TokenSource]] = {
+    SqlSourceConfig: SqlSource,
+    FileSourceConfig: FileSource,
+    VaultSourceConfig: VaultSource,
+    X509SourceConfig: X509Source,
+    StackRoxSourceConfig: StackRoxSource,
+    GitHubSourceConfig: GitHubSource,
+}
+
+
 def build_source(config: SourceConfig, database: Database) -> TokenSource:
     """The token source a checked configuration describes."""
-    if isinstance(config, SqlSourceConfig):
-        return SqlSource(config)
-    if isinstance(config, FileSourceConfig):
-        return FileSource(config)
-    if isinstance(config, VaultSourceConfig):
-        return VaultSource(config)
-    if isinstance(config, X509SourceConfig):
-        return X509Source(config)
-    if isinstance(config, StackRoxSourceConfig):
-        return StackRoxSource(config)
-    return StoreSource(database)
+    if isinstance(config, StoreSourceConfig):
+        return StoreSource(database)
+    return _SOURCES[type(config)](config)
 
 
 def web_api(

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from notifier.config.options import KindOptions, OptionError
-from notifier.sources import file, sql, stackrox, vault, x509
+from notifier.sources import file, github, sql, stackrox, vault, x509
 from notifier.sources.file import FileSourceConfig
+from notifier.sources.github import GitHubSourceConfig
 from notifier.sources.sql import SqlSourceConfig
 from notifier.sources.stackrox import StackRoxSourceConfig
 from notifier.sources.vault import VaultSourceConfig
@@ -37,6 +38,7 @@ SourceConfig = (
     | VaultSourceConfig
     | X509SourceConfig
     | StackRoxSourceConfig
+    | GitHubSourceConfig
 )
 
 
@@ -53,6 +55,7 @@ SOURCE_KINDS: dict[str, tuple[KindOptions, Callable[[str, Mapping[str, Any]], So
     "vault": (vault.OPTIONS, vault.check_options),
     "x509": (x509.OPTIONS, x509.check_options),
     "stackrox": (stackrox.OPTIONS, stackrox.check_options),
+    "github": (github.OPTIONS, github.check_options),
 }
 # Options that are secret in some kind: a file's value for one is checked even where unknown.
 SECRET_OPTIONS = frozenset().union(*(options.secrets for options, _ in SOURCE_KINDS.values()))

@@ -80,3 +80,49 @@ def test_the_stackrox_examples(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         "https://central.prod.example.com",
         ca,
     )
+
+
+GITHUB_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n"
+
+
+def test_the_github_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The github section's variables load, their secret files put in place here."""
+    from notifier.sources.github import GitHubSourceConfig  # noqa: PLC0415 - this test's kind
+
+    secrets = {
+        "NOTIFIER_GITHUB_PRIVATE_KEY_FILE": GITHUB_KEY,
+        "NOTIFIER_GITHUB_CLASSIC_TOKENS_FILE": "ci=ghp_DocsExampleClassicToken\ndeploy=ghp_Other\n",
+    }
+    (shell,) = blocks(section("github"), "sh")
+    for line in shell.splitlines():
+        name, _, value = line.partition("=")
+        if name in secrets:  # the example's /run/secrets paths, here in tmp_path
+            value = str(tmp_path / name)
+            Path(value).write_text(secrets[name], encoding="utf-8")
+        monkeypatch.setenv(name, value)
+    _, github = load_settings().source_configs
+    assert isinstance(github, GitHubSourceConfig)
+    assert (github.org, github.url) == ("acme", "https://api.github.com")
+    assert github.app is not None
+    assert (github.app.app_id, github.app.installation_id) == ("123456", 7890123)
+    assert [token.name for token in github.classic_tokens] == ["ci", "deploy"]
+
+
+def test_the_github_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The github section's TOML example loads as written, with its private key's variable."""
+    from notifier.sources.github import GitHubSourceConfig  # noqa: PLC0415 - this test's kind
+
+    (toml,) = blocks(section("github"), "toml")
+    path = tmp_path / "notifier.toml"
+    path.write_text(toml, encoding="utf-8")
+    monkeypatch.setenv("NOTIFIER_CONFIG_FILE", str(path))
+    monkeypatch.setenv("NOTIFIER_GITHUB_GHES_PRIVATE_KEY", GITHUB_KEY)
+    _, ghes = load_settings().source_configs
+    assert isinstance(ghes, GitHubSourceConfig)
+    assert (ghes.name, ghes.url, ghes.org) == (
+        "github:ghes",
+        "https://github.example.com/api/v3",
+        "acme",
+    )
+    assert ghes.app is not None
+    assert (ghes.app.app_id, ghes.app.installation_id) == ("123456", 7890123)
