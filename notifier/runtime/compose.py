@@ -35,6 +35,7 @@ from notifier.sinks.registry import Retry, SinkContext, build_sink
 from notifier.sources import TokenSource
 from notifier.sources.config import SourceConfig, StoreSourceConfig
 from notifier.sources.file import FileSource, FileSourceConfig
+from notifier.sources.gitlab import GitLabSource, GitLabSourceConfig
 from notifier.sources.sql import SqlSource, SqlSourceConfig
 from notifier.sources.store import StoreSource
 from notifier.sources.vault import VaultSource, VaultSourceConfig
@@ -204,6 +205,8 @@ def build_source(config: SourceConfig, database: Database) -> TokenSource:
         return VaultSource(config)
     if isinstance(config, X509SourceConfig):
         return X509Source(config)
+    if isinstance(config, GitLabSourceConfig):
+        return GitLabSource(config)
     return StoreSource(database)
 
 
