@@ -36,6 +36,7 @@ from notifier.sources import TokenSource
 from notifier.sources.config import SourceConfig, StoreSourceConfig
 from notifier.sources.file import FileSource, FileSourceConfig
 from notifier.sources.github import GitHubSource, GitHubSourceConfig
+from notifier.sources.gitlab import GitLabSource, GitLabSourceConfig
 from notifier.sources.sql import SqlSource, SqlSourceConfig
 from notifier.sources.stackrox import StackRoxSource, StackRoxSourceConfig
 from notifier.sources.store import StoreSource
@@ -204,6 +205,7 @@ _SOURCES: dict[type[Any], Callable[[Any], TokenSource]] = {
     X509SourceConfig: X509Source,
     StackRoxSourceConfig: StackRoxSource,
     GitHubSourceConfig: GitHubSource,
+    GitLabSourceConfig: GitLabSource,
 }
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from notifier.config.options import KindOptions, OptionError
-from notifier.sources import file, github, sql, stackrox, vault, x509
+from notifier.sources import file, github, gitlab, sql, stackrox, vault, x509
 from notifier.sources.file import FileSourceConfig
 from notifier.sources.github import GitHubSourceConfig
+from notifier.sources.gitlab import GitLabSourceConfig
 from notifier.sources.sql import SqlSourceConfig
 from notifier.sources.stackrox import StackRoxSourceConfig
 from notifier.sources.vault import VaultSourceConfig
@@ -39,6 +40,7 @@ SourceConfig = (
     | X509SourceConfig
     | StackRoxSourceConfig
     | GitHubSourceConfig
+    | GitLabSourceConfig
 )
 
 
@@ -56,6 +58,7 @@ SOURCE_KINDS: dict[str, tuple[KindOptions, Callable[[str, Mapping[str, Any]], So
     "x509": (x509.OPTIONS, x509.check_options),
     "stackrox": (stackrox.OPTIONS, stackrox.check_options),
     "github": (github.OPTIONS, github.check_options),
+    "gitlab": (gitlab.OPTIONS, gitlab.check_options),
 }
 # Options that are secret in some kind: a file's value for one is checked even where unknown.
 SECRET_OPTIONS = frozenset().union(*(options.secrets for options, _ in SOURCE_KINDS.values()))

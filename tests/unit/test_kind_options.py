@@ -39,13 +39,23 @@ class TestKindOptions:
 
     def test_source_kinds(self) -> None:
         """The store takes no options; sql's URL, vault's token, a PKCS#12 password are secrets."""
-        assert set(SOURCE_KINDS) == {"store", "sql", "file", "vault", "x509", "stackrox", "github"}
+        assert set(SOURCE_KINDS) == {
+            "store",
+            "sql",
+            "file",
+            "vault",
+            "x509",
+            "stackrox",
+            "github",
+            "gitlab",
+        }
         assert source_options("store").names == ()
         assert source_options("sql:billing").secrets == {"url"}
         assert source_options("file:partners").secrets == frozenset()
         assert source_options("vault:prod").secrets == {"token"}
         assert source_options("x509").secrets == {"pkcs12_password"}
         assert source_options("stackrox").secrets == {"token"}
+        assert source_options("gitlab:corp").secrets == {"token"}
         assert source_options("github:org").secrets == {"token", "private_key", "classic_tokens"}
 
 

@@ -126,3 +126,43 @@ def test_the_github_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     )
     assert ghes.app is not None
     assert (ghes.app.app_id, ghes.app.installation_id) == ("123456", 7890123)
+
+
+def test_the_gitlab_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The shell example of the gitlab section loads, each path sent URL-encoded."""
+    from notifier.sources.gitlab import GitLabSourceConfig  # noqa: PLC0415 - this test's kind
+
+    (shell,) = blocks(section("gitlab"), "sh")
+    token = tmp_path / "token"
+    token.write_text("glpat-example\n")
+    for line in shell.splitlines():
+        name, _, value = line.partition("=")
+        monkeypatch.setenv(name, str(token) if name.endswith("_TOKEN_FILE") else value)
+    _, gitlab = load_settings().source_configs
+    assert isinstance(gitlab, GitLabSourceConfig)
+    assert gitlab.url == "https://gitlab.example.com"
+    assert gitlab.projects == ("platform%2Fapi", "1234")
+    assert gitlab.groups == ("platform",)
+    assert gitlab.personal is True
+
+
+def test_the_gitlab_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The TOML example of the gitlab section loads as written, its CA file aside."""
+    from notifier.sources.gitlab import GitLabSourceConfig  # noqa: PLC0415 - this test's kind
+
+    (toml,) = blocks(section("gitlab"), "toml")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    path = tmp_path / "notifier.toml"
+    path.write_text(toml.replace("/etc/ssl/internal-ca.pem", str(ca)), encoding="utf-8")
+    monkeypatch.setenv("NOTIFIER_CONFIG_FILE", str(path))
+    monkeypatch.setenv("NOTIFIER_GITLAB_OPS_TOKEN", "glpat-example")
+    _, ops = load_settings().source_configs
+    assert isinstance(ops, GitLabSourceConfig)
+    assert ops.name == "gitlab:ops"
+    assert (ops.projects, ops.groups, ops.personal) == (
+        ("platform%2Fapi", "1234"),
+        ("platform",),
+        False,
+    )
+    assert ops.ca_file == ca
