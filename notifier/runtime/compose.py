@@ -33,6 +33,7 @@ from notifier.db.database import Database
 from notifier.sinks import Sink
 from notifier.sinks.registry import Retry, SinkContext, build_sink
 from notifier.sources import TokenSource
+from notifier.sources.aws import AwsSource, AwsSourceConfig
 from notifier.sources.config import SourceConfig, StoreSourceConfig
 from notifier.sources.file import FileSource, FileSourceConfig
 from notifier.sources.sql import SqlSource, SqlSourceConfig
@@ -204,6 +205,8 @@ def build_source(config: SourceConfig, database: Database) -> TokenSource:
         return VaultSource(config)
     if isinstance(config, X509SourceConfig):
         return X509Source(config)
+    if isinstance(config, AwsSourceConfig):
+        return AwsSource(config)
     return StoreSource(database)
 
 

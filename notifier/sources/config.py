@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from notifier.config.options import KindOptions, OptionError
-from notifier.sources import file, sql, vault, x509
+from notifier.sources import aws, file, sql, vault, x509
+from notifier.sources.aws import AwsSourceConfig
 from notifier.sources.file import FileSourceConfig
 from notifier.sources.sql import SqlSourceConfig
 from notifier.sources.vault import VaultSourceConfig
@@ -30,7 +31,12 @@ class StoreSourceConfig:
 
 
 SourceConfig = (
-    StoreSourceConfig | SqlSourceConfig | FileSourceConfig | VaultSourceConfig | X509SourceConfig
+    StoreSourceConfig
+    | SqlSourceConfig
+    | FileSourceConfig
+    | VaultSourceConfig
+    | X509SourceConfig
+    | AwsSourceConfig
 )
 
 
@@ -46,6 +52,7 @@ SOURCE_KINDS: dict[str, tuple[KindOptions, Callable[[str, Mapping[str, Any]], So
     "file": (file.OPTIONS, file.check_options),
     "vault": (vault.OPTIONS, vault.check_options),
     "x509": (x509.OPTIONS, x509.check_options),
+    "aws": (aws.OPTIONS, aws.check_options),
 }
 # Options that are secret in some kind: a file's value for one is checked even where unknown.
 SECRET_OPTIONS = frozenset().union(*(options.secrets for options, _ in SOURCE_KINDS.values()))
