@@ -33,6 +33,7 @@ from notifier.db.database import Database
 from notifier.sinks import Sink
 from notifier.sinks.registry import Retry, SinkContext, build_sink
 from notifier.sources import TokenSource
+from notifier.sources.aws import AwsSource, AwsSourceConfig
 from notifier.sources.config import SourceConfig, StoreSourceConfig
 from notifier.sources.file import FileSource, FileSourceConfig
 from notifier.sources.github import GitHubSource, GitHubSourceConfig
@@ -206,6 +207,7 @@ _SOURCES: dict[type[Any], Callable[[Any], TokenSource]] = {
     StackRoxSourceConfig: StackRoxSource,
     GitHubSourceConfig: GitHubSource,
     GitLabSourceConfig: GitLabSource,
+    AwsSourceConfig: AwsSource,
 }
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from notifier.config.options import KindOptions, OptionError
-from notifier.sources import file, github, gitlab, sql, stackrox, vault, x509
+from notifier.sources import aws, file, github, gitlab, sql, stackrox, vault, x509
+from notifier.sources.aws import AwsSourceConfig
 from notifier.sources.file import FileSourceConfig
 from notifier.sources.github import GitHubSourceConfig
 from notifier.sources.gitlab import GitLabSourceConfig
@@ -41,6 +42,7 @@ SourceConfig = (
     | StackRoxSourceConfig
     | GitHubSourceConfig
     | GitLabSourceConfig
+    | AwsSourceConfig
 )
 
 
@@ -59,6 +61,7 @@ SOURCE_KINDS: dict[str, tuple[KindOptions, Callable[[str, Mapping[str, Any]], So
     "stackrox": (stackrox.OPTIONS, stackrox.check_options),
     "github": (github.OPTIONS, github.check_options),
     "gitlab": (gitlab.OPTIONS, gitlab.check_options),
+    "aws": (aws.OPTIONS, aws.check_options),
 }
 # Options that are secret in some kind: a file's value for one is checked even where unknown.
 SECRET_OPTIONS = frozenset().union(*(options.secrets for options, _ in SOURCE_KINDS.values()))

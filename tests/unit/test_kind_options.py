@@ -48,6 +48,7 @@ class TestKindOptions:
             "stackrox",
             "github",
             "gitlab",
+            "aws",
         }
         assert source_options("store").names == ()
         assert source_options("sql:billing").secrets == {"url"}
@@ -56,6 +57,7 @@ class TestKindOptions:
         assert source_options("x509").secrets == {"pkcs12_password"}
         assert source_options("stackrox").secrets == {"token"}
         assert source_options("gitlab:corp").secrets == {"token"}
+        assert source_options("aws").secrets == {"secret_access_key"}
         assert source_options("github:org").secrets == {"token", "private_key", "classic_tokens"}
 
 

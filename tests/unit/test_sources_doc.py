@@ -166,3 +166,53 @@ def test_the_gitlab_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         False,
     )
     assert ops.ca_file == ca
+
+
+def test_the_aws_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The shell example of the aws section loads; its secret key file is made here."""
+    from notifier.sources.aws import AwsSourceConfig  # noqa: PLC0415 - this test's kind only
+
+    (shell,) = blocks(section("aws"), "sh")
+    for line in shell.splitlines():
+        name, _, value = line.partition("=")
+        if name.endswith("_FILE"):  # the example's path is the operator's; ours holds a key
+            value = str(tmp_path / "secret")
+            Path(value).write_text("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
+        monkeypatch.setenv(name, value)
+    _, aws = load_settings().source_configs
+    assert isinstance(aws, AwsSourceConfig)
+    assert (aws.owner_tag, aws.access_key_id) == ("email", "AKIAIOSFODNN7EXAMPLE")
+    assert aws.secret_access_key == "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def test_the_aws_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The TOML example of the aws section loads as written."""
+    from notifier.sources.aws import AwsSourceConfig  # noqa: PLC0415 - this test's kind only
+
+    (toml,) = blocks(section("aws"), "toml")
+    path = tmp_path / "notifier.toml"
+    path.write_text(toml, encoding="utf-8")
+    monkeypatch.setenv("NOTIFIER_CONFIG_FILE", str(path))
+    _, prod = load_settings().source_configs
+    assert isinstance(prod, AwsSourceConfig)
+    assert (prod.name, prod.profile, prod.users) == (
+        "aws:prod",
+        "notifier-prod",
+        ("ci-deploy", "backup"),
+    )
+    assert prod.last_used is True
+
+
+def test_the_aws_policy() -> None:
+    """The aws section's policy is JSON granting exactly the four read calls the source makes."""
+    import json  # noqa: PLC0415 - this test's only
+
+    (policy,) = blocks(section("aws"), "json")
+    (statement,) = json.loads(policy)["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == [
+        "iam:GetAccessKeyLastUsed",
+        "iam:ListAccessKeys",
+        "iam:ListUserTags",
+        "iam:ListUsers",
+    ]
