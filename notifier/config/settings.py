@@ -110,7 +110,7 @@ class Settings(CoreSettings):
         default=False,
         description=(
             "Also serve notifier_credential_expiry_timestamp_seconds, one series per "
-            "credential of the vault, x509 and file sources (never the store's or sql's): "
+            "credential of the sources that read everything (never the store's or sql's): "
             "true or false. Each credential is a time series; see docs/sources.md."
         ),
     )

@@ -13,13 +13,14 @@ number has no bound, and each would be a time series of its own.
 - ``notifier_source_failures_total{source}``: passes in which a token source could not be read;
 - ``notifier_source_up{source}`` (gauge): 1 when the last pass read the source whole, else 0;
 - ``notifier_source_credentials{source}`` (gauge): credentials the source read in the last
-  pass that read it: all it holds for vault, x509 and file, those of the window for the store
+  pass that read it: all it holds for a source that reads everything (every kind but the store
+  and sql), those of the window for the store
   and sql (which are read by the window, not whole);
 - ``notifier_credential_expiry_timestamp_seconds{source,kind,id,name}`` (gauge, only with
   NOTIFIER_METRICS_CREDENTIALS=true): each credential's expiry in Unix time, for the sources
-  that read everything (vault, x509, file). Timestamps, not durations, as Prometheus advises:
-  the series changes only when the credential does. This one label set per credential is the
-  exception to the rule below, which is why it is opt-in (docs/sources.md);
+  that read everything (every kind but store and sql). Timestamps, not durations, as
+  Prometheus advises: the series changes only when the credential does. This one label set
+  per credential is the exception to the rule below, which is why it is opt-in (docs/sources.md);
 - ``notifier_pass_duration_seconds`` (histogram): how long the passes that ran took;
 - ``notifier_passes_total{result}``: passes by result (ok, degraded, interrupted, failed);
 - ``notifier_last_successful_pass_timestamp_seconds`` (gauge): end of the last ``ok`` pass;
