@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from notifier.core.durations import format_duration
 from notifier.core.model import (
     SKIPPED,
+    CredentialKind,
     Decision,
     DeliveryState,
     Notice,
@@ -252,7 +253,12 @@ class Policy:
         if not fresh and state is not None and state.last_kind in _TOLD_FINAL:
             return Decision(None, state, None)  # told already; nothing more to say
         seen_valid = not fresh and state is not None and state.is_open
-        recent = now - token.expires_at <= self.lookback
+        # An access key past its maximum age still works (AWS never expires it): however long
+        # ago it became due, it gets its notice, however late the daemon first sees it.
+        recent = (
+            now - token.expires_at <= self.lookback
+            or token.credential_kind is CredentialKind.ACCESS_KEY
+        )
         if not self.notify_expired or not (seen_valid or recent):
             return self._close(token, state, sink, NoticeKind.RESOLVED)
         current = state if (state is not None and not fresh) else DeliveryState(token.expires_at)

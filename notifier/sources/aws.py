@@ -170,9 +170,19 @@ class AwsSource:
         self._problems: tuple[str, ...] = ()
 
     def window(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
-        """Read every active key; those due for rotation in the window."""
+        """Read every active key; those due for rotation in the window, and every overdue one.
+
+        A key past its maximum age still works, so it stays in the window until it is
+        rotated, however long ago it became due: its notice is sent once per sink (the
+        policy's expired notice), however late the daemon first sees it.
+        """
         self._last = self.read()
-        return [t for t in self._last.values() if in_window(t, now, horizon, lookback)]
+        return [
+            t
+            for t in self._last.values()
+            if in_window(t, now, horizon, lookback)
+            or (t.expires_at is not None and t.expires_at <= now)
+        ]
 
     def by_ids(self, token_ids: Sequence[str]) -> dict[str, WatchedToken]:
         """The keys of *token_ids* as the last window read them (gone, inactive ones left out)."""

@@ -282,6 +282,27 @@ class TestPasses:
             f"Warn: Access Key alice (ID {key_id}) is past its maximum age and due for rotation."
         )
 
+    def test_a_key_long_overdue_when_first_seen_is_told_once(
+        self, moto: Moto, database: Database
+    ) -> None:
+        """A key a year past max_age when the daemon first sees it: told, once per sink.
+
+        An expired token seen this late would be let go silently (the lookback); a key past
+        its age still works, so it is the one an operator most needs to hear about.
+        """
+        key_id = moto.user("alice")
+        clock = FixedClock(moto.created("alice", key_id) + MAX_AGE + timedelta(days=365))
+        sink = RecordingSink()
+        source = AwsSource(config(moto.url))
+        try:
+            run = checker(database, clock, [source], sink)
+            run.run()
+            clock.advance(timedelta(days=2))  # past the backoff: still told only once
+            run.run()
+        finally:
+            source.close()
+        assert [(n.token_id, n.kind) for n in sink.received] == [(key_id, NoticeKind.EXPIRED)]
+
     def test_a_named_user_that_is_no_user(self, moto: Moto, database: Database) -> None:
         """A name in users that IAM does not know fails that name alone; the rest warn."""
         key_id = moto.user("alice")
