@@ -14,6 +14,7 @@ from notifier.cli.output import (
     add_list_options,
     aware_time_argument,
     duration_argument,
+    label_argument,
     opened,
     table_time,
     write_list,
@@ -69,17 +70,6 @@ def cmd_credentials_list(settings: Settings, args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def _label_argument(text: str) -> str:
-    """A ``key=value`` label filter (``--label``), checked as the API checks ``label``."""
-    from notifier.tokens.listing import label_filters  # noqa: PLC0415 - when given
-
-    try:
-        label_filters([text])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not key=value") from None
-    return text
-
-
 def add_commands(commands: Any) -> None:
     """Add ``credentials`` to the top-level subparsers."""
     credentials = commands.add_parser(
@@ -112,7 +102,7 @@ def add_commands(commands: Any) -> None:
     listing.add_argument(
         "--label",
         action="append",
-        type=_label_argument,
+        type=label_argument,
         metavar="KEY=VALUE",
         help="only credentials with this label; repeat for several (each must match)",
     )

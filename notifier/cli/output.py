@@ -90,6 +90,17 @@ def positive_int_argument(text: str) -> int:
     return value
 
 
+def label_argument(text: str) -> str:
+    """A ``key=value`` label filter (``--label``), checked as the API checks ``label``."""
+    from notifier.tokens.listing import label_filters  # noqa: PLC0415 - when given
+
+    try:
+        label_filters([text])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value") from None
+    return text
+
+
 def usage_error(args: argparse.Namespace, argument: str | None, message: str) -> int:
     """Refuse an argument the way argparse does, in one line on stderr; return exit code 2.
 

@@ -21,6 +21,7 @@ from notifier.cli.output import (
     aware_time_argument,
     duration_argument,
     fail,
+    label_argument,
     non_negative_duration_argument,
     opened,
     print_json,
@@ -219,17 +220,6 @@ def _status_argument(text: str) -> str:
         statuses_of([text])
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(STATUSES)}") from None
-    return text
-
-
-def _label_argument(text: str) -> str:
-    """A ``key=value`` label filter (``--label``), checked as the API checks ``label``."""
-    from notifier.tokens.listing import label_filters  # noqa: PLC0415 - when given
-
-    try:
-        label_filters([text])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not key=value") from None
     return text
 
 
@@ -442,7 +432,7 @@ def _add_reading(sub: Any) -> None:
     listing.add_argument(
         "--label",
         action="append",
-        type=_label_argument,
+        type=label_argument,
         metavar="KEY=VALUE",
         help="only tokens with this label; repeat for several (each must match)",
     )

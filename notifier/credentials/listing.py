@@ -29,7 +29,13 @@ from notifier.db.database import Database
 from notifier.db.keyset import Merged, Order, Part
 from notifier.db.models import Token
 from notifier.resources import CredentialResource, CredentialStatus
-from notifier.tokens.listing import DEFAULT_STATUSES, Statuses, TokenFilter, TokenLists
+from notifier.tokens.listing import (
+    DEFAULT_STATUSES,
+    Statuses,
+    TokenFilter,
+    TokenLists,
+    owned_and_expiring,
+)
 from notifier.tokens.views import STORE, token_status
 
 _tokens = Token.__table__
@@ -160,16 +166,7 @@ class CredentialLists:
             conditions.append(statuses.any_of(frozenset(wanted.statuses)))
         if wanted.source is not None:
             conditions.append(c.source == wanted.source)
-        if wanted.owner is not None:
-            conditions.append(c.owner == wanted.owner)
-        for key, value in wanted.labels:
-            conditions.append(c.labels[key].as_string() == value)
-        if wanted.expiring_within is not None:
-            conditions.extend([c.expires_at > now, c.expires_at <= now + wanted.expiring_within])
-        if wanted.expires_after is not None:
-            conditions.append(c.expires_at >= wanted.expires_after)
-        if wanted.expires_before is not None:
-            conditions.append(c.expires_at < wanted.expires_before)
+        conditions.extend(owned_and_expiring(FOUND, wanted, now))
         if wanted.search is not None:
             # Other sources find thousands, not millions: a search scans their names.
             folded = database.fold_case(wanted.search)

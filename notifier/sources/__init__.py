@@ -13,10 +13,11 @@ never collide.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from notifier.core.model import WatchedToken
+from notifier.core.policy import in_window
 
 
 class SourceError(Exception):
@@ -61,3 +62,41 @@ class Inventory(Protocol):
     def found(self) -> Sequence[WatchedToken]:
         """Every credential the last window read, expiring soon or not."""
         ...
+
+
+class ReadsWhole:
+    """What a source that reads everything it watches on every pass shares (an Inventory).
+
+    The source gives :meth:`snapshot`; the window, the lookup by ids and what was found all
+    come from the last snapshot, which the window takes. A lookup before any window takes
+    one itself. :meth:`in_view` says which credentials a window holds.
+    """
+
+    name: str
+    _last: dict[str, WatchedToken] | None = None
+
+    def snapshot(self, now: datetime) -> dict[str, WatchedToken]:
+        """Everything the source watches, read at *now*, by id; :class:`SourceError` if not."""
+        raise NotImplementedError
+
+    def in_view(
+        self, token: WatchedToken, now: datetime, horizon: timedelta, lookback: timedelta
+    ) -> bool:
+        """Whether the window holds *token*: it expires in (now - lookback, now + horizon]."""
+        return in_window(token, now, horizon, lookback)
+
+    def window(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
+        """Read everything; what the window holds."""
+        self._last = self.snapshot(now)
+        return [t for t in self._last.values() if self.in_view(t, now, horizon, lookback)]
+
+    def by_ids(self, token_ids: Sequence[str]) -> dict[str, WatchedToken]:
+        """The credentials of *token_ids* as the last window read them (gone ones left out)."""
+        if self._last is None:
+            self._last = self.snapshot(datetime.now(UTC))
+        current = self._last
+        return {token_id: current[token_id] for token_id in token_ids if token_id in current}
+
+    def found(self) -> list[WatchedToken]:
+        """Everything the last window read, in the window or not."""
+        return list((self._last or {}).values())

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,7 +36,7 @@ from notifier.config.options import KindOptions, OptionError, option_duration, o
 from notifier.core.durations import format_in_one_unit
 from notifier.core.model import CredentialKind, WatchedToken
 from notifier.core.policy import in_window
-from notifier.sources import SourceError
+from notifier.sources import ReadsWhole, SourceError
 from notifier.sources.api import check_url
 
 if TYPE_CHECKING:
@@ -159,41 +159,31 @@ def _flag(value: object) -> bool:
     raise OptionError("last_used", "expected true or false")
 
 
-class AwsSource:
+class AwsSource(ReadsWhole):
     """The active access keys of an AWS account's IAM users."""
 
     def __init__(self, config: AwsSourceConfig) -> None:
         self.name = config.name
         self._config = config
         self._client: IAMClient | None = None
-        self._last: dict[str, WatchedToken] | None = None
         self._problems: tuple[str, ...] = ()
 
-    def window(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
-        """Read every active key; those due for rotation in the window, and every overdue one.
+    def snapshot(self, now: datetime) -> dict[str, WatchedToken]:
+        """Every active key, by id."""
+        del now  # read as it stands
+        return self.read()
+
+    def in_view(
+        self, token: WatchedToken, now: datetime, horizon: timedelta, lookback: timedelta
+    ) -> bool:
+        """In the window, or past its maximum age however long ago.
 
         A key past its maximum age still works, so it stays in the window until it is
         rotated, however long ago it became due: its notice is sent once per sink (the
         policy's expired notice), however late the daemon first sees it.
         """
-        self._last = self.read()
-        return [
-            t
-            for t in self._last.values()
-            if in_window(t, now, horizon, lookback)
-            or (t.expires_at is not None and t.expires_at <= now)
-        ]
-
-    def by_ids(self, token_ids: Sequence[str]) -> dict[str, WatchedToken]:
-        """The keys of *token_ids* as the last window read them (gone, inactive ones left out)."""
-        if self._last is None:
-            self._last = self.read()
-        current = self._last
-        return {token_id: current[token_id] for token_id in token_ids if token_id in current}
-
-    def found(self) -> list[WatchedToken]:
-        """Every active key the last window read."""
-        return list((self._last or {}).values())
+        overdue = token.expires_at is not None and token.expires_at <= now
+        return overdue or in_window(token, now, horizon, lookback)
 
     def problems(self) -> tuple[str, ...]:
         """The users named in ``users`` that the last window did not find."""

@@ -10,17 +10,16 @@ the row named, rather than silently dropping a token.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from notifier.config.options import KindOptions, OptionError, option_timezone
 from notifier.core.model import WatchedToken
-from notifier.core.policy import in_window
-from notifier.sources import SourceError
+from notifier.sources import ReadsWhole, SourceError
 
 OPTIONS = KindOptions(("path", "timezone"))
 
@@ -59,30 +58,18 @@ _FIELDS = frozenset(
 )
 
 
-class FileSource:
+class FileSource(ReadsWhole):
     """Tokens listed in a file."""
 
     def __init__(self, config: FileSourceConfig) -> None:
         self.name = config.name
         self._config = config
         # The file as the last window read it: a pass looks up ids in the same reading.
-        self._last: dict[str, WatchedToken] | None = None
 
-    def window(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
-        """Read the file; raise :class:`SourceError` naming the bad row or the I/O error."""
-        self._last = {token.token_id: token for token in self.read()}
-        return [t for t in self._last.values() if in_window(t, now, horizon, lookback)]
-
-    def by_ids(self, token_ids: Sequence[str]) -> dict[str, WatchedToken]:
-        """The tokens of *token_ids* in the file, as the last window read it."""
-        if self._last is None:
-            self._last = {token.token_id: token for token in self.read()}
-        everything = self._last
-        return {i: everything[i] for i in token_ids if i in everything}
-
-    def found(self) -> list[WatchedToken]:
-        """Every token of the file as the last window read it."""
-        return list((self._last or {}).values())
+    def snapshot(self, now: datetime) -> dict[str, WatchedToken]:
+        """Every token of the file, by id."""
+        del now  # read as it stands
+        return {token.token_id: token for token in self.read()}
 
     def read(self) -> list[WatchedToken]:
         """Every token in the file."""

@@ -33,7 +33,7 @@ import base64
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,8 +43,7 @@ from urllib.parse import quote, urlsplit
 from notifier.config.options import KindOptions, OptionError, option_duration
 from notifier.core.clock import Clock, SystemClock
 from notifier.core.model import WatchedToken
-from notifier.core.policy import in_window
-from notifier.sources import SourceError
+from notifier.sources import ReadsWhole, SourceError
 from notifier.sources.api import ApiClient, check_ca_file, check_url, parse_time
 
 if TYPE_CHECKING:
@@ -244,7 +243,7 @@ class _Installation:
     expires_at: datetime
 
 
-class GitHubSource:
+class GitHubSource(ReadsWhole):
     """Fine-grained tokens of an organisation and configured classic tokens, from GitHub."""
 
     def __init__(
@@ -266,24 +265,12 @@ class GitHubSource:
         self._classic_api: dict[str, ApiClient] = {}
         self._fine_grained: dict[str, WatchedToken] = {}
         self._classic: dict[str, WatchedToken] = {}
-        self._last: dict[str, WatchedToken] | None = None
         self._problems: tuple[str, ...] = ()
 
-    def window(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
-        """Read every token; those expiring in the window."""
-        self._last = self.read()
-        return [t for t in self._last.values() if in_window(t, now, horizon, lookback)]
-
-    def by_ids(self, token_ids: Sequence[str]) -> dict[str, WatchedToken]:
-        """The tokens of *token_ids* as the last window read them (gone ones are left out)."""
-        if self._last is None:
-            self._last = self.read()
-        current = self._last
-        return {token_id: current[token_id] for token_id in token_ids if token_id in current}
-
-    def found(self) -> list[WatchedToken]:
-        """Every token the last window read."""
-        return list((self._last or {}).values())
+    def snapshot(self, now: datetime) -> dict[str, WatchedToken]:
+        """Every fine-grained and classic token, by id."""
+        del now  # read as it stands
+        return self.read()
 
     def problems(self) -> tuple[str, ...]:
         """What the last window could not read (the rest of it was read)."""

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -50,8 +50,7 @@ from urllib.parse import quote, unquote
 
 from notifier.config.options import KindOptions, OptionError, option_duration, option_list
 from notifier.core.model import WatchedToken
-from notifier.core.policy import in_window
-from notifier.sources import SourceError
+from notifier.sources import ReadsWhole, SourceError
 from notifier.sources.api import (
     MAX_PAGES,
     ApiClient,
@@ -192,7 +191,7 @@ class _PlaceError(Exception):
     """A configured project or group could not be read; the other places are."""
 
 
-class GitLabSource:
+class GitLabSource(ReadsWhole):
     """Personal, project and group access tokens of a GitLab instance."""
 
     def __init__(
@@ -212,24 +211,11 @@ class GitLabSource:
         )
         # place -> what it listed when last read: a failed place keeps it watched.
         self._places: dict[str, dict[str, WatchedToken]] = {}
-        self._last: dict[str, WatchedToken] | None = None
         self._problems: tuple[str, ...] = ()
 
-    def window(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
-        """Read every token; those expiring in the window."""
-        self._last = self.read(now)
-        return [t for t in self._last.values() if in_window(t, now, horizon, lookback)]
-
-    def by_ids(self, token_ids: Sequence[str]) -> dict[str, WatchedToken]:
-        """The tokens of *token_ids* as the last window read them (gone ones are left out)."""
-        if self._last is None:
-            self._last = self.read(datetime.now(UTC))
-        current = self._last
-        return {token_id: current[token_id] for token_id in token_ids if token_id in current}
-
-    def found(self) -> list[WatchedToken]:
-        """Every token the last window read."""
-        return list((self._last or {}).values())
+    def snapshot(self, now: datetime) -> dict[str, WatchedToken]:
+        """Every token of the instance and the places, by id."""
+        return self.read(now)
 
     def problems(self) -> tuple[str, ...]:
         """The projects and groups the last window could not read (the others were read)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,8 +26,7 @@ from urllib.parse import quote, urlsplit
 
 from notifier.config.options import KindOptions, OptionError, option_duration
 from notifier.core.model import WatchedToken
-from notifier.core.policy import in_window
-from notifier.sources import SourceError
+from notifier.sources import ReadsWhole, SourceError
 from notifier.sources.api import ApiClient, check_ca_file, check_token, check_url, parse_time
 
 OPTIONS = KindOptions(("url", "token", "ca_file", "timeout"), secrets=frozenset({"token"}))
@@ -75,7 +74,7 @@ def _ca_bundle(path: Path | None) -> Path | None:
     return path
 
 
-class StackRoxSource:
+class StackRoxSource(ReadsWhole):
     """The API tokens of a StackRox / Red Hat ACS Central."""
 
     def __init__(
@@ -93,23 +92,11 @@ class StackRoxSource:
             ca_file=config.ca_file,
             sleep=sleep,
         )
-        self._last: dict[str, WatchedToken] | None = None
 
-    def window(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
-        """Read every token; those expiring in the window."""
-        self._last = self.read()
-        return [t for t in self._last.values() if in_window(t, now, horizon, lookback)]
-
-    def by_ids(self, token_ids: Sequence[str]) -> dict[str, WatchedToken]:
-        """The tokens of *token_ids* as the last window read them (gone ones are left out)."""
-        if self._last is None:
-            self._last = self.read()
-        current = self._last
-        return {token_id: current[token_id] for token_id in token_ids if token_id in current}
-
-    def found(self) -> list[WatchedToken]:
-        """Every token the last window read."""
-        return list((self._last or {}).values())
+    def snapshot(self, now: datetime) -> dict[str, WatchedToken]:
+        """Central's every token not revoked, by id."""
+        del now  # read as it stands
+        return self.read()
 
     def close(self) -> None:
         """Close the connection pool."""

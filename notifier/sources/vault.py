@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,8 +30,7 @@ from urllib.parse import urlsplit
 
 from notifier.config.options import KindOptions, OptionError, option_duration, option_list
 from notifier.core.model import CredentialKind, WatchedToken
-from notifier.core.policy import in_window
-from notifier.sources import SourceError
+from notifier.sources import ReadsWhole, SourceError
 
 if TYPE_CHECKING:
     import httpx
@@ -100,7 +99,7 @@ def check_options(name: str, options: Mapping[str, Any]) -> VaultSourceConfig:
     )
 
 
-class VaultSource:
+class VaultSource(ReadsWhole):
     """Tokens (and leases) of a Vault or OpenBao server."""
 
     def __init__(
@@ -128,23 +127,11 @@ class VaultSource:
             else True,
             follow_redirects=False,
         )
-        self._last: dict[str, WatchedToken] | None = None
 
-    def window(self, now: datetime, horizon: timedelta, lookback: timedelta) -> list[WatchedToken]:
-        """Read every token (and lease); those expiring in the window."""
-        self._last = self.read()
-        return [t for t in self._last.values() if in_window(t, now, horizon, lookback)]
-
-    def by_ids(self, token_ids: Sequence[str]) -> dict[str, WatchedToken]:
-        """The tokens of *token_ids* as the last window read them (gone ones are left out)."""
-        if self._last is None:
-            self._last = self.read()
-        current = self._last
-        return {token_id: current[token_id] for token_id in token_ids if token_id in current}
-
-    def found(self) -> list[WatchedToken]:
-        """Every token and lease the last window read."""
-        return list((self._last or {}).values())
+    def snapshot(self, now: datetime) -> dict[str, WatchedToken]:
+        """Vault's every token (and lease under the prefixes), by id."""
+        del now  # read as it stands
+        return self.read()
 
     def close(self) -> None:
         """Close the connection pool."""

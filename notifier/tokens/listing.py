@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -179,6 +179,49 @@ class Statuses:
         return or_(*(self.conditions[status] for status in sorted(statuses)))
 
 
+class ListFilter(Protocol):
+    """The filters every list of credentials shares (TokenFilter, CredentialFilter)."""
+
+    @property
+    def owner(self) -> str | None:
+        """Exactly this owner."""
+
+    @property
+    def labels(self) -> tuple[tuple[str, str], ...]:
+        """Every one of these labels."""
+
+    @property
+    def expiring_within(self) -> timedelta | None:
+        """Expires after now and within this."""
+
+    @property
+    def expires_after(self) -> datetime | None:
+        """Expires at or after this."""
+
+    @property
+    def expires_before(self) -> datetime | None:
+        """Expires before this."""
+
+
+def owned_and_expiring(
+    table: Table, wanted: ListFilter, now: datetime
+) -> list[ColumnElement[bool]]:
+    """The owner, label and expiry conditions of *wanted* on *table*'s columns, at *now*."""
+    c = table.c
+    conditions: list[ColumnElement[bool]] = []
+    if wanted.owner is not None:
+        conditions.append(c.owner == wanted.owner)
+    for key, value in wanted.labels:
+        conditions.append(c.labels[key].as_string() == value)
+    if wanted.expiring_within is not None:
+        conditions.extend([c.expires_at > now, c.expires_at <= now + wanted.expiring_within])
+    if wanted.expires_after is not None:
+        conditions.append(c.expires_at >= wanted.expires_after)
+    if wanted.expires_before is not None:
+        conditions.append(c.expires_at < wanted.expires_before)
+    return conditions
+
+
 class TokenLists:
     """Pages, streams and counts of the tokens table, at the time *now* says."""
 
@@ -195,22 +238,12 @@ class TokenLists:
         self, wanted: TokenFilter, now: datetime, *, statuses: bool = True
     ) -> list[ColumnElement[bool]]:
         """The conditions of the tokens *wanted* holds at *now* (its statuses unless told not)."""
-        c = _tokens.c
         conditions: list[ColumnElement[bool]] = []
         if statuses:
             conditions.append(Statuses(now, self.policy, self.database).any_of(wanted.statuses))
         if wanted.source is not None and wanted.source != STORE:
             conditions.append(false())  # the store holds only its own tokens
-        if wanted.owner is not None:
-            conditions.append(c.owner == wanted.owner)
-        for key, value in wanted.labels:
-            conditions.append(c.labels[key].as_string() == value)
-        if wanted.expiring_within is not None:
-            conditions.extend([c.expires_at > now, c.expires_at <= now + wanted.expiring_within])
-        if wanted.expires_after is not None:
-            conditions.append(c.expires_at >= wanted.expires_after)
-        if wanted.expires_before is not None:
-            conditions.append(c.expires_at < wanted.expires_before)
+        conditions.extend(owned_and_expiring(_tokens, wanted, now))
         if wanted.search is not None:
             conditions.append(self._search(wanted.search))
         return conditions

@@ -12,13 +12,18 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from notifier.credentials.listing import KINDS, STATUSES, CredentialFilter, SortName
 from notifier.resources import CredentialKindName, CredentialResource, CredentialStatus
-from notifier.tokens.listing import label_filters
 from notifier.web.api import WebApi
 from notifier.web.auth import TokenReader
-from notifier.web.errors import ApiProblem
 from notifier.web.routes.paging import DEFAULT_PAGE, PAGED, Cursor, Limit, paged
-from notifier.web.routes.queries import query_duration, query_time
-from notifier.web.schemas import DURATION_PATTERN
+from notifier.web.routes.queries import (
+    ExpiresAfter,
+    ExpiresBefore,
+    ExpiringWithin,
+    Labels,
+    Owner,
+    Search,
+    list_filters,
+)
 
 
 def _credential_filter(
@@ -35,61 +40,24 @@ def _credential_filter(
         str | None,
         Query(max_length=64, description="only this source: `store`, `vault:prod`, `x509`"),
     ] = None,
-    owner: Annotated[str | None, Query(max_length=200, description="exactly this owner")] = None,
-    label: Annotated[
-        list[str] | None,
-        Query(description="key=value: only credentials with this label (repeatable: all)"),
-    ] = None,
-    expiring_within: Annotated[
-        str | None,
-        Query(
-            max_length=64,
-            description="a duration such as 7d: expires after now and within it",
-            json_schema_extra={"pattern": DURATION_PATTERN},
-        ),
-    ] = None,
-    expires_after: Annotated[
-        str | None,
-        Query(
-            max_length=64,
-            description="expires at or after this time (RFC 3339, with its zone)",
-            json_schema_extra={"format": "date-time"},
-        ),
-    ] = None,
-    expires_before: Annotated[
-        str | None,
-        Query(
-            max_length=64,
-            description="expires before this time (RFC 3339, with its zone)",
-            json_schema_extra={"format": "date-time"},
-        ),
-    ] = None,
-    q: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=200,
-            description="search: a name that starts with this, in any case, or an id that "
-            "starts with it",
-        ),
-    ] = None,
+    owner: Owner = None,
+    label: Labels = None,
+    expiring_within: ExpiringWithin = None,
+    expires_after: ExpiresAfter = None,
+    expires_before: ExpiresBefore = None,
+    q: Search = None,
 ) -> CredentialFilter:
     """The filters of the list, from its query; 422 naming a parameter it refuses."""
-    try:
-        labels = label_filters(label or [])
-    except ValueError as error:
-        raise ApiProblem(422, "invalid_request", str(error), field="label") from None
+    shared = list_filters(label, expiring_within, expires_after, expires_before)
     return CredentialFilter(
         kinds=frozenset(kind) if kind else frozenset(KINDS),
         statuses=frozenset(status) if status else frozenset(STATUSES),
         source=source,
         owner=owner,
-        labels=labels,
-        expiring_within=(
-            None if expiring_within is None else query_duration(expiring_within, "expiring_within")
-        ),
-        expires_after=query_time(expires_after, "expires_after"),
-        expires_before=query_time(expires_before, "expires_before"),
+        labels=shared.labels,
+        expiring_within=shared.expiring_within,
+        expires_after=shared.expires_after,
+        expires_before=shared.expires_before,
         search=q,
     )
 

@@ -10,15 +10,17 @@ that checks the other disagree. Durations are checked here too.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi._compat import field_annotation_is_sequence
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from notifier.web.errors import ApiProblem
-from notifier.web.schemas import duration
+from notifier.web.schemas import DURATION_PATTERN, duration
 
 
 def query_duration(text: str, name: str) -> timedelta:
@@ -50,6 +52,80 @@ def query_time(text: str | None, name: str) -> datetime | None:
         return datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
         raise problem from None
+
+
+# The filters every list of credentials takes (GET /tokens, GET /credentials), one each.
+Owner = Annotated[str | None, Query(max_length=200, description="exactly this owner")]
+Labels = Annotated[
+    list[str] | None,
+    Query(description="key=value: only those with this label (repeatable: all of them)"),
+]
+ExpiringWithin = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="a duration such as 7d: expires after now and within it",
+        json_schema_extra={"pattern": DURATION_PATTERN},
+    ),
+]
+ExpiresAfter = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="expires at or after this time (RFC 3339, with its zone)",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+ExpiresBefore = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="expires before this time (RFC 3339, with its zone)",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+Search = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        description="search: a name that starts with this, in any case, or an id that "
+        "starts with it",
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """The checked values of the shared filters: labels, and the expiry bounds."""
+
+    labels: tuple[tuple[str, str], ...]
+    expiring_within: timedelta | None
+    expires_after: datetime | None
+    expires_before: datetime | None
+
+
+def list_filters(
+    label: list[str] | None,
+    expiring_within: str | None,
+    expires_after: str | None,
+    expires_before: str | None,
+) -> ListFilters:
+    """The shared filters checked; 422 naming the parameter that is refused."""
+    from notifier.tokens.listing import label_filters  # noqa: PLC0415 - with the lists
+
+    try:
+        labels = label_filters(label or [])
+    except ValueError as error:
+        raise ApiProblem(422, "invalid_request", str(error), field="label") from None
+    return ListFilters(
+        labels=labels,
+        expiring_within=(
+            None if expiring_within is None else query_duration(expiring_within, "expiring_within")
+        ),
+        expires_after=query_time(expires_after, "expires_after"),
+        expires_before=query_time(expires_before, "expires_before"),
+    )
 
 
 def _queries(dependant: Dependant) -> tuple[frozenset[str], frozenset[str]]:

@@ -16,7 +16,6 @@ from notifier.tokens.listing import (
     STATUSES,
     SortName,
     TokenFilter,
-    label_filters,
 )
 from notifier.web.api import PREFIX, WebApi
 from notifier.web.auth import Principal, TokenReader, TokenWriter
@@ -29,7 +28,16 @@ from notifier.web.routes.lifetimes import (
     same_lifetime,
 )
 from notifier.web.routes.paging import DEFAULT_PAGE, PAGED, Cursor, Limit, paged
-from notifier.web.routes.queries import query_duration, query_time
+from notifier.web.routes.queries import (
+    ExpiresAfter,
+    ExpiresBefore,
+    ExpiringWithin,
+    Labels,
+    Owner,
+    Search,
+    list_filters,
+    query_duration,
+)
 from notifier.web.schemas import DURATION_PATTERN, TokenCreate, TokenRotate, duration
 
 _CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -77,48 +85,16 @@ def _token_filter(
         list[TokenStatus] | None,
         Query(description="only these statuses (repeatable); default: all but revoked"),
     ] = None,
-    owner: Annotated[str | None, Query(max_length=200, description="exactly this owner")] = None,
-    label: Annotated[
-        list[str] | None,
-        Query(description="key=value: only tokens with this label (repeatable: all of them)"),
-    ] = None,
+    owner: Owner = None,
+    label: Labels = None,
     source: Annotated[
         str | None,
         Query(max_length=64, description="only this source's tokens: the store's are `store`"),
     ] = None,
-    expiring_within: Annotated[
-        str | None,
-        Query(
-            max_length=64,
-            description="a duration such as 7d: expires after now and within it",
-            json_schema_extra={"pattern": DURATION_PATTERN},
-        ),
-    ] = None,
-    expires_after: Annotated[
-        str | None,
-        Query(
-            max_length=64,
-            description="expires at or after this time (RFC 3339, with its zone)",
-            json_schema_extra={"format": "date-time"},
-        ),
-    ] = None,
-    expires_before: Annotated[
-        str | None,
-        Query(
-            max_length=64,
-            description="expires before this time (RFC 3339, with its zone)",
-            json_schema_extra={"format": "date-time"},
-        ),
-    ] = None,
-    q: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=200,
-            description="search: a name that starts with this, in any case, or an id that "
-            "starts with it (each answered from an index)",
-        ),
-    ] = None,
+    expiring_within: ExpiringWithin = None,
+    expires_after: ExpiresAfter = None,
+    expires_before: ExpiresBefore = None,
+    q: Search = None,
     all_tokens: Annotated[
         bool, Query(alias="all", description="every status: the same as naming each")
     ] = False,
@@ -139,20 +115,15 @@ def _token_filter(
         statuses = frozenset(STATUSES)
     elif revoked:
         statuses = frozenset({"revoked"})
-    try:
-        labels = label_filters(label or [])
-    except ValueError as error:
-        raise ApiProblem(422, "invalid_request", str(error), field="label") from None
+    shared = list_filters(label, expiring_within, expires_after, expires_before)
     return TokenFilter(
         statuses=statuses,
         owner=owner,
-        labels=labels,
+        labels=shared.labels,
         source=source,
-        expiring_within=(
-            None if expiring_within is None else query_duration(expiring_within, "expiring_within")
-        ),
-        expires_after=query_time(expires_after, "expires_after"),
-        expires_before=query_time(expires_before, "expires_before"),
+        expiring_within=shared.expiring_within,
+        expires_after=shared.expires_after,
+        expires_before=shared.expires_before,
         search=q,
     )
 
