@@ -64,7 +64,6 @@ class FileSource(ReadsWhole):
     def __init__(self, config: FileSourceConfig) -> None:
         self.name = config.name
         self._config = config
-        # The file as the last window read it: a pass looks up ids in the same reading.
 
     def snapshot(self, now: datetime) -> dict[str, WatchedToken]:
         """Every token of the file, by id."""
