@@ -235,7 +235,7 @@ class ArrayStatement(BulkStatement):
                 offsets.append(len(body))
                 body += f"%s{piece}"
                 self._constants.append(index)
-        rows = ", ".join(f"%s{casts[index]}[]" for index, *_ in self._plan)
+        rows = ", ".join(f"%b{casts[index]}[]" for index, *_ in self._plan)
         names = ", ".join(f"c{position}" for position in range(len(self._plan)))
         source = f"unnest({rows}) AS v({names})"
         if body.startswith("UPDATE "):
