@@ -191,6 +191,35 @@ class TestBulkStatement:
         assert not writes[0][1]  # not an executemany
         assert count == 300
 
+    def test_integers_of_every_width_and_none_in_one_column(self, database: Database) -> None:
+        """A column's values travel together (a binary array on PostgreSQL), of any size."""
+        state = DeliveryStateRow.__table__
+        # What a text array would have to quote: quotes, a comma, braces, a backslash.
+        quoted = 'a "b", {c}\\'
+        values = [None, 1, 40_000, 2_000_000_000, -5]
+        keys = ("source", "token_id", "sink", "last_threshold_s", "notices_sent", "last_kind")
+        keys += ("attempts", "version")
+        bulk = database.bulk(state.insert(), keys)
+        rows = [
+            {
+                "source": "store",
+                "token_id": f"t{index}",
+                "sink": "log",
+                "last_threshold_s": value,
+                "notices_sent": index,
+                "last_kind": None if value is None else quoted,
+                "attempts": 0,
+                "version": 0,
+            }
+            for index, value in enumerate(values)
+        ]
+        with database.write() as connection:
+            bulk.execute(connection, rows)
+        stored_rows = stored(database, state, state.c.token_id)
+        assert [row["last_threshold_s"] for row in stored_rows] == values
+        assert [row["notices_sent"] for row in stored_rows] == list(range(len(values)))
+        assert [row["last_kind"] for row in stored_rows] == [None, *[quoted] * 4]
+
     def test_refuses_keys_the_statement_does_not_use(self, database: Database) -> None:
         """A key the statement has no parameter for is a programming error, said at once."""
         with pytest.raises(ValueError, match=r"does not use \['colour'\]"):
