@@ -4,21 +4,34 @@ Reading the files (JSONL, CSV, api-keys.json) is :mod:`notifier.tokens.importer`
 writes what it read, and reads what export writes. Export is JSONL of exactly
 :data:`RECORD_FIELDS`, the shape import accepts, streamed by id.
 
-An import holds one chunk of rows in memory, whatever the size of the file. The checked rows
-are staged in a temporary table of the import's own connection, which no other connection
-sees and which on SQLite takes no lock on the database file. Repeated ids are found there.
-Only when every row has passed does one write transaction move the rows into the tokens and
-audit tables, by INSERT ... SELECT for new tokens and their events; the rows whose id is
-stored already come back to Python, a page at a time, to see what they change.
+An import holds a bounded number of rows in memory, whatever the size of the file. The
+checked rows are staged in a temporary table of the import's own connection, which no other
+connection sees and which on SQLite takes no lock on the database file. Repeated ids are
+found there. The rows move into the tokens and audit tables by INSERT ... SELECT for new
+tokens and their events; the rows whose id is stored already come back to Python, a page at
+a time, to see what they change. All of it commits in one transaction, or none of it does.
+
+When the write happens differs by backend:
+
+- **SQLite**: only when every row has passed does the write transaction begin, so that the
+  database's one write lock is held for the write alone, not while a file is read.
+- **PostgreSQL**: one transaction stages and writes a range of rows at a time while a thread
+  reads and checks the next range, so that the server inserts while the file is checked
+  (the way a ``COPY`` loader keeps both cores busy). Nothing of it is seen by another
+  connection before the commit, and a bad row or a repeated id anywhere in the file rolls it
+  all back: the file is still read to its end, so that every bad row is listed.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self, cast
 
 import structlog
 from sqlalchemy import (
@@ -40,6 +53,7 @@ from sqlalchemy import (
 )
 
 from notifier import audit
+from notifier.db.bulk import BulkLoad
 from notifier.db.database import Database
 from notifier.db.keyset import Order, stream_rows
 from notifier.db.models import AuditEvent, Token, UtcDateTime
@@ -48,6 +62,9 @@ from notifier.tokens.views import iso
 _STAGE_CHUNK = 500  # rows converted and staged at a time
 _DIFF_PAGE = 5_000  # staged rows of stored ids diffed at a time (held with the stored tokens)
 _INSERT_RANGE = 100_000  # staged rows per INSERT ... SELECT of new tokens (a progress step)
+# PostgreSQL: staged rows written at a time while the next ones are checked, and so also
+# about how many checked rows wait in memory for the write to take them.
+_WRITE_RANGE = 20_000
 MAX_ERRORS = 50  # bad rows listed at most
 # Fields an import may set, in export order; export writes exactly these.
 RECORD_FIELDS = (
@@ -139,31 +156,40 @@ def import_records(
     staged: Callable[[int], object] | None = None,
     progress: Callable[[int], object] | None = None,
     before_commit: Callable[[], object] | None = None,
+    write_range: int = _WRITE_RANGE,
 ) -> ImportReport:
     """Upsert *records* by id in one transaction: all of them, or nothing.
 
-    *records* is read once, and may be a stream of any length: it is staged first, and
-    nothing is written unless all of it was read without an :class:`ImportDataError` (the
-    reader's bad rows) and no id repeats (raised as one, with the reader's, by line). Fields a
-    record does not carry keep their stored value (or the default for a new token). A record
-    equal to what is stored changes nothing, so importing twice is the same as importing
-    once. *staged* hears how many records each chunk read and checked, *progress* how many
-    each step of the write wrote; *before_commit* is called once
-    every row is written, just before the commit (the CLI holds signals back from there, to
-    say truthfully whether the import happened).
+    *records* is read once, and may be a stream of any length. Nothing is committed unless
+    all of it was read without an :class:`ImportDataError` (the reader's bad rows) and no id
+    repeats (raised as one, with the reader's, by line). Fields a record does not carry keep
+    their stored value (or the default for a new token). A record equal to what is stored
+    changes nothing, so importing twice is the same as importing once. *staged* hears how
+    many records each chunk read and checked, *progress* how many each step of the write
+    wrote; *before_commit* is called once every row is written, just before the commit (the
+    CLI holds signals back from there, to say truthfully whether the import happened). On
+    PostgreSQL the rows are written *write_range* at a time while the next are checked.
     """
     report = ImportReport()
     started = time.monotonic()
     with database.held() as connection, database.temporary(connection, _staged):
-        count = _stage(database, connection, records, now, staged)
-        checked = time.monotonic()
-        with database.transaction(connection, write=True):
-            run = _Write(database, connection, now=now, actor=actor, report=report)
-            for written in run.write(count):
-                if progress is not None:
-                    progress(written)
-            if before_commit is not None:
-                before_commit()
+        run = _Write(database, connection, now=now, actor=actor, report=report)
+        load = database.load(_staged, defaults={"created_at": now})
+        if database.dialect == "postgresql":
+            with database.transaction(connection, write=True):
+                _Ranges(connection, load, run, staged, progress, write_range).import_all(records)
+                checked = time.monotonic()
+                if before_commit is not None:
+                    before_commit()
+        else:
+            count = _stage(connection, load, records, staged, database=database)
+            checked = time.monotonic()
+            with database.transaction(connection, write=True):
+                for written in run.write(0, count):
+                    if progress is not None:
+                        progress(written)
+                if before_commit is not None:
+                    before_commit()
     if report.created + report.updated >= _REFRESH_AFTER:
         # PostgreSQL plans by statistics, which autovacuum refreshes only a while later:
         # until then a search or a sort over a table that grew tenfold reads all of it.
@@ -173,51 +199,205 @@ def import_records(
         created=report.created,
         updated=report.updated,
         unchanged=report.unchanged,
-        # Reading and checking (with the staging) must end before the write may begin.
+        # SQLite: reading and checking (with the staging), then the write. PostgreSQL: the two
+        # together, then what is left of the write after the last row was checked.
         check_ms=round((checked - started) * 1000),
         write_ms=round((time.monotonic() - checked) * 1000),
     )
     return report
 
 
+def _staged_rows(records: Iterable[ImportRecord], start: int) -> list[dict[str, Any]]:
+    """*records* as staged rows, numbered from *start*: the fields, and which they carry."""
+    chunk: list[dict[str, Any]] = []
+    ordinal = start
+    bits = _BIT
+    for record in records:
+        values = record.values
+        carried = 0
+        for key in values:
+            carried |= bits[key]
+        chunk.append({**values, "ordinal": ordinal, "line": record.line, "carried": carried})
+        ordinal += 1
+    return chunk
+
+
 def _stage(
-    database: Database,
     connection: Connection,
+    load: BulkLoad,
     records: Iterable[ImportRecord],
-    now: datetime,
     staged: Callable[[int], object] | None,
+    *,
+    database: Database,
 ) -> int:
     """Stage every record; raise :class:`ImportDataError` for bad rows; return how many."""
-    load = database.load(_staged, defaults={"created_at": now})
     errors: list[RowError] = []
-    chunk: list[dict[str, Any]] = []
     ordinal = 0
     with database.transaction(connection, write=False):
         with load.writing(connection) as append:
             try:
-                for record in records:
-                    values = record.values
-                    carried = 0
-                    for key in values:
-                        carried |= _BIT[key]
-                    chunk.append(
-                        {**values, "ordinal": ordinal, "line": record.line, "carried": carried}
-                    )
-                    ordinal += 1
-                    if len(chunk) == _STAGE_CHUNK:
-                        append(chunk)
-                        chunk.clear()
-                        if staged is not None:
-                            staged(_STAGE_CHUNK)
+                for chunk in _chunks(records):
+                    ordinal += append(_staged_rows(chunk, ordinal))
+                    if staged is not None:
+                        staged(len(chunk))
             except ImportDataError as error:
                 errors = error.errors  # the reader's bad rows; what it read so far is staged
-            append(chunk)
-            if staged is not None:
-                staged(len(chunk))
         errors.extend(_repeats(connection))
     if errors:
         raise ImportDataError(sorted(errors, key=lambda error: error.line)[:MAX_ERRORS])
     return ordinal
+
+
+@dataclass
+class _Ranges:
+    """The PostgreSQL import: staged and written in the caller's transaction, a range at a time.
+
+    A thread reads and checks the records ahead, up to a range of them, while the server
+    writes the range before; the staging of a range waits for the write before it, on the
+    one connection. Once a bad row or a repeat is seen, the rest is only staged, to list
+    every bad row; :class:`ImportDataError` then ends the transaction, rolled back.
+    """
+
+    connection: Connection
+    load: BulkLoad
+    run: _Write
+    staged: Callable[[int], object] | None
+    progress: Callable[[int], object] | None
+    size: int
+    errors: list[RowError] = field(default_factory=list)
+    failed: bool = False
+    ended: bool = False
+
+    def import_all(self, records: Iterable[ImportRecord]) -> None:
+        """Stage and write every record, or raise :class:`ImportDataError`."""
+        start = 0
+        with _ReadAhead(records, depth=max(self.size // _STAGE_CHUNK, 1)) as chunks:
+            while not self.ended:
+                end = self._stage_range(chunks, start)
+                if end > start and not self.failed:
+                    if self.run.repeated(start, end):
+                        self.failed = True  # listed by _repeats, below; nothing more is written
+                    else:
+                        for written in self.run.write(start, end):
+                            if self.progress is not None:
+                                self.progress(written)
+                start = end
+        # An id again in a later range than its first was taken for a stored one and diffed:
+        # found here with the rest, it rolls everything back.
+        errors = [*self.errors, *_repeats(self.connection)]
+        if errors:
+            raise ImportDataError(sorted(errors, key=lambda error: error.line)[:MAX_ERRORS])
+
+    def _stage_range(self, chunks: _ReadAhead, start: int) -> int:
+        """Stage up to a range of records from *start*; return the ordinal after the last."""
+        ordinal = start
+        with chunks.paused(), self.load.writing(self.connection) as append:
+            while ordinal - start < self.size:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    self.ended = True
+                    break
+                except ImportDataError as error:
+                    self.errors = error.errors  # the reader's bad rows, after all it read
+                    self.failed = self.ended = True
+                    break
+                ordinal += append(chunk)
+                if self.staged is not None:
+                    self.staged(len(chunk))
+        return ordinal
+
+
+def _chunks(records: Iterable[ImportRecord]) -> Iterator[list[ImportRecord]]:
+    """*records* in lists of :data:`_STAGE_CHUNK`."""
+    chunk: list[ImportRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == _STAGE_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _ReadAhead:
+    """*records* read, checked and made staged rows by a thread of their own, *depth* ahead.
+
+    Iterated as chunks of staged rows, numbered in file order; what the reading raised (bad
+    rows, a file that stops being UTF-8) is raised where the chunk after the last good one
+    would have come. Leaving the block stops the thread after its current chunk and waits
+    for it, so that nothing reads the file after the import returned.
+    """
+
+    _END = object()
+
+    def __init__(self, records: Iterable[ImportRecord], *, depth: int) -> None:
+        self._records = records
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._running = threading.Event()  # cleared while the importing thread stages
+        self._running.set()
+        self._thread = threading.Thread(target=self._read, name="import-reader", daemon=True)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the reading back while chunks wait, so that staging them has the GIL to itself.
+
+        The reading then runs while the server writes: as long as that takes more than the
+        checking of a range, the next range is ready when the write returns.
+        """
+        self._running.clear()
+        try:
+            yield
+        finally:
+            self._running.set()
+
+    def _read(self) -> None:
+        ordinal = 0
+        try:
+            for chunk in _chunks(self._records):
+                rows = _staged_rows(chunk, ordinal)  # here, not in the thread that stages
+                ordinal += len(rows)
+                if not self._put(rows):
+                    return
+                self._running.wait()
+        except BaseException as error:  # noqa: BLE001 - handed to the importing thread
+            self._put(error)
+        else:
+            self._put(self._END)
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *failure: object) -> None:
+        self._stop.set()
+        self._running.set()  # a reading held back sees the stop
+        self._thread.join()
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> list[dict[str, Any]]:
+        if self._queue.empty():
+            self._running.set()  # nothing waits: paused or not, the reading must go on
+        item = self._queue.get()
+        if item is self._END:
+            self._queue.put(item)  # asked again, it ends again
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._queue.put(item)
+            raise item
+        return cast("list[dict[str, Any]]", item)
 
 
 def _repeats(connection: Connection) -> Iterator[RowError]:
@@ -254,22 +434,41 @@ class _Write:
     actor: str
     report: ImportReport
 
-    def write(self, staged: int) -> Iterator[int]:
-        """Write the *staged* rows; yield how many each step wrote."""
+    def write(self, start: int, end: int) -> Iterator[int]:
+        """Write the staged rows ``start <= ordinal < end``; yield how many each step wrote."""
         connection = self.connection
         # Which ids are stored, in one statement over both tables: a join the planner sizes
         # once, rather than a probe per row from Python.
         connection.execute(
             update(_staged)
-            .where(select(_tokens.c.id).where(_tokens.c.id == _staged.c.id).exists())
+            .where(
+                _staged.c.ordinal >= start,
+                _staged.c.ordinal < end,
+                select(_tokens.c.id).where(_tokens.c.id == _staged.c.id).exists(),
+            )
             .values(stored=True)
         )
-        after = -1
-        while (page := self._update_stored(after)) is not None:
+        after = start - 1
+        while (page := self._update_stored(after, end)) is not None:
             after, rows = page
             yield rows
-        for start in range(0, staged, _INSERT_RANGE):
-            yield self._insert_new(start, start + _INSERT_RANGE)
+        for first in range(start, end, _INSERT_RANGE):
+            yield self._insert_new(first, min(first + _INSERT_RANGE, end))
+
+    def repeated(self, start: int, end: int) -> bool:
+        """Whether an id repeats among the staged rows ``start <= ordinal < end``.
+
+        Two new rows of one id in a range would break the insert of the range, and with it
+        the transaction, before the repeats could be listed.
+        """
+        query = (
+            select(_staged.c.id)
+            .where(_staged.c.ordinal >= start, _staged.c.ordinal < end)
+            .group_by(_staged.c.id)
+            .having(func.count() > 1)
+            .limit(1)
+        )
+        return self.connection.execute(query).first() is not None
 
     def _insert_new(self, start: int, end: int) -> int:
         """Insert the new tokens of the staged rows ``start <= ordinal < end``, with events."""
@@ -303,8 +502,8 @@ class _Write:
         self.report.created += inserted.rowcount
         return int(inserted.rowcount)
 
-    def _update_stored(self, after: int) -> tuple[int, int] | None:
-        """Diff the next page of stored rows after *after*; update the changed ones, with events.
+    def _update_stored(self, after: int, end: int) -> tuple[int, int] | None:
+        """Diff the next page of stored rows after *after*, before *end*; update the changed.
 
         Returns the page's last ordinal and its size, or None when no stored row is left.
         """
@@ -320,7 +519,7 @@ class _Write:
         query = (
             select(_staged, *probe.columns)
             .select_from(probe.joined)
-            .where(_staged.c.stored.is_(True), _staged.c.ordinal > after)
+            .where(_staged.c.stored.is_(True), _staged.c.ordinal > after, _staged.c.ordinal < end)
             .order_by(_staged.c.ordinal)
             .limit(_DIFF_PAGE)
         )

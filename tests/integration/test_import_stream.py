@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from notifier.db.models import AuditEvent, Token
 from notifier.testing import make_policy
 from notifier.tokens.importer import ImportDataError, read_rows
 from notifier.tokens.lifecycle import TokenStore
-from notifier.tokens.transfer import ImportReport
+from notifier.tokens.transfer import ImportReport, import_records
 
 ROWS = 1_300  # past two chunks of staged rows (500 each)
 PAGE = 5_000  # stored rows diffed at a time
@@ -202,3 +203,127 @@ def test_a_large_import_refreshes_the_planners_statistics(
         assert analyzed() == pytest.approx(19_999, rel=0.05)
     finally:
         database.dispose()
+
+
+def ranged(database: Database, clock: FixedClock, records: Any, **hooks: Any) -> ImportReport:
+    """Import *records* with ranges of 500 rows, so that PostgreSQL writes several."""
+    return import_records(
+        database, records, now=clock.now(), actor="user:test", write_range=RANGE, **hooks
+    )
+
+
+RANGE = 500  # rows staged and written at a time on PostgreSQL, in these tests
+
+
+class TestWrittenByRanges:
+    """PostgreSQL writes a range while the next is checked; all of it commits, or none.
+
+    On SQLite the same calls stage everything and then write (the range does not apply), so
+    each case holds there too.
+    """
+
+    def test_every_range_is_written_and_counted(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        stored = 2 * RANGE + 100
+        first = [line(index) for index in range(stored)]
+        assert ranged(database, clock, rows(first)).created == stored
+        # Stored and new mixed over four ranges; every 100th row changed (0, 100, ... 1000).
+        second = [
+            line(index, role="ci") if index % 100 == 0 else line(index)
+            for index in range(4 * RANGE)
+        ]
+        report = ranged(database, clock, rows(second))
+        changed = len(range(0, stored, 100))
+        assert (report.created, report.updated, report.unchanged) == (
+            4 * RANGE - stored,
+            changed,
+            stored - changed,
+        )
+        assert counts(database) == (4 * RANGE, 4 * RANGE + changed)
+
+    @pytest.mark.parametrize(
+        ("first", "again"), [(10, 20), (3, 3 * RANGE + 7)], ids=["same range", "ranges apart"]
+    )
+    def test_a_repeat_rolls_back_the_ranges_written(
+        self, database: Database, clock: FixedClock, first: int, again: int
+    ) -> None:
+        lines = [line(index) for index in range(4 * RANGE)]
+        lines[again] = line(first, name="again")
+        with pytest.raises(ImportDataError) as caught:
+            ranged(database, clock, rows(lines))
+        assert [str(error) for error in caught.value.errors] == [
+            f"line {again + 1}, field id: 'k{first}' repeats line {first + 1}"
+        ]
+        assert counts(database) == (0, 0)
+
+    def test_a_bad_row_after_written_ranges_rolls_them_back(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """Ranges already written when the reader finds a bad row: none of them stays."""
+        lines = [line(index) for index in range(3 * RANGE)]
+        lines.append(line(3 * RANGE, expires_at="soon"))
+        lines.append(line(3 * RANGE + 1, permissions="all"))
+        written: list[int] = []
+        with pytest.raises(ImportDataError) as caught:
+            ranged(database, clock, rows(lines), progress=written.append)
+        assert [(error.line, error.field) for error in caught.value.errors] == [
+            (3 * RANGE + 1, "expires_at"),
+            (3 * RANGE + 2, "permissions"),
+        ]
+        if database.dialect == "postgresql":
+            assert sum(written) == 3 * RANGE  # written, then rolled back
+        assert counts(database) == (0, 0)
+
+    def test_nothing_is_seen_by_another_connection_before_the_commit(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        seen: list[tuple[int, int]] = []
+        lines = [line(index) for index in range(3 * RANGE)]
+        ranged(
+            database,
+            clock,
+            rows(lines),
+            progress=lambda _: seen.append(counts(database)),
+            before_commit=lambda: seen.append(counts(database)),
+        )
+        assert len(seen) > 1
+        assert set(seen) == {(0, 0)}
+        assert counts(database) == (3 * RANGE, 3 * RANGE)
+
+    def test_a_file_that_fails_midway_leaves_nothing_and_no_reader(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """An error of the reading (here, not UTF-8) is raised as it was; the reader ends."""
+
+        def failing() -> Iterator[Any]:
+            yield from rows([line(index) for index in range(2 * RANGE + 10)])
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+        with pytest.raises(UnicodeDecodeError):
+            ranged(database, clock, failing())
+        assert counts(database) == (0, 0)
+        assert not [t for t in threading.enumerate() if t.name == "import-reader"]
+
+    def test_a_failure_of_the_write_stops_the_reader(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """The importing thread fails mid-file: the reader stops reading, and nothing stays."""
+        taken: list[int] = []
+
+        def endless() -> Iterator[Any]:
+            index = 0
+            while True:
+                taken.append(index)
+                yield from rows([line(index)])
+                index += 1
+
+        def fail(_: int) -> None:
+            raise RuntimeError("the write failed")
+
+        with pytest.raises(RuntimeError, match="the write failed"):
+            ranged(database, clock, endless(), staged=fail)
+        assert not [t for t in threading.enumerate() if t.name == "import-reader"]
+        read = len(taken)
+        assert read < 10 * RANGE  # it stopped: the file is endless
+        assert counts(database) == (0, 0)
