@@ -1,4 +1,4 @@
-"""A signal at a chosen point of ``tokens import``, run in-process on a real SQLite file.
+"""A signal at a chosen point of ``tokens import``, run in-process on SQLite and PostgreSQL.
 
 SQLAlchemy's own events mark the points: the first INSERT into the tokens table (mid-import)
 and the COMMIT (called before the driver commits). The signal is sent to this very process
@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -135,3 +136,72 @@ class TestInterruptedImport:
         assert lines[-1] == f"notifier: interrupted after the commit; all {ROWS} rows were imported"
         assert "Traceback" not in captured.err
         assert stored_tokens(state) == ROWS
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("guarded")
+class TestInterruptedOnPostgresql:
+    """PostgreSQL writes range by range while a thread reads ahead: a signal still rolls back.
+
+    The file is longer than a range (20,000 rows), so the first INSERT comes while the reader
+    is still reading; the reader must stop, and nothing stays.
+    """
+
+    @pytest.fixture
+    def long_file(self, tmp_path: Path) -> Path:
+        path = tmp_path / "long.jsonl"
+        path.write_text(
+            "".join(
+                json.dumps({"id": f"k{index}", "name": f"t{index}", "expires_at": None}) + "\n"
+                for index in range(45_000)
+            )
+        )
+        return path
+
+    @pytest.fixture
+    def url(
+        self, clean_environment: Path, postgres_url: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> Any:
+        """The CLI's database, a fresh PostgreSQL one."""
+        del clean_environment  # the variables cleared first, then ours set
+        monkeypatch.setenv(
+            "NOTIFIER_DATABASE_URL", postgres_url.render_as_string(hide_password=False)
+        )
+        return postgres_url
+
+    def count(self, url: Any) -> int:
+        from notifier.db.database import Database  # noqa: PLC0415
+
+        database = Database(url)
+        try:
+            with database.read() as connection:
+                return int(connection.exec_driver_sql("SELECT count(*) FROM tokens").scalar_one())
+        finally:
+            database.dispose()
+
+    def test_during_the_writes_nothing_is_imported_and_the_reader_stops(
+        self,
+        long_file: Path,
+        url: Any,
+        signal_at: Callable[[str, signal.Signals], None],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        signal_at("insert", signal.SIGINT)
+        assert cli.main(["tokens", "import", str(long_file)]) == 128 + signal.SIGINT
+        captured = capsys.readouterr()
+        assert captured.err.splitlines() == ["notifier: interrupted; nothing was imported"]
+        assert not [t for t in threading.enumerate() if t.name == "import-reader"]
+        assert self.count(url) == 0
+
+    def test_during_the_commit_everything_is_imported(
+        self,
+        long_file: Path,
+        url: Any,
+        signal_at: Callable[[str, signal.Signals], None],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        signal_at("commit", signal.SIGTERM)
+        assert cli.main(["tokens", "import", str(long_file)]) == 128 + signal.SIGTERM
+        lines = capsys.readouterr().err.splitlines()
+        assert lines[-1] == "notifier: interrupted after the commit; all 45000 rows were imported"
+        assert self.count(url) == 45_000
