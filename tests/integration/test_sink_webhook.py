@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import random
+import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -787,3 +789,114 @@ class TestTransport:
         hook = sink(httpserver, clock)
         assert hook.deliver(notices(clock, ["t"])) == [Outcome.sent()]
         hook.close()
+
+
+@contextmanager
+def raw_receiver(answer: Callable[[socket.socket, bytes], None]) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that reads what a client first sends, then *answer*s it.
+
+    For what an HTTP server does not do on purpose: hold a request, hang up, refuse a tunnel.
+    Yields the port; first lines of what arrived go to ``answer``'s second argument.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    released = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            while not released.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    return
+                with connection:
+                    answer(connection, connection.recv(65536))
+                    released.wait(timeout=10)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        released.set()
+        listener.close()
+        server.join(timeout=10)
+
+
+def one_try(url: str, clock: FixedClock, *, timeout: float = 5.0) -> WebhookSink:
+    """An unsigned webhook sink that tries each notice once."""
+    return WebhookSink(
+        "webhook",
+        url=url,
+        secret=None,
+        timeout=timedelta(seconds=timeout),
+        route=EVERYTHING,
+        retry=Retry(deadline=timedelta(seconds=10), attempts=1),
+        clock=clock,
+        window=DAY,
+        slice_name="day",
+    )
+
+
+class TestHttpcore:
+    """The sink speaks to httpcore's pool itself: httpx's errors, proxies and signing kept."""
+
+    def test_a_receiver_that_never_answers_times_out(self, clock: FixedClock) -> None:
+        """No answer within the timeout is a transient "timed out", naming no URL."""
+        with raw_receiver(lambda _connection, _request: None) as port:
+            hook = one_try(f"http://127.0.0.1:{port}/hook?token=s3cret", clock, timeout=0.2)
+            outcomes = hook.deliver(notices(clock, ["t"]))
+            hook.close()
+        assert outcomes == [Outcome.failed("webhook timed out")]
+
+    def test_a_receiver_that_hangs_up_is_unreachable(self, clock: FixedClock) -> None:
+        """A connection closed without an answer is transient, named by httpx's error name."""
+
+        def hang_up(connection: socket.socket, _request: bytes) -> None:
+            connection.shutdown(socket.SHUT_RDWR)
+
+        with raw_receiver(hang_up) as port:
+            hook = one_try(f"http://127.0.0.1:{port}/hook", clock)
+            outcomes = hook.deliver(notices(clock, ["t"]))
+            hook.close()
+        assert outcomes == [Outcome.failed("webhook unreachable: RemoteProtocolError")]
+
+    def test_an_https_webhook_tunnels_through_the_environment_proxy(
+        self, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With HTTPS_PROXY set, an https webhook asks the proxy for a tunnel to its host."""
+        asked: list[bytes] = []
+
+        def refuse(connection: socket.socket, request: bytes) -> None:
+            asked.append(request.split(b"\r\n", 1)[0])
+            connection.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with raw_receiver(refuse) as port:
+            monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+            hook = one_try("https://hooks.example.invalid/hook", clock)
+            outcomes = hook.deliver(notices(clock, ["t"]))
+            hook.close()
+        assert asked == [b"CONNECT hooks.example.invalid:443 HTTP/1.1"]
+        assert outcomes == [Outcome.failed("webhook unreachable: ProxyError")]
+
+    def test_signatures_of_posts_in_flight_together_verify(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """Each of many POSTs signed at once verifies with standardwebhooks, for its own body."""
+        receiver = Receiver()
+
+        def slow(request: Request) -> Response:
+            time.sleep(0.01)  # so that several are in flight at once
+            return receiver(request)
+
+        threaded.expect_request("/hook").respond_with_handler(slow)
+        hook = sink(threaded, clock, concurrency=8)
+        outcomes = hook.deliver(notices(clock, [f"t{i}" for i in range(40)]))
+        hook.close()
+        assert outcomes == [Outcome.sent()] * 40
+        verifier = Webhook(SECRET)
+        verified = [verifier.verify(body, headers) for headers, body, _ in receiver.requests]
+        assert sorted(payload["token"]["name"] for payload in verified) == sorted(
+            f"t{i}" for i in range(40)
+        )
