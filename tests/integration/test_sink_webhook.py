@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import random
+import select as selecting
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -17,6 +19,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import trustme
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
@@ -32,7 +35,7 @@ from notifier.sinks import EVERYTHING, Outcome, Route
 from notifier.sinks.log import LogSink
 from notifier.sinks.registry import Retry
 from notifier.sinks.retrying import DEFAULT_CONCURRENCY
-from notifier.sinks.webhook import WebhookSink
+from notifier.sinks.webhook import WebhookSink, _WholeRequests
 from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
 from tests.conftest import sqlite_database
@@ -900,3 +903,48 @@ class TestHttpcore:
         assert sorted(payload["token"]["name"] for payload in verified) == sorted(
             f"t{i}" for i in range(40)
         )
+
+    def test_an_https_webhook_verified_by_the_ca_ssl_cert_file_names(
+        self, clock: FixedClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Over TLS, the receiver's certificate is checked against SSL_CERT_FILE, as httpx does."""
+        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+            monkeypatch.delenv(name, raising=False)
+        authority = trustme.CA()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        authority.issue_cert("127.0.0.1").configure_cert(context)
+        server = HTTPServer(host="127.0.0.1", ssl_context=context)
+        receiver = Receiver()
+        server.expect_request("/hook").respond_with_handler(receiver)
+        server.start()
+        ca_file = tmp_path / "ca.pem"
+        ca_file.write_bytes(authority.cert_pem.bytes())
+        try:
+            untrusted = sink(server, clock, retry=Retry(deadline=timedelta(seconds=5), attempts=1))
+            refused = untrusted.deliver(notices(clock, ["t"]))
+            untrusted.close()
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+            trusted = sink(server, clock)
+            accepted = trusted.deliver(notices(clock, ["t"]))
+            trusted.close()
+        finally:
+            server.clear()
+            server.stop()
+        assert refused == [Outcome.failed("webhook unreachable: ConnectError")]
+        assert accepted == [Outcome.sent()]
+        ((headers, body, _),) = receiver.requests
+        assert Webhook(SECRET).verify(body, headers)["token"]["name"] == "t"
+
+    def test_a_request_goes_out_in_one_send_when_its_answer_is_read(self) -> None:
+        """What httpcore writes in parts (head, body) is held, then sent whole by the read."""
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            stream = _WholeRequests().connect_tcp("127.0.0.1", listener.getsockname()[1], 5)
+            connection, _ = listener.accept()
+            with connection:
+                stream.write(b"POST /hook HTTP/1.1\r\ncontent-length: 2\r\n\r\n", 5)
+                stream.write(b"{}", 5)
+                assert selecting.select([connection], [], [], 0)[0] == []  # nothing sent yet
+                connection.sendall(b"answer")
+                assert stream.read(100, 5) == b"answer"
+                assert connection.recv(100) == b"POST /hook HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}"
+            stream.close()
