@@ -273,6 +273,7 @@ class Retrier:
         self._lock = threading.Condition(threading.Lock())
         self._workers = 0  # threads of this delivery still running, abandoned ones too
         self._sending = 0  # sends in flight, inside the sink's send call
+        self._draining = False  # a stop waits for the sends in flight (their grace)
         self._release: Callable[[], None] | None = None
         self._spent = False
         self._interrupted = False
@@ -329,6 +330,7 @@ class Retrier:
         """Give the sends in flight their grace, then close the book (the lock is held)."""
         self._throttle.wake()
         grace_ends = time.monotonic() + IN_FLIGHT_GRACE
+        self._draining = True
         while self._sending and (left := grace_ends - time.monotonic()) > 0:
             self._lock.wait(left)
         book.closed = True
@@ -402,7 +404,9 @@ class Retrier:
                 # Out of flight and recorded at once: a stop waiting out the grace either sees
                 # this send in flight or finds its outcome.
                 self._sending -= 1
-                if not self._sending:
+                if self._draining and not self._sending:
+                    # Only a stop waits for this; waking run_all's poll after every send that
+                    # empties the flight would cost a thread switch per send.
                     self._lock.notify_all()
                 if isinstance(result, Transient) and self._stop.is_set():
                     result = Outcome.interrupted()
