@@ -144,6 +144,26 @@ def token_name(request: Request) -> str:
     return name
 
 
+WARM_UP = "warm-up"  # the token name of a notice that only teaches a sink its receiver
+
+
+def warm_up(hook: WebhookSink, clock: FixedClock) -> None:
+    """Deliver one notice the receiver answers slowly, so that *hook* has measured its wait.
+
+    A sink starts two POSTs at a time until one has ended; after this it sends as many at
+    once as its option allows, as it does behind any receiver that keeps it waiting.
+    """
+    assert hook.deliver(notices(clock, [WARM_UP])) == [Outcome.sent()]
+
+
+def slowly_if_warm_up(request: Request) -> Response | None:
+    """The warm-up notice's answer, 50 ms late; None for any other notice."""
+    if token_name(request) != WARM_UP:
+        return None
+    time.sleep(0.05)
+    return Response("", status=200)
+
+
 def checker(database: Database, clock: FixedClock, sinks: list[Any]) -> Checker:
     return Checker(
         database=database, sinks=sinks, policy=POLICY, clock=clock, lease=timedelta(minutes=5)
@@ -476,6 +496,8 @@ class TestStop:
         received: list[str] = []
 
         def slow(request: Request) -> Response:
+            if warming := slowly_if_warm_up(request):
+                return warming
             received.append(request.headers["webhook-id"])
             if together.wait() == 0:
                 stop.set()  # the signal arrives with four POSTs in flight
@@ -485,6 +507,7 @@ class TestStop:
         threaded.expect_request("/hook").respond_with_handler(slow)
         self.eight_tokens(database, clock)
         hook = sink(threaded, clock, concurrency=4, retry=Retry(), stop=stop)
+        warm_up(hook, clock)
         report, events, _ = self.stopped_pass(database, clock, hook, stop)
         hook.close()
         assert (report.sent, report.released, report.failed) == ({"webhook": 4}, 4, Counter())
@@ -501,6 +524,8 @@ class TestStop:
         received: list[str] = []
 
         def hang(request: Request) -> Response:
+            if warming := slowly_if_warm_up(request):
+                return warming
             received.append(request.headers["webhook-id"])
             if not answer.is_set():
                 if together.wait() == 0:
@@ -511,6 +536,7 @@ class TestStop:
         threaded.expect_request("/hook").respond_with_handler(hang)
         self.eight_tokens(database, clock)
         hook = sink(threaded, clock, concurrency=4, retry=Retry(), stop=stop)
+        warm_up(hook, clock)
         report, events, elapsed = self.stopped_pass(database, clock, hook, stop)
         hook.close()  # does not wait for the hung POSTs
         assert elapsed < 5, f"the pass took {elapsed:.1f}s"
@@ -693,6 +719,8 @@ class TestSlowDown:
         answered_at: list[float] = []
 
         def receive(request: Request) -> Response:
+            if warming := slowly_if_warm_up(request):
+                return warming
             name = token_name(request)
             with lock:
                 first = all(seen != name for seen, _ in arrivals)
@@ -709,7 +737,9 @@ class TestSlowDown:
             return Response("", status=200)
 
         threaded.expect_request("/hook").respond_with_handler(receive)
-        events = self.all_eight_sent(sink(threaded, clock, concurrency=4), clock)
+        hook = sink(threaded, clock, concurrency=4)
+        warm_up(hook, clock)
+        events = self.all_eight_sent(hook, clock)
         (resume,) = answered_at
         later = [at for name, at in arrivals if name not in {"t1", "t2", "t3"}][1:]
         assert len(later) == 5  # t0's retry, then t4..t7
@@ -727,6 +757,8 @@ class TestSlowDown:
         seen: set[str] = set()
 
         def receive(request: Request) -> Response:
+            if warming := slowly_if_warm_up(request):
+                return warming
             name = token_name(request)
             with lock:
                 first = name not in seen
@@ -739,7 +771,9 @@ class TestSlowDown:
             return Response("", status=200)
 
         threaded.expect_request("/hook").respond_with_handler(receive)
-        events = self.all_eight_sent(sink(threaded, clock, concurrency=8), clock)
+        hook = sink(threaded, clock, concurrency=8)
+        warm_up(hook, clock)
+        events = self.all_eight_sent(hook, clock)
         assert 1 <= retries.most <= 4
         slowed = [e for e in events if e["event"] == "sink.slowed"]
         assert [(e["in_flight_limit"], e["paused_s"]) for e in slowed] == [(4, None)]
