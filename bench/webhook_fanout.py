@@ -15,7 +15,10 @@ answers 204 and counts, so that it is not the limit). Two receivers, two cases:
   three, with the bare loop over fewer notices (it manages 1 / latency a second).
 
 Each case's repeats alternate the order of its three runs; rates are medians. ``--concurrency``
-sets the sink's option (its default otherwise); 1 is the sequential sink of before #13.
+sets the sink's option (its default otherwise); 1 is the sequential sink of before #13. Each
+run also records the CPU time this process spent per notice (every thread; the receiver's
+process is not counted), medians in ``cpu_us_per_notice``: against the instant receiver that,
+not the network, is what bounds the rate.
 
     python bench/webhook_fanout.py --notices 5000 --latency-notices 1000 --repeat 5 \
         --json bench/results/fanout-concurrency.jsonl
@@ -27,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -243,10 +247,16 @@ def through_pass(url: str, count: int, scratch: Path, concurrency: int | None) -
     return elapsed
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far, every thread, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(
     latency: float, notices_each: dict[str, int], repeat: int, concurrency: int | None
-) -> dict[str, list[float]]:
-    """Seconds per run of each of bare, sink and pass, *repeat* times, alternating the order."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds and CPU seconds per run of each of bare, sink and pass, alternating the order."""
     batches = {name: notices(count) for name, count in notices_each.items()}
     runs = {
         "bare": lambda url, _scratch: bare(url, batches["bare"]),
@@ -254,25 +264,34 @@ def measure(
         "pass": lambda url, scratch: through_pass(url, notices_each["pass"], scratch, concurrency),
     }
     seconds: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for index in range(repeat):
         order = list(runs) if index % 2 == 0 else list(reversed(runs))
         receiver, url = start_receiver(latency)
         for name in order:
             with tempfile.TemporaryDirectory() as scratch:
+                before = cpu_seconds()
                 seconds[name].append(runs[name](url, Path(scratch)))
+                cpu[name].append(cpu_seconds() - before)
         answered = stop_receiver(receiver)
         assert answered == sum(notices_each.values()), answered  # noqa: S101
-    return seconds
+    return seconds, cpu
 
 
-def summary(seconds: dict[str, list[float]], notices_each: dict[str, int]) -> dict[str, Any]:
-    """Notices per second (medians) and the ratios against the bare loop."""
+def summary(
+    seconds: dict[str, list[float]], cpu: dict[str, list[float]], notices_each: dict[str, int]
+) -> dict[str, Any]:
+    """Notices per second and CPU per notice (medians), and the ratios against the bare loop."""
     rate = {name: notices_each[name] / statistics.median(runs) for name, runs in seconds.items()}
     return {
         "notices": notices_each,
         "per_second": {name: round(value) for name, value in rate.items()},
         "sink_vs_bare": round(rate["sink"] / rate["bare"], 2),
         "pass_vs_bare": round(rate["pass"] / rate["bare"], 2),
+        "cpu_us_per_notice": {
+            name: round(statistics.median(runs) / notices_each[name] * 1e6)
+            for name, runs in cpu.items()
+        },
         "seconds": seconds,
     }
 
@@ -306,12 +325,15 @@ def main() -> None:
     }
     for case, (latency, counts) in cases.items():
         result[case] = summary(
-            measure(latency, counts, options.repeat, options.concurrency), counts
+            *measure(latency, counts, options.repeat, options.concurrency), counts
         )
         shown = result[case]
         sys.stdout.write(f"{case} (concurrency {result['concurrency']}):\n")
         for name in ("bare", "sink", "pass"):
-            sys.stdout.write(f"  {name:>5}: {shown['per_second'][name]:8d} notices/s\n")
+            sys.stdout.write(
+                f"  {name:>5}: {shown['per_second'][name]:8d} notices/s"
+                f"  {shown['cpu_us_per_notice'][name]:5d} us CPU each\n"
+            )
         sys.stdout.write(
             f"  sink/bare {shown['sink_vs_bare']:.2f}x   pass/bare {shown['pass_vs_bare']:.2f}x\n"
         )

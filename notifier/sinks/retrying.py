@@ -29,8 +29,10 @@ flight are held to the smaller of two limits, and a pause:
   spent waiting on the network in the last second or so (at least two). Behind a receiver
   across a network that is far above any setting; against one that answers at once it is
   two or three, and more threads would only queue for the GIL, which costs more than they
-  gain (docs/performance.md). The first sends go at the full ``concurrency``, until there is
-  something to measure;
+  gain (docs/performance.md). The first sends go two at a time, until the first of them
+  has ended and there is something to measure (behind a slow receiver, one round trip at
+  two); at the full ``concurrency`` from the start, a fast receiver got a connection per
+  thread, which the connection pool then polls on every request until they expire;
 - a Retry-After (on a 429 or a 503) pauses the whole sink until that moment: no send of it
   starts before then, whichever notice got the answer. A pause that ends past a delivery's
   deadline leaves that delivery's unsent notices to the next pass at once. A Retry-After
@@ -150,7 +152,13 @@ class Throttle:
     def limit(self) -> int:
         """Sends that may be in flight at once now."""
         limit = min(int(self._limit), self.ceiling)
-        if self._cpu:
+        if self._cpu is None:
+            # Nothing measured yet: the first send to end says how long one waits. At the
+            # full concurrency from the start, a receiver that answers at once got as many
+            # connections as threads, and httpcore's pool polls every idle one of them on
+            # each request until they expire: more CPU than the POSTs.
+            limit = min(limit, _LEAST_USEFUL)
+        elif self._cpu:
             # While one send waits for its answer, others fill the time with their own CPU
             # work; more than that many only queue for the GIL (Little's law). At least two:
             # the least wait seen underestimates a fast receiver's, down to nothing.
@@ -273,6 +281,7 @@ class Retrier:
         self._lock = threading.Condition(threading.Lock())
         self._workers = 0  # threads of this delivery still running, abandoned ones too
         self._sending = 0  # sends in flight, inside the sink's send call
+        self._draining = False  # a stop waits for the sends in flight (their grace)
         self._release: Callable[[], None] | None = None
         self._spent = False
         self._interrupted = False
@@ -329,6 +338,7 @@ class Retrier:
         """Give the sends in flight their grace, then close the book (the lock is held)."""
         self._throttle.wake()
         grace_ends = time.monotonic() + IN_FLIGHT_GRACE
+        self._draining = True
         while self._sending and (left := grace_ends - time.monotonic()) > 0:
             self._lock.wait(left)
         book.closed = True
@@ -402,7 +412,9 @@ class Retrier:
                 # Out of flight and recorded at once: a stop waiting out the grace either sees
                 # this send in flight or finds its outcome.
                 self._sending -= 1
-                if not self._sending:
+                if self._draining and not self._sending:
+                    # Only a stop waits for this; waking run_all's poll after every send that
+                    # empties the flight would cost a thread switch per send.
                     self._lock.notify_all()
                 if isinstance(result, Transient) and self._stop.is_set():
                     result = Outcome.interrupted()

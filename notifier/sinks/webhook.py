@@ -12,31 +12,41 @@ rule). Errors never carry the URL, which may hold a token of its own. A stop req
 delivery at once, even with POSTs in flight.
 
 The POSTs of an instance share one pool of ``concurrency`` keep-alive connections, an
-``httpx.HTTPTransport`` (thread-safe), and go out from the delivery's threads. The sink hands
-each request to the transport rather than to an ``httpx.Client``: with one fixed URL, the
-Client's work per request (merging URL, headers and cookies, the auth and redirect flows,
-choosing a transport by URL) bought nothing and cost about a third of the CPU of a POST,
-which is what bounds the rate against a fast receiver (docs/performance.md). What of it
-matters is done once, here: credentials in the URL become a Basic ``authorization`` header,
-and the proxy the environment names for the URL (``HTTPS_PROXY``, ``HTTP_PROXY``,
-``ALL_PROXY``, ``NO_PROXY``) is chosen at start.
+``httpcore.ConnectionPool`` (thread-safe; httpx's own transport underneath), and go out from
+the delivery's threads. The sink hands each request to that pool rather than to an
+``httpx.Client`` or ``httpx.HTTPTransport``: with one fixed URL, the Client's work per request
+(merging URL, headers and cookies, the auth and redirect flows, choosing a transport by URL)
+and the transport's (an ``httpx.Request`` converted to httpcore's and the response wrapped
+back) bought nothing and cost CPU (the Client about a third of a POST, the transport about
+a fifth of what was left), which is what bounds the rate against a fast receiver
+(docs/performance.md). What of it matters is done once, here, as
+httpx does it: credentials in the URL become a Basic ``authorization`` header, the proxy the
+environment names for the URL (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``)
+is chosen at start and built as ``httpx.HTTPTransport`` builds it, and httpcore's errors are
+told apart as httpx tells them: a timeout, or the receiver unreachable (named by the error's
+class, the same names as httpx's). The pool's connections write each request in one send
+(:class:`_WholeRequest`), not its head and body apart.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import hashlib
+import hmac
 import json
+import ssl
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any, Unpack
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
-from standardwebhooks.webhooks import Webhook
 
 import notifier
 from notifier.config.options import KindOptions, OptionError, option_duration
@@ -58,6 +68,15 @@ from notifier.sinks.retrying import (
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 TOO_MANY_REQUESTS = 429
+KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept: httpx's default
+# httpcore's errors that httpx calls a TransportError, other than a timeout: the receiver (or
+# the proxy) could not be reached or spoke no HTTP we understand.
+UNREACHABLE = (
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.ProxyError,
+    httpcore.UnsupportedProtocol,
+)
 OPTIONS = KindOptions(
     ("url", "secret", "timeout", "concurrency", *ROUTE_OPTIONS), frozenset({"url", "secret"})
 )
@@ -120,86 +139,207 @@ class WebhookSink(MessageSink):
         target = httpx.URL(url)
         self._url = target.copy_with(userinfo=b"")
         self._proxy = _environment_proxy(self._url)
-        self._headers = {
-            "user-agent": f"notifier/{notifier.__version__}",
-            "content-type": "application/json",
-        }
+        self._target = httpcore.URL(
+            scheme=self._url.raw_scheme,
+            host=self._url.raw_host,
+            port=self._url.port,
+            target=self._url.raw_path,
+        )
+        # What every POST carries, as bytes for httpcore; host as httpx.Request writes it.
+        self._headers = [
+            (b"host", httpx.Request("POST", self._url).headers["host"].encode("ascii")),
+            (b"user-agent", f"notifier/{notifier.__version__}".encode("ascii")),
+            (b"content-type", b"application/json"),
+        ]
         if target.userinfo:  # what httpx.Client did with credentials in the URL
             credentials = f"{target.username}:{target.password}".encode()
-            self._headers["authorization"] = f"Basic {base64.b64encode(credentials).decode()}"
-        self._signer = Webhook(secret) if secret else None
+            self._headers.append((b"authorization", b"Basic " + base64.b64encode(credentials)))
+        # An HMAC keyed once and copied per notice: what standardwebhooks' Webhook.sign
+        # computes, without keying the hash afresh for every notice.
+        self._signer = (
+            hmac.new(webhook_secret_key(secret), digestmod=hashlib.sha256) if secret else None
+        )
         self._clock = clock
         self._window = window
         self._extensions = {"timeout": httpx.Timeout(timeout.total_seconds()).as_dict()}
         self._concurrency = concurrency
         self._throttle = Throttle(concurrency, sink=name)
-        self._transport = self._open_transport()
+        self._ssl_context = httpx.create_ssl_context()  # as httpx.HTTPTransport's default
+        self._backend = _WholeRequests()
+        self._pool = self._open_pool()
 
-    def _open_transport(self) -> httpx.HTTPTransport:
+    def _open_pool(self) -> httpcore.ConnectionPool:
+        """``concurrency`` keep-alive connections, through the proxy if any, as httpx builds."""
         connections = self._concurrency
-        return httpx.HTTPTransport(
-            proxy=self._proxy,
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        if self._proxy is None:
+            return httpcore.ConnectionPool(
+                ssl_context=self._ssl_context,
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+                network_backend=self._backend,
+            )
+        proxy = httpx.Proxy(self._proxy)  # raises ValueError on a scheme it does not know
+        proxy_url = httpcore.URL(
+            scheme=proxy.url.raw_scheme,
+            host=proxy.url.raw_host,
+            port=proxy.url.port,
+            target=proxy.url.raw_path,
+        )
+        if proxy.url.scheme in {"socks5", "socks5h"}:
+            return httpcore.SOCKSProxy(  # needs socksio, as httpx's SOCKS support does
+                proxy_url=proxy_url,
+                proxy_auth=proxy.raw_auth,
+                ssl_context=self._ssl_context,
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+                network_backend=self._backend,
+            )
+        return httpcore.HTTPProxy(
+            proxy_url=proxy_url,
+            proxy_auth=proxy.raw_auth,
+            proxy_headers=proxy.headers.raw,
+            ssl_context=self._ssl_context,
+            proxy_ssl_context=proxy.ssl_context,
+            max_connections=connections,
+            max_keepalive_connections=connections,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+            network_backend=self._backend,
         )
 
     def deliver(self, notices: Sequence[Notice]) -> list[Outcome]:
         """POST the notices, several at once; one outcome per notice, sharing one deadline."""
         retrier = Retrier(self._retry, sink=self.name, stop=self._stop, throttle=self._throttle)
-        transport = self._transport
+        pool = self._pool
         try:
-            return retrier.run_all([partial(self._post, transport, notice) for notice in notices])
+            return retrier.run_all([partial(self._post, pool, notice) for notice in notices])
         finally:
             if retrier.abandoned:
                 # The abandoned POSTs keep their pool, closed once the last of them ends; a
                 # fresh one serves whatever comes next.
-                self._transport = self._open_transport()
-                retrier.close(transport.close)
+                self._pool = self._open_pool()
+                retrier.close(pool.close)
 
-    def _post(self, transport: httpx.HTTPTransport, notice: Notice) -> None:
+    def _post(self, pool: httpcore.ConnectionPool, notice: Notice) -> None:
         sent_at = self._clock.now()
+        timestamp = str(int(sent_at.timestamp()))
         body = json.dumps(
             payload(notice, sent_at=sent_at, window=self._window, slice_name=self._slice_name),
             separators=(",", ":"),
         )
-        headers = {
-            **self._headers,
-            "webhook-id": notice.id,
-            "webhook-timestamp": str(int(sent_at.timestamp())),
-        }
+        content = body.encode("utf-8")
+        headers = [
+            *self._headers,
+            (b"content-length", str(len(content)).encode("ascii")),
+            (b"webhook-id", notice.id.encode("ascii")),
+            (b"webhook-timestamp", timestamp.encode("ascii")),
+        ]
         if self._signer is not None:
-            headers["webhook-signature"] = self._signer.sign(notice.id, sent_at, body)
-        request = httpx.Request(
-            "POST",
-            self._url,
-            content=body.encode("utf-8"),
-            headers=headers,
-            extensions=self._extensions,
+            # Standard Webhooks: v1, then base64 of HMAC-SHA256(key, "id.timestamp.body").
+            signature = self._signer.copy()
+            signature.update(f"{notice.id}.{timestamp}.".encode("ascii") + content)
+            headers.append((b"webhook-signature", b"v1," + base64.b64encode(signature.digest())))
+        request = httpcore.Request(
+            b"POST", self._target, headers=headers, content=content, extensions=self._extensions
         )
         try:
-            response = transport.handle_request(request)
+            response = pool.handle_request(request)
             try:
                 response.read()
             finally:
                 response.close()
-        except httpx.TimeoutException:
+        except httpcore.TimeoutException:
             raise Transient("webhook timed out") from None
-        except httpx.TransportError as error:
+        except UNREACHABLE as error:
             raise Transient(f"webhook unreachable: {type(error).__name__}") from None
-        status = response.status_code
+        status = response.status
         if 200 <= status < 300:  # noqa: PLR2004
             return
         message = f"webhook answered {status}"
         if status in TRANSIENT_STATUSES or status >= 500:  # noqa: PLR2004
             raise Transient(
                 message,
-                retry_after=_retry_after(response),
+                retry_after=_retry_after(response.headers),
                 throttled=status == TOO_MANY_REQUESTS,
             )
         raise Permanent(message)
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._transport.close()
+        self._pool.close()
+
+
+class _WholeRequests(httpcore.NetworkBackend):
+    """httpcore's own sockets, each writing a whole request at once (:class:`_WholeRequest`)."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _WholeRequest(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        return _WholeRequest(self._backend.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _WholeRequest(httpcore.NetworkStream):
+    """A connection that holds what is written until the answer is read, then sends it at once.
+
+    httpcore writes a request's head and its body apart: two sends, two TCP segments, and two
+    wake-ups of the receiver, where the send itself is the most costly call of a POST against
+    a near receiver. A client of HTTP/1.1 reads only once the request is written, so the first
+    read sends it all first. A write error then is passed over, as httpcore passes it over
+    while it writes a request: the receiver may have closed early with an answer to read.
+    """
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+        self._held: list[bytes] = []
+        self._timeout: float | None = None
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            self._held.append(buffer)
+            self._timeout = timeout
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._held:
+            held, self._held = b"".join(self._held), []
+            with contextlib.suppress(httpcore.WriteError):
+                self._stream.write(held, self._timeout)
+        return self._stream.read(max_bytes, timeout)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        # Nothing is held here: a tunnel's CONNECT was answered (read) before it.
+        return _WholeRequest(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
 
 
 def _environment_proxy(url: httpx.URL) -> str | None:
@@ -211,9 +351,10 @@ def _environment_proxy(url: httpx.URL) -> str | None:
     return proxy if "://" in proxy else f"http://{proxy}"
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(raw_headers: Sequence[tuple[bytes, bytes]]) -> float | None:
     """Seconds from a Retry-After header: a number, or an HTTP date."""
-    value = response.headers.get("retry-after")
+    headers = httpx.Headers(raw_headers)
+    value = headers.get("retry-after")
     if value is None:
         return None
     try:
@@ -222,7 +363,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         pass
     try:
         moment = parsedate_to_datetime(value)
-        reference = parsedate_to_datetime(response.headers["date"])
+        reference = parsedate_to_datetime(headers["date"])
     except (KeyError, TypeError, ValueError):
         return None  # no usable date to count from: let the exponential backoff decide
     return max((moment - reference).total_seconds(), 0.0)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import base64
 import json
 import random
+import select as selecting
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+import trustme
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
@@ -30,7 +35,7 @@ from notifier.sinks import EVERYTHING, Outcome, Route
 from notifier.sinks.log import LogSink
 from notifier.sinks.registry import Retry
 from notifier.sinks.retrying import DEFAULT_CONCURRENCY
-from notifier.sinks.webhook import WebhookSink
+from notifier.sinks.webhook import WebhookSink, _WholeRequests
 from notifier.testing import make_policy
 from notifier.tokens.lifecycle import TokenStore
 from tests.conftest import sqlite_database
@@ -137,6 +142,26 @@ def notices(clock: FixedClock, names: list[str]) -> list[Notice]:
 def token_name(request: Request) -> str:
     name: str = json.loads(request.get_data())["token"]["name"]
     return name
+
+
+WARM_UP = "warm-up"  # the token name of a notice that only teaches a sink its receiver
+
+
+def warm_up(hook: WebhookSink, clock: FixedClock) -> None:
+    """Deliver one notice the receiver answers slowly, so that *hook* has measured its wait.
+
+    A sink starts two POSTs at a time until one has ended; after this it sends as many at
+    once as its option allows, as it does behind any receiver that keeps it waiting.
+    """
+    assert hook.deliver(notices(clock, [WARM_UP])) == [Outcome.sent()]
+
+
+def slowly_if_warm_up(request: Request) -> Response | None:
+    """The warm-up notice's answer, 50 ms late; None for any other notice."""
+    if token_name(request) != WARM_UP:
+        return None
+    time.sleep(0.05)
+    return Response("", status=200)
 
 
 def checker(database: Database, clock: FixedClock, sinks: list[Any]) -> Checker:
@@ -471,6 +496,8 @@ class TestStop:
         received: list[str] = []
 
         def slow(request: Request) -> Response:
+            if warming := slowly_if_warm_up(request):
+                return warming
             received.append(request.headers["webhook-id"])
             if together.wait() == 0:
                 stop.set()  # the signal arrives with four POSTs in flight
@@ -480,6 +507,7 @@ class TestStop:
         threaded.expect_request("/hook").respond_with_handler(slow)
         self.eight_tokens(database, clock)
         hook = sink(threaded, clock, concurrency=4, retry=Retry(), stop=stop)
+        warm_up(hook, clock)
         report, events, _ = self.stopped_pass(database, clock, hook, stop)
         hook.close()
         assert (report.sent, report.released, report.failed) == ({"webhook": 4}, 4, Counter())
@@ -496,6 +524,8 @@ class TestStop:
         received: list[str] = []
 
         def hang(request: Request) -> Response:
+            if warming := slowly_if_warm_up(request):
+                return warming
             received.append(request.headers["webhook-id"])
             if not answer.is_set():
                 if together.wait() == 0:
@@ -506,6 +536,7 @@ class TestStop:
         threaded.expect_request("/hook").respond_with_handler(hang)
         self.eight_tokens(database, clock)
         hook = sink(threaded, clock, concurrency=4, retry=Retry(), stop=stop)
+        warm_up(hook, clock)
         report, events, elapsed = self.stopped_pass(database, clock, hook, stop)
         hook.close()  # does not wait for the hung POSTs
         assert elapsed < 5, f"the pass took {elapsed:.1f}s"
@@ -688,6 +719,8 @@ class TestSlowDown:
         answered_at: list[float] = []
 
         def receive(request: Request) -> Response:
+            if warming := slowly_if_warm_up(request):
+                return warming
             name = token_name(request)
             with lock:
                 first = all(seen != name for seen, _ in arrivals)
@@ -704,7 +737,9 @@ class TestSlowDown:
             return Response("", status=200)
 
         threaded.expect_request("/hook").respond_with_handler(receive)
-        events = self.all_eight_sent(sink(threaded, clock, concurrency=4), clock)
+        hook = sink(threaded, clock, concurrency=4)
+        warm_up(hook, clock)
+        events = self.all_eight_sent(hook, clock)
         (resume,) = answered_at
         later = [at for name, at in arrivals if name not in {"t1", "t2", "t3"}][1:]
         assert len(later) == 5  # t0's retry, then t4..t7
@@ -722,6 +757,8 @@ class TestSlowDown:
         seen: set[str] = set()
 
         def receive(request: Request) -> Response:
+            if warming := slowly_if_warm_up(request):
+                return warming
             name = token_name(request)
             with lock:
                 first = name not in seen
@@ -734,7 +771,9 @@ class TestSlowDown:
             return Response("", status=200)
 
         threaded.expect_request("/hook").respond_with_handler(receive)
-        events = self.all_eight_sent(sink(threaded, clock, concurrency=8), clock)
+        hook = sink(threaded, clock, concurrency=8)
+        warm_up(hook, clock)
+        events = self.all_eight_sent(hook, clock)
         assert 1 <= retries.most <= 4
         slowed = [e for e in events if e["event"] == "sink.slowed"]
         assert [(e["in_flight_limit"], e["paused_s"]) for e in slowed] == [(4, None)]
@@ -787,3 +826,159 @@ class TestTransport:
         hook = sink(httpserver, clock)
         assert hook.deliver(notices(clock, ["t"])) == [Outcome.sent()]
         hook.close()
+
+
+@contextmanager
+def raw_receiver(answer: Callable[[socket.socket, bytes], None]) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that reads what a client first sends, then *answer*s it.
+
+    For what an HTTP server does not do on purpose: hold a request, hang up, refuse a tunnel.
+    Yields the port; first lines of what arrived go to ``answer``'s second argument.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    released = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            while not released.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    return
+                with connection:
+                    answer(connection, connection.recv(65536))
+                    released.wait(timeout=10)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        released.set()
+        listener.close()
+        server.join(timeout=10)
+
+
+def one_try(url: str, clock: FixedClock, *, timeout: float = 5.0) -> WebhookSink:
+    """An unsigned webhook sink that tries each notice once."""
+    return WebhookSink(
+        "webhook",
+        url=url,
+        secret=None,
+        timeout=timedelta(seconds=timeout),
+        route=EVERYTHING,
+        retry=Retry(deadline=timedelta(seconds=10), attempts=1),
+        clock=clock,
+        window=DAY,
+        slice_name="day",
+    )
+
+
+class TestHttpcore:
+    """The sink speaks to httpcore's pool itself: httpx's errors, proxies and signing kept."""
+
+    def test_a_receiver_that_never_answers_times_out(self, clock: FixedClock) -> None:
+        """No answer within the timeout is a transient "timed out", naming no URL."""
+        with raw_receiver(lambda _connection, _request: None) as port:
+            hook = one_try(f"http://127.0.0.1:{port}/hook?token=s3cret", clock, timeout=0.2)
+            outcomes = hook.deliver(notices(clock, ["t"]))
+            hook.close()
+        assert outcomes == [Outcome.failed("webhook timed out")]
+
+    def test_a_receiver_that_hangs_up_is_unreachable(self, clock: FixedClock) -> None:
+        """A connection closed without an answer is transient, named by httpx's error name."""
+
+        def hang_up(connection: socket.socket, _request: bytes) -> None:
+            connection.shutdown(socket.SHUT_RDWR)
+
+        with raw_receiver(hang_up) as port:
+            hook = one_try(f"http://127.0.0.1:{port}/hook", clock)
+            outcomes = hook.deliver(notices(clock, ["t"]))
+            hook.close()
+        assert outcomes == [Outcome.failed("webhook unreachable: RemoteProtocolError")]
+
+    def test_an_https_webhook_tunnels_through_the_environment_proxy(
+        self, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With HTTPS_PROXY set, an https webhook asks the proxy for a tunnel to its host."""
+        asked: list[bytes] = []
+
+        def refuse(connection: socket.socket, request: bytes) -> None:
+            asked.append(request.split(b"\r\n", 1)[0])
+            connection.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with raw_receiver(refuse) as port:
+            monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+            hook = one_try("https://hooks.example.invalid/hook", clock)
+            outcomes = hook.deliver(notices(clock, ["t"]))
+            hook.close()
+        assert asked == [b"CONNECT hooks.example.invalid:443 HTTP/1.1"]
+        assert outcomes == [Outcome.failed("webhook unreachable: ProxyError")]
+
+    def test_signatures_of_posts_in_flight_together_verify(
+        self, threaded: HTTPServer, clock: FixedClock
+    ) -> None:
+        """Each of many POSTs signed at once verifies with standardwebhooks, for its own body."""
+        receiver = Receiver()
+
+        def slow(request: Request) -> Response:
+            time.sleep(0.01)  # so that several are in flight at once
+            return receiver(request)
+
+        threaded.expect_request("/hook").respond_with_handler(slow)
+        hook = sink(threaded, clock, concurrency=8)
+        outcomes = hook.deliver(notices(clock, [f"t{i}" for i in range(40)]))
+        hook.close()
+        assert outcomes == [Outcome.sent()] * 40
+        verifier = Webhook(SECRET)
+        verified = [verifier.verify(body, headers) for headers, body, _ in receiver.requests]
+        assert sorted(payload["token"]["name"] for payload in verified) == sorted(
+            f"t{i}" for i in range(40)
+        )
+
+    def test_an_https_webhook_verified_by_the_ca_ssl_cert_file_names(
+        self, clock: FixedClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Over TLS, the receiver's certificate is checked against SSL_CERT_FILE, as httpx does."""
+        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+            monkeypatch.delenv(name, raising=False)
+        authority = trustme.CA()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        authority.issue_cert("127.0.0.1").configure_cert(context)
+        server = HTTPServer(host="127.0.0.1", ssl_context=context)
+        receiver = Receiver()
+        server.expect_request("/hook").respond_with_handler(receiver)
+        server.start()
+        ca_file = tmp_path / "ca.pem"
+        ca_file.write_bytes(authority.cert_pem.bytes())
+        try:
+            untrusted = sink(server, clock, retry=Retry(deadline=timedelta(seconds=5), attempts=1))
+            refused = untrusted.deliver(notices(clock, ["t"]))
+            untrusted.close()
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+            trusted = sink(server, clock)
+            accepted = trusted.deliver(notices(clock, ["t"]))
+            trusted.close()
+        finally:
+            server.clear()
+            server.stop()
+        assert refused == [Outcome.failed("webhook unreachable: ConnectError")]
+        assert accepted == [Outcome.sent()]
+        ((headers, body, _),) = receiver.requests
+        assert Webhook(SECRET).verify(body, headers)["token"]["name"] == "t"
+
+    def test_a_request_goes_out_in_one_send_when_its_answer_is_read(self) -> None:
+        """What httpcore writes in parts (head, body) is held, then sent whole by the read."""
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            stream = _WholeRequests().connect_tcp("127.0.0.1", listener.getsockname()[1], 5)
+            connection, _ = listener.accept()
+            with connection:
+                stream.write(b"POST /hook HTTP/1.1\r\ncontent-length: 2\r\n\r\n", 5)
+                stream.write(b"{}", 5)
+                assert selecting.select([connection], [], [], 0)[0] == []  # nothing sent yet
+                connection.sendall(b"answer")
+                assert stream.read(100, 5) == b"answer"
+                assert connection.recv(100) == b"POST /hook HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}"
+            stream.close()

@@ -31,9 +31,16 @@ def sends(throttle: Throttle, count: int, *, wall: float, cpu: float) -> None:
 
 
 class TestOurLimit:
-    def test_it_starts_at_the_ceiling(self) -> None:
-        """Before anything is measured, every send the option allows may go at once."""
-        assert Throttle(32, sink="webhook").limit == 32
+    def test_it_starts_at_two_until_a_send_has_ended(self) -> None:
+        """Before anything is measured two sends go at once; the first to end lifts that."""
+        throttle = Throttle(32, sink="webhook")
+        assert throttle.limit == 2
+        sends(throttle, 1, wall=0.0503, cpu=0.0003)
+        assert throttle.limit == 32
+
+    def test_a_ceiling_of_one_starts_at_one(self) -> None:
+        """``concurrency = 1`` is one send at a time from the first."""
+        assert Throttle(1, sink="webhook").limit == 1
 
     def test_a_receiver_across_a_network_gets_the_ceiling(self) -> None:
         """Sends that wait 50 ms for 0.3 ms of CPU leave room for far more than 32."""
@@ -75,6 +82,7 @@ class TestReceiversLimit:
     def test_a_429_halves_it_once_per_round_trip(self) -> None:
         """Three 429s to sends started together cut once; one to a later send cuts again."""
         throttle = Throttle(16, sink="webhook")
+        sends(throttle, 1, wall=0.05, cpu=0.0003)  # measured: our limit is past 16
         together = [throttle.acquire(NEVER, FAR) for _ in range(3)]
         for cuts in together:
             assert cuts is not None
