@@ -63,8 +63,8 @@ def _import(
         fail(f"cannot read {args.file}: {error.strerror}")
         return exitcodes.NOINPUT
     quiet = not sys.stderr.isatty()
-    # On a terminal, the rows read and checked (staged: nothing is written yet), then the rows
-    # written, out of those.
+    # On a terminal, the rows read and checked (staged), then the rows written, out of those
+    # (on PostgreSQL the two advance together; nothing is committed before the end).
     checking = tqdm(desc="checking", unit="token", file=sys.stderr, disable=quiet)
     writing = tqdm(desc="writing", unit="token", file=sys.stderr, disable=quiet)
 

@@ -1,6 +1,6 @@
 """Reading token files for ``tokens import``: JSONL, CSV and ``api-keys.json``.
 
-Every row is checked before anything is written; the errors name the line and the field. The
+Every row is checked before anything is committed; the errors name the line and the field. The
 shapes are documented in docs/tokens.md:
 
 - **JSONL** (``.jsonl``, ``.ndjson``): one object per line, the fields ``tokens export``
@@ -370,6 +370,10 @@ def _check_row(raw: dict[str, Any]) -> dict[str, Any]:
             values[key] = _CHECKS[key](value)
     except TokenInputError as error:
         raise _FieldError(key, str(error).split(": ", 1)[-1]) from None
+    if "created_at" in values and values["created_at"] is None:
+        # Every token has a creation time: none given (null, an empty CSV cell) is the same as
+        # the field left out, the import's time for a new token and the stored one otherwise.
+        del values["created_at"]
     return values
 
 

@@ -327,3 +327,15 @@ class TestWrittenByRanges:
         read = len(taken)
         assert read < 10 * RANGE  # it stopped: the file is endless
         assert counts(database) == (0, 0)
+
+
+def test_a_creation_time_of_null_is_the_field_left_out(
+    database: Database, clock: FixedClock
+) -> None:
+    """A null created_at (or an empty CSV cell) once failed the write with a traceback."""
+    imported(database, clock, [line(0, created_at="2025-06-01T00:00:00Z")])
+    report = imported(database, clock, [line(0, created_at=None), line(1, created_at=None)])
+    assert (report.created, report.updated, report.unchanged) == (1, 0, 1)
+    store = TokenStore(database, clock, make_policy(), prefix="ntf_", pepper=None)
+    assert store.get("k0").created_at.year == 2025  # stored: kept
+    assert store.get("k1").created_at == clock.now()  # new: the import's time

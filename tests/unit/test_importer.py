@@ -87,6 +87,17 @@ class TestFormats:
         (record,) = read_records('[{"id": "a", "name": "n", "expiresAt": null}]', "api-keys")
         assert record.values["id"] == "a"
 
+    def test_no_creation_time_is_the_field_left_out(self) -> None:
+        """A creation time of JSON null, an empty CSV cell or api-keys null is not carried."""
+        (jsonl,) = read_records(
+            '{"id": "a", "name": "x", "expires_at": null, "created_at": null}\n', "jsonl"
+        )
+        (csv,) = read_records("id,name,expires_at,created_at\na,x,never,\n", "csv")
+        (keys,) = read_records(
+            '[{"id": "a", "name": "x", "expiresAt": null, "createdAt": null}]', "api-keys"
+        )
+        assert [sorted(r.values) for r in (jsonl, csv, keys)] == [["expires_at", "id", "name"]] * 3
+
 
 class TestBadRows:
     @pytest.mark.parametrize(
