@@ -220,6 +220,8 @@ class WebhookSink(MessageSink):
                 # fresh one serves whatever comes next.
                 self._pool = self._open_pool()
                 retrier.close(pool.close)
+            else:
+                _close_idle(pool, keep=self._throttle.limit)
 
     def _post(self, pool: httpcore.ConnectionPool, notice: Notice) -> None:
         sent_at = self._clock.now()
@@ -268,6 +270,20 @@ class WebhookSink(MessageSink):
     def close(self) -> None:
         """Close the connection pool."""
         self._pool.close()
+
+
+def _close_idle(pool: httpcore.ConnectionPool, *, keep: int) -> None:
+    """Close the pool's idle connections past *keep*, between deliveries (none in flight).
+
+    A first delivery opens a connection per send in flight, up to ``concurrency``, before the
+    sends are measured; against a receiver that answers at once the limit then comes down to
+    two, and httpcore's pool looks at every idle connection (a ``poll`` each) twice per
+    request until their keep-alive runs out: more CPU than the POSTs. The pool drops a closed
+    connection itself.
+    """
+    idle = [connection for connection in pool.connections if connection.is_idle()]
+    for connection in idle[keep:]:
+        connection.close()
 
 
 class _WholeRequests(httpcore.NetworkBackend):

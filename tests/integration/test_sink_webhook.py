@@ -610,6 +610,60 @@ class TestConcurrency:
         assert outcomes == [Outcome.sent()] * 20
         assert 1 < in_flight.most <= 4
 
+    def test_idle_connections_past_the_limit_are_closed_between_deliveries(
+        self, clock: FixedClock
+    ) -> None:
+        """What a slow receiver needed open is closed once fewer would do, and sends go on.
+
+        httpcore's pool looks at every idle connection on each request, so connections a
+        limit no longer uses cost CPU until their keep-alive runs out. The receiver here
+        keeps connections open (HTTP/1.1), as most do; pytest-httpserver's closes them.
+        """
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+        from notifier.sinks.webhook import WebhookSink, _close_idle  # noqa: PLC0415
+
+        class KeepAlive(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["content-length"]))
+                time.sleep(0.05)
+                self.send_response(204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                del args
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+        serving = threading.Thread(target=server.serve_forever, daemon=True)
+        serving.start()
+        try:
+            hook = WebhookSink(
+                "hook",
+                url=f"http://127.0.0.1:{server.server_port}/hook",
+                secret=None,
+                timeout=timedelta(seconds=5),
+                clock=clock,
+                window=timedelta(days=7),
+                concurrency=4,
+                route=EVERYTHING,
+                retry=Retry(),
+                slice_name="day",
+            )
+            sent = hook.deliver(notices(clock, [f"t{i}" for i in range(20)]))
+            assert sent == [Outcome.sent()] * 20
+            pool = hook._pool  # what the pool holds is the point
+            assert len([c for c in pool.connections if not c.is_closed()]) > 1
+            _close_idle(pool, keep=1)
+            assert len([c for c in pool.connections if not c.is_closed()]) == 1
+            assert hook.deliver(notices(clock, ["again"])) == [Outcome.sent()]
+            hook.close()
+        finally:
+            server.shutdown()
+            server.server_close()
+
     def test_a_fast_receiver_gets_every_notice(
         self, threaded: HTTPServer, clock: FixedClock
     ) -> None:

@@ -38,6 +38,21 @@ class TestOurLimit:
         sends(throttle, 1, wall=0.0503, cpu=0.0003)
         assert throttle.limit == 32
 
+    def test_a_costly_first_send_does_not_hold_the_limit_down(self) -> None:
+        """A process's first send pays its one-time work; the next few outweigh it.
+
+        Behind a receiver at 20 ms, a first send of 10 ms CPU then sends of 0.3 ms: as the
+        seed of a moving average over 16 sends it held the limit at 5 after 8 more sends
+        (1 + 20 ms / 6.1 ms); averaged as a plain mean while there are fewer than 16, it is
+        16 then (1 + 20 ms / 1.4 ms), and the ceiling soon after.
+        """
+        throttle = Throttle(32, sink="webhook")
+        sends(throttle, 1, wall=0.030, cpu=0.010)
+        sends(throttle, 8, wall=0.0203, cpu=0.0003)
+        assert throttle.limit == 16
+        sends(throttle, 24, wall=0.0203, cpu=0.0003)
+        assert throttle.limit == 32
+
     def test_a_ceiling_of_one_starts_at_one(self) -> None:
         """``concurrency = 1`` is one send at a time from the first."""
         assert Throttle(1, sink="webhook").limit == 1
