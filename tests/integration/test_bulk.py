@@ -197,8 +197,8 @@ class TestBulkStatement:
         # What a text array would have to quote: quotes, a comma, braces, a backslash.
         quoted = 'a "b", {c}\\'
         values = [None, 1, 40_000, 2_000_000_000, -5]
-        keys = ("source", "token_id", "sink", "last_threshold_s", "notices_sent", "last_kind")
-        keys += ("attempts", "version")
+        keys: tuple[str, ...] = ("source", "token_id", "sink", "last_threshold_s")
+        keys += ("notices_sent", "last_kind", "attempts", "version")
         bulk = database.bulk(state.insert(), keys)
         rows = [
             {
