@@ -315,6 +315,16 @@ class Database:
         return self.dialect == "sqlite"
 
     @property
+    def one_writer(self) -> bool:
+        """Whether a write transaction keeps every other writer out until it ends.
+
+        SQLite's write lock is the whole database's; PostgreSQL's writers lock only the rows
+        they change, and readers see none of a transaction before its commit, so a long one
+        may write as it goes (an import writes while it checks).
+        """
+        return self.dialect == "sqlite"
+
+    @property
     def plans_by_statistics(self) -> bool:
         """Whether the planner's choices follow statistics a grown table must refresh."""
         return self.dialect == "postgresql"

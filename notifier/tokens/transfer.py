@@ -175,19 +175,19 @@ def import_records(
     with database.held() as connection, database.temporary(connection, _staged):
         run = _Write(database, connection, now=now, actor=actor, report=report)
         load = database.load(_staged, defaults={"created_at": now})
-        if database.dialect == "postgresql":
-            with database.transaction(connection, write=True):
-                _Ranges(connection, load, run, staged, progress, write_range).import_all(records)
-                checked = time.monotonic()
-                if before_commit is not None:
-                    before_commit()
-        else:
+        if database.one_writer:
             count = _stage(connection, load, records, staged, database=database)
             checked = time.monotonic()
             with database.transaction(connection, write=True):
                 for written in run.write(0, count):
                     if progress is not None:
                         progress(written)
+                if before_commit is not None:
+                    before_commit()
+        else:
+            with database.transaction(connection, write=True):
+                _Ranges(connection, load, run, staged, progress, write_range).import_all(records)
+                checked = time.monotonic()
                 if before_commit is not None:
                     before_commit()
     if report.created + report.updated >= _REFRESH_AFTER:
@@ -309,9 +309,22 @@ class _Ranges:
 
 
 def _chunks(records: Iterable[ImportRecord]) -> Iterator[list[ImportRecord]]:
-    """*records* in lists of :data:`_STAGE_CHUNK`."""
+    """*records* in lists of :data:`_STAGE_CHUNK`.
+
+    What the reading raises (at its end, the bad rows) comes after the rows read before it,
+    so that those are staged too and their repeated ids are listed with the bad rows.
+    """
     chunk: list[ImportRecord] = []
-    for record in records:
+    iterator = iter(records)
+    while True:
+        try:
+            record = next(iterator)
+        except StopIteration:
+            break
+        except BaseException:
+            if chunk:
+                yield chunk
+            raise
         chunk.append(record)
         if len(chunk) == _STAGE_CHUNK:
             yield chunk

@@ -275,6 +275,21 @@ class TestWrittenByRanges:
             assert sum(written) == 3 * RANGE  # written, then rolled back
         assert counts(database) == (0, 0)
 
+    def test_a_repeat_just_before_a_bad_last_row_is_listed_with_it(
+        self, database: Database, clock: FixedClock
+    ) -> None:
+        """Rows read in the chunk the reader's error ends are staged, and their repeats found."""
+        lines = [line(index) for index in range(10)]
+        lines[2] = line(0, name="again")
+        lines.append(line(10, expires_at="soon"))
+        with pytest.raises(ImportDataError) as caught:
+            ranged(database, clock, rows(lines))
+        assert [(error.line, error.field) for error in caught.value.errors] == [
+            (3, "id"),
+            (11, "expires_at"),
+        ]
+        assert counts(database) == (0, 0)
+
     def test_nothing_is_seen_by_another_connection_before_the_commit(
         self, database: Database, clock: FixedClock
     ) -> None:
