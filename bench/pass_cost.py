@@ -33,6 +33,7 @@ noisy, so medians of --repeat runs and the ratios are what to read.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import logging
@@ -129,7 +130,12 @@ def rounds(url: URL, first: Callable[[], int], steady: Callable[[], int]) -> dic
     """A warm-up, then ROUNDS of (reset, first pass, steady pass): the median of each.
 
     The warm-up fills the statement caches and the connection pool, as a daemon has them.
+    Every kind starts with its start-up's objects collected and frozen (``gc.freeze``), as
+    ``notifier check`` and ``notifier run`` do before their first pass
+    (``notifier.runtime.heap.settle``): the baselines get the same collector as notifier.
     """
+    gc.collect()
+    gc.freeze()
     reset(url)
     first()
     firsts: list[float] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -49,6 +50,13 @@ def reset_logging() -> Iterator[None]:
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
+
+
+@pytest.fixture(autouse=True)
+def unfreeze_objects() -> Iterator[None]:
+    """Give back to the collector what an in-process `check` or service froze (heap.settle)."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture

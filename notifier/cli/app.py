@@ -66,11 +66,13 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     from notifier.core.messages import sentence  # noqa: PLC0415
     from notifier.db import migrate  # noqa: PLC0415
     from notifier.db.database import DatabaseUnavailableError  # noqa: PLC0415
+    from notifier.runtime import heap  # noqa: PLC0415
     from notifier.runtime.compose import build  # noqa: PLC0415
 
     parts = build(settings)
     try:
         migrate.upgrade(parts.database)
+        heap.settle()  # start-up is over: its objects stay out of the pass's collections
         report = parts.checker.run(dry_run=args.dry_run)
         if not args.dry_run:
             parts.checker.retire()  # a one-off pass: its policy is not a live replica's

@@ -8,9 +8,11 @@ or the environment.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+from notifier.core.values import value
 
 
 class NoticeKind(StrEnum):
@@ -76,7 +78,7 @@ OPEN = StateKind.EXPIRING
 SKIPPED = StateKind.SKIPPED
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WatchedToken:
     """A token as a source reports it: what the decision needs and the notice shows."""
 
@@ -99,7 +101,7 @@ class WatchedToken:
         return self.expires_at - self.created_at
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Threshold:
     """A point before expiry at which a notice is due: a duration, or a share of the lifetime."""
 
@@ -117,7 +119,7 @@ class Threshold:
         return min(lifetime * self.fraction, horizon)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DeliveryState:
     """What one sink has heard about one token, for one expiry."""
 
@@ -134,7 +136,7 @@ class DeliveryState:
         return self.last_kind == OPEN
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Snooze:
     """A silence on a token's notices."""
 
@@ -142,7 +144,7 @@ class Snooze:
     threshold: timedelta | None = None  # the threshold it was in when snoozed
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Notice:
     """One message about one token for one sink."""
 
@@ -163,7 +165,7 @@ class Notice:
     credential_kind: CredentialKind = CredentialKind.TOKEN
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Decision:
     """What to send now, the state to carry forward, and when to look again."""
 

@@ -45,6 +45,7 @@ from notifier.core.model import (
     WatchedToken,
 )
 from notifier.core.notices import build_notice
+from notifier.core.values import value
 
 # Kinds after which nothing more is said about an expiry.
 _TOLD_FINAL = frozenset({StateKind.EXPIRED, StateKind.RESOLVED})
@@ -69,7 +70,7 @@ def is_revoked(token: WatchedToken, now: datetime) -> bool:
     return token.revoked_at is not None and token.revoked_at <= now
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Zone:
     """Where a token stands against the thresholds at one moment."""
 

@@ -27,7 +27,7 @@ from notifier.config.settings import HttpAddress
 from notifier.core.durations import format_duration
 from notifier.db import migrate
 from notifier.db.database import Database, DatabaseUnavailableError
-from notifier.runtime import logs
+from notifier.runtime import heap, logs
 from notifier.runtime.compose import Service
 from notifier.web.app import Probe
 from notifier.web.server import bind
@@ -149,6 +149,7 @@ class Shell:
                 server.start(sock)
                 host, port = sock.getsockname()[:2]
                 log.info("http.listening", address=str(HttpAddress(host, port)))
+            heap.settle()  # start-up is over: its objects stay out of the passes' collections
             self._role.start()
             while not self.stop.wait(timeout=1.0):
                 if self._reopen_logs.is_set():

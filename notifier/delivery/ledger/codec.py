@@ -9,7 +9,6 @@ sending the same notice at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy import String, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from notifier.core.model import OPEN, Decision, DeliveryState, StateKind, WatchedToken
+from notifier.core.values import value
 from notifier.db.models import DeliveryStateRow
 
 STATE = DeliveryStateRow.__table__
@@ -40,7 +40,7 @@ COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Candidate:
     """A (token, sink) pair a pass must look at."""
 
@@ -50,7 +50,7 @@ class Candidate:
     version: int = 0  # of the state row as read; writes succeed only over this version
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Item:
     """A candidate of one source and what the policy decided about it."""
 
