@@ -75,11 +75,11 @@ class _TheirInfoIsDebug(logging.Filter):
 
 def rfc3339(moment: datetime) -> str:
     """Render *moment* as RFC 3339 in UTC with a ``Z`` (``2026-11-23T07:00:00Z``)."""
-    moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}"
-    return text + "Z"
+    if moment.tzinfo is not UTC:  # a parsed "Z" or "+00:00" is UTC itself, and needs no copy
+        moment = moment.astimezone(UTC)
+    # isoformat writes the fraction only when there is one, as RFC 3339 allows; a third of
+    # what strftime costs, and a webhook's body has two of these per notice.
+    return moment.isoformat()[:-6] + "Z"  # without "+00:00"
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})

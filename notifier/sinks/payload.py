@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from notifier.core.durations import format_duration
@@ -11,6 +12,8 @@ from notifier.core.model import Notice, NoticeKind
 from notifier.runtime.logs import rfc3339
 
 SCHEMA_VERSION = 1
+# A sink's window is the same for each of its notices: its text is worked out once.
+_window_text = lru_cache(maxsize=16)(format_duration)
 _STATUS = {
     NoticeKind.EXPIRING: "expiring",
     NoticeKind.EXPIRED: "expired",
@@ -49,7 +52,7 @@ def payload(
         "threshold_seconds": (
             int(notice.threshold.total_seconds()) if notice.threshold is not None else None
         ),
-        "window": format_duration(window),
+        "window": _window_text(window),
         "window_seconds": int(window.total_seconds()),
         "reason": notice.reason,
     }

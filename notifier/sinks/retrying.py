@@ -24,14 +24,15 @@ flight are held to the smaller of two limits, and a pause:
   as TCP's congestion window does). The cut is logged as ``sink.slowed``;
 - our own limit is what the sending threads' CPU leaves room for. Building and signing a
   POST and running httpx's HTTP/1.1 code hold Python's GIL; while one send waits for its
-  answer, others can use that time, but no more than ``1 + wait / cpu`` of them (Little's
-  law), with *cpu* a send's CPU time (a moving average) and *wait* the least time a send
-  spent waiting on the network in the last second or so (at least two). Behind a receiver
+  answer, others can use that time, but no more than ``1 + wait // cpu`` of them (Little's
+  law, whole sends), with *cpu* a send's CPU time (a moving average) and *wait* the least
+  time a send spent waiting on the network in the last second or so. Behind a receiver
   across a network that is far above any setting; against one that answers at once it is
-  two or three, and more threads would only queue for the GIL, which costs more than they
-  gain (docs/performance.md). The first sends go two at a time, until the first of them
-  has ended and there is something to measure (behind a slow receiver, one round trip at
-  two); at the full ``concurrency`` from the start, a fast receiver got a connection per
+  one: a second thread would cost each send GIL hand-offs (about half a send's CPU here)
+  for a wait shorter than a send, and more threads only queue for the GIL, which costs more
+  than they gain (docs/performance.md). The first sends go two at a time, until the first
+  of them has ended and there is something to measure (behind a slow receiver, one round
+  trip at two); at the full ``concurrency`` from the start, a fast receiver got a connection per
   thread, which the connection pool then polls on every request until they expire;
 - a Retry-After (on a 429 or a 503) pauses the whole sink until that moment: no send of it
   starts before then, whichever notice got the answer. A pause that ends past a delivery's
@@ -84,7 +85,7 @@ MAX_CONCURRENCY = 256
 MAX_PAUSE = 3600.0  # seconds: the longest Retry-After a sink waits out
 _AVERAGED = 16  # sends in the moving average of a send's CPU time
 _WINDOW = 0.5  # seconds per window of the least network wait
-_LEAST_USEFUL = 2  # sends in flight our CPU always has room for (unless a 429 says fewer)
+_FIRST_SENDS = 2  # sends in flight before one has ended and been measured
 
 log = structlog.get_logger("notifier.sinks")
 
@@ -158,12 +159,14 @@ class Throttle:
             # full concurrency from the start, a receiver that answers at once got as many
             # connections as threads, and httpcore's pool polls every idle one of them on
             # each request until they expire: more CPU than the POSTs.
-            limit = min(limit, _LEAST_USEFUL)
+            limit = min(limit, _FIRST_SENDS)
         elif self._cpu:
             # While one send waits for its answer, others fill the time with their own CPU
-            # work; more than that many only queue for the GIL (Little's law). At least two:
-            # the least wait seen underestimates a fast receiver's, down to nothing.
-            useful = max(_LEAST_USEFUL, math.ceil(1 + min(self._waits) / self._cpu))
+            # work; more than that many only queue for the GIL (Little's law). Only whole
+            # sends' CPU counts: a second thread costs each send GIL hand-offs, about half
+            # a send's CPU more against a receiver that answers at once, where one at a
+            # time is the faster (docs/performance.md).
+            useful = 1 + math.floor(min(self._waits) / self._cpu)
             limit = min(limit, useful)
         return limit
 

@@ -203,3 +203,22 @@ class TestSentencesOnly:
             LogSink("log", "day").deliver([notice()])
         assert events[0]["token_id"] == "abc123"
         assert events[0]["notice_id"] == "0123abcd"
+
+
+class TestRfc3339:
+    @pytest.mark.parametrize(
+        ("moment", "text"),
+        [
+            (datetime(2026, 11, 23, 7, 0, tzinfo=UTC), "2026-11-23T07:00:00Z"),  # no fraction
+            (datetime(2026, 11, 23, 7, 0, 0, 1, tzinfo=UTC), "2026-11-23T07:00:00.000001Z"),
+            (datetime(2026, 11, 23, 7, 0, 5, 250000, tzinfo=UTC), "2026-11-23T07:00:05.250000Z"),
+            # another offset: the same instant in UTC
+            (datetime.fromisoformat("2026-11-23T09:30:00+02:30"), "2026-11-23T07:00:00Z"),
+            (datetime.fromisoformat("2026-12-31T23:59:59-01:00"), "2027-01-01T00:59:59Z"),
+        ],
+    )
+    def test_utc_with_a_z_and_a_fraction_only_when_there_is_one(
+        self, moment: datetime, text: str
+    ) -> None:
+        """A time reads as RFC 3339 in UTC: seconds always, microseconds when not zero."""
+        assert logs.rfc3339(moment) == text

@@ -42,14 +42,14 @@ class TestOurLimit:
         """A process's first send pays its one-time work; the next few outweigh it.
 
         Behind a receiver at 20 ms, a first send of 10 ms CPU then sends of 0.3 ms: as the
-        seed of a moving average over 16 sends it held the limit at 5 after 8 more sends
-        (1 + 20 ms / 6.1 ms); averaged as a plain mean while there are fewer than 16, it is
-        16 then (1 + 20 ms / 1.4 ms), and the ceiling soon after.
+        seed of a moving average over 16 sends it would hold the limit at 4 after 8 more
+        sends (1 + 20 ms // 6.1 ms); averaged as a plain mean while there are fewer than 16,
+        it is 15 then (1 + 20 ms // 1.4 ms), and the ceiling soon after.
         """
         throttle = Throttle(32, sink="webhook")
         sends(throttle, 1, wall=0.030, cpu=0.010)
         sends(throttle, 8, wall=0.0203, cpu=0.0003)
-        assert throttle.limit == 16
+        assert throttle.limit == 15
         sends(throttle, 24, wall=0.0203, cpu=0.0003)
         assert throttle.limit == 32
 
@@ -66,15 +66,17 @@ class TestOurLimit:
     @pytest.mark.parametrize(
         ("wait", "limit"),
         [
-            (0.0, 2),  # an instant receiver: at least two, one sending while one waits
+            (0.0, 1),  # an instant receiver: one at a time, no GIL hand-offs
+            (0.0002, 1),  # a wait shorter than a send's CPU: a second thread costs more
             (0.0003, 2),  # waits as long as a send's CPU: 1 + 1
             (0.0009, 4),  # three sends' CPU per wait: 1 + 3
+            (0.0010, 4),  # three and a third: only whole sends count
         ],
     )
     def test_a_fast_receiver_gets_what_the_cpu_leaves_room_for(
         self, wait: float, limit: int
     ) -> None:
-        """In flight: one more than the sends whose CPU fits in the least network wait."""
+        """In flight: one more than the whole sends whose CPU fits in the least wait."""
         throttle = Throttle(32, sink="webhook")
         sends(throttle, 50, wall=0.0003 + wait, cpu=0.0003)
         assert throttle.limit == limit
@@ -84,10 +86,10 @@ class TestOurLimit:
         ticker = Ticker()
         throttle = Throttle(32, sink="webhook", monotonic=ticker)
         sends(throttle, 10, wall=0.0003, cpu=0.0003)
-        assert throttle.limit == 2
+        assert throttle.limit == 1
         ticker.now += 0.5
         sends(throttle, 10, wall=0.05, cpu=0.0003)
-        assert throttle.limit == 2  # the fast sends are still in the window before
+        assert throttle.limit == 1  # the fast sends are still in the window before
         ticker.now += 0.5
         sends(throttle, 10, wall=0.05, cpu=0.0003)
         assert throttle.limit == 32
