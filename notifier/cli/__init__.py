@@ -31,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     which are then frozen out of later collections; and what exists when the command is
     done is frozen before the interpreter exits, whose last collections would walk it all
     once more. atexit handlers, log flushing and the close of stdout still run as before.
-    A test calling ``main(argv)`` keeps its collector as it was.
+    A test calling ``main(argv)`` keeps its collector as it was, but for what ``check``,
+    ``run`` and ``serve`` freeze once their start-up is over, before a pass
+    (:func:`notifier.runtime.heap.settle`: what the command built after these imports).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["--version"]:
