@@ -30,6 +30,8 @@ class Snoozes:
 
     def rule_for(self, source: str, token_id: str, sink: str) -> SnoozeRule | None:
         """The snooze that silences the token for *sink*, if any."""
+        if not self._rules:  # most passes: nothing snoozed, and no key to build per token
+            return None
         for snoozed_sink, rule in self._rules.get((source, token_id), ()):
             if snoozed_sink is None or snoozed_sink == sink:
                 return rule

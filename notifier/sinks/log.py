@@ -40,28 +40,30 @@ class LogSink:
         # One bound logger per batch: the module-level proxy would bind afresh on every call,
         # which costs as much as the line itself; per batch, a reconfiguration still applies.
         log = self._log.bind()
-        if logs.sentences_only():
-            # Text everywhere: the sentence is the line, and the fields would go nowhere.
+        # The lines are flushed once, before this returns and so before they are recorded.
+        with logs.one_flush():
+            if logs.sentences_only():
+                # Text everywhere: the sentence is the line, and the fields would go nowhere.
+                for notice in notices:
+                    emit = log.info if notice.kind is NoticeKind.RENEWED else log.warning
+                    emit(f"notice.{notice.kind.value}", message=sentence(notice, self._slice_name))
+                return [Outcome.sent()] * len(notices)
             for notice in notices:
                 emit = log.info if notice.kind is NoticeKind.RENEWED else log.warning
-                emit(f"notice.{notice.kind.value}", message=sentence(notice, self._slice_name))
-            return [Outcome.sent()] * len(notices)
-        for notice in notices:
-            emit = log.info if notice.kind is NoticeKind.RENEWED else log.warning
-            emit(
-                f"notice.{notice.kind.value}",
-                message=sentence(notice, self._slice_name),
-                token_id=notice.token_id,
-                token_name=notice.token_name,
-                source=notice.source,
-                kind=notice.credential_kind.value,
-                expires_at=notice.expires_at,
-                days_left=notice.days_left,
-                seconds_left=notice.seconds_left,
-                threshold=notice.threshold_label,
-                notice_id=notice.id,
-                sink=self.name,
-            )
+                emit(
+                    f"notice.{notice.kind.value}",
+                    message=sentence(notice, self._slice_name),
+                    token_id=notice.token_id,
+                    token_name=notice.token_name,
+                    source=notice.source,
+                    kind=notice.credential_kind.value,
+                    expires_at=notice.expires_at,
+                    days_left=notice.days_left,
+                    seconds_left=notice.seconds_left,
+                    threshold=notice.threshold_label,
+                    notice_id=notice.id,
+                    sink=self.name,
+                )
         return [Outcome.sent()] * len(notices)
 
     def close(self) -> None:

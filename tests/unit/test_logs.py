@@ -174,6 +174,53 @@ class TestLogFile:
             logs.configure(log_file=Path("/proc/nope/notifier.log"))
 
 
+class CountingStream(io.StringIO):
+    """A stream that counts how often it is flushed."""
+
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+class TestFlushes:
+    def test_a_delivery_flushes_once_for_all_its_lines(self, tmp_path: Path) -> None:
+        """The log sink's lines of one delivery are all written, with one flush at its end."""
+        counting = CountingStream()
+        path = tmp_path / "notifier.log"
+        logs.configure(log_format="text", level="INFO", stream=counting, log_file=path)
+        LogSink("log", "day").deliver([notice(name=f"t{index}") for index in range(50)])
+        assert counting.flushes == 1
+        assert len(counting.getvalue().splitlines()) == 50
+        assert len(path.read_text().splitlines()) == 50  # on disk when deliver returns
+
+    def test_other_records_flush_each(self) -> None:
+        """Outside a delivery every record is flushed as it is written, as before."""
+        counting = CountingStream()
+        logs.configure(log_format="text", level="INFO", stream=counting)
+        log = structlog.get_logger("notifier.test")
+        log.info("one")
+        log.info("two")
+        assert counting.flushes == 2
+
+    def test_a_failing_delivery_still_flushes_what_it_wrote(self) -> None:
+        """A line written before an error is flushed on the way out."""
+        counting = CountingStream()
+        logs.configure(log_format="text", level="INFO", stream=counting)
+        log = structlog.get_logger("notifier.test")
+
+        def deliver() -> None:
+            with logs.one_flush():
+                log.warning("written")
+                raise RuntimeError("the sink broke")
+
+        with pytest.raises(RuntimeError):
+            deliver()
+        assert counting.flushes == 1
+        assert "written" in counting.getvalue()
+
+
 class TestSentencesOnly:
     """The log sink gathers a notice's fields only where some output prints them."""
 
