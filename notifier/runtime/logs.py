@@ -245,8 +245,10 @@ def one_flush() -> Iterator[None]:
     The log sink's warn lines of a delivery go out in a few writes instead of one each (a
     ``write`` call per line was a twentieth of a first pass over 20,000 notices, with a log
     file). They are all flushed before the delivery returns, so before their outcomes are
-    recorded: a crash in between loses no notice, which is then sent again. Other threads'
-    records, and stderr (which Python flushes at each line), are as before.
+    recorded: a crash in between loses no notice, which is then sent again. A flush that
+    fails (a full disk) raises once every handler has been flushed, so the delivery fails and
+    its notices stay due rather than recorded as written. Other threads' records, and stderr
+    (which Python flushes at each line), are as before.
     """
     if getattr(_holding, "flushes", False):
         yield
@@ -256,8 +258,14 @@ def one_flush() -> Iterator[None]:
         yield
     finally:
         _holding.flushes = False
+        failed: OSError | None = None
         for handler in logging.getLogger().handlers:
-            handler.flush()
+            try:
+                handler.flush()
+            except OSError as error:
+                failed = failed or error
+        if failed is not None:
+            raise failed
 
 
 class _StreamHandler(_HeldFlushes, logging.StreamHandler[TextIO]):

@@ -184,6 +184,13 @@ class CountingStream(io.StringIO):
         super().flush()
 
 
+class FullDisk(io.StringIO):
+    """A stream whose flush fails as a full disk's does."""
+
+    def flush(self) -> None:
+        raise OSError(28, "No space left on device")
+
+
 class TestFlushes:
     def test_a_delivery_flushes_once_for_all_its_lines(self, tmp_path: Path) -> None:
         """The log sink's lines of one delivery are all written, with one flush at its end."""
@@ -194,6 +201,14 @@ class TestFlushes:
         assert counting.flushes == 1
         assert len(counting.getvalue().splitlines()) == 50
         assert len(path.read_text().splitlines()) == 50  # on disk when deliver returns
+
+    def test_a_flush_that_fails_fails_the_delivery(self, tmp_path: Path) -> None:
+        """A full disk at the flush fails the delivery (its notices stay due); others flush."""
+        path = tmp_path / "notifier.log"
+        logs.configure(log_format="text", level="INFO", stream=FullDisk(), log_file=path)
+        with pytest.raises(OSError, match="No space left"):
+            LogSink("log", "day").deliver([notice()])
+        assert path.read_text().endswith("will expire in less than 3 days.\n")
 
     def test_other_records_flush_each(self) -> None:
         """Outside a delivery every record is flushed as it is written, as before."""
