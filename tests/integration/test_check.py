@@ -625,6 +625,48 @@ class TestQueryPlan:
             assert not any(word in plan for word in ("Seq Scan", "Hash", "Merge")), plan
 
     @pytest.mark.postgres
+    def test_postgresql_counts_the_due_first_and_reads_no_page_when_none_is(
+        self, postgres_url: URL, clock: FixedClock
+    ) -> None:
+        """With current statistics a pass counts what is due, and pages only when any is.
+
+        A page's LIMIT led the planner to probe every token's state by key, to the window's
+        end when nothing is due; the count is planned for the whole window
+        (``due_count_query``). Something due later is still found and sent.
+        """
+        database = Database(postgres_url)
+        migrate.upgrade(database)
+        store = tokens(database, clock)
+        for index in range(20):
+            store.create(name=f"t{index}", expires_at=clock.now() + DAY * 3)
+        sink = RecordingSink("one")
+        checker = make_checker(database, clock, [sink])
+        assert checker.run().sent == {"one": 20}
+        with database.write() as connection:
+            connection.exec_driver_sql("ANALYZE tokens")
+            connection.exec_driver_sql("ANALYZE delivery_state")
+        statements: list[str] = []
+
+        def seen(*args: Any) -> None:
+            statements.append(" ".join(str(args[2]).split()))
+
+        event.listen(database.engine, "before_cursor_execute", seen)
+        steady = checker.run()
+        steady_statements, statements[:] = list(statements), []
+        store.create(name="later", expires_at=clock.now() + DAY * 2)
+        later = checker.run()
+        event.remove(database.engine, "before_cursor_execute", seen)
+        database.dispose()
+        assert steady.sent == {}
+        counts = [text for text in steady_statements if text.startswith("SELECT count(*)")]
+        assert len(counts) == 1, steady_statements
+        assert "NOT (EXISTS (SELECT 1 FROM delivery_state" in counts[0]
+        assert not [text for text in steady_statements if ") AS due JOIN tokens" in text]
+        assert later.sent == {"one": 1}
+        assert [notice.token_name for notice in sink.received[20:]] == ["later"]
+        assert [text for text in statements if ") AS due JOIN tokens" in text]
+
+    @pytest.mark.postgres
     def test_a_pass_that_creates_many_states_refreshes_the_statistics(
         self, postgres_url: URL, clock: FixedClock
     ) -> None:

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Integer,
     Select,
     case,
+    exists,
     func,
     literal,
     literal_column,
@@ -211,7 +212,15 @@ class StoreView:
                 planned=self._planned,
             )
 
+        if self._planned and self._database.plans_by_statistics and not self._any_due(sink):
+            return iter(())
         return self._pages(page, batch_size)
+
+    def _any_due(self, sink: str) -> bool:
+        """Whether any token of the window is due for *sink*, by one count (``due_count_query``)."""
+        query = due_count_query(sink, self._now, self._horizon, self._lookback)
+        with self._database.read() as connection:
+            return bool(connection.execute(query).scalar_one())
 
     def closing_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
         """Yield the sink's open loops whose token left the window, in keyset pages.
@@ -296,7 +305,7 @@ def due_query(  # noqa: PLR0917 - the window, the page, and where it runs
     the tokens in the window, not with the table, and a steady pass in which nothing is due
     reads no token row at all.
     """
-    match = (STATE.c.source == STORE) & (STATE.c.token_id == TOKENS.c.id) & (STATE.c.sink == sink)
+    match = _state_of_token(sink)
     keyset = (
         None
         if after is None
@@ -324,19 +333,12 @@ def due_query(  # noqa: PLR0917 - the window, the page, and where it runs
             .limit(limit)
         )
         return query if keyset is None else query.where(keyset)
-    # Not due: a state for this expiry whose next look is later (or never).
-    waiting = (
-        select(_ONE)
-        .select_from(STATE)
-        .where(
-            match,
-            or_(STATE.c.next_due_at.is_(None), STATE.c.next_due_at > now),
-            STATE.c.expires_at == TOKENS.c.expires_at,
-        )
-    )
     page = (
         select(TOKENS.c.expires_at, TOKENS.c.id)
-        .where(in_window(now, horizon, lookback), database.absent(waiting, planned=planned))
+        .where(
+            in_window(now, horizon, lookback),
+            database.absent(_waiting(sink, now), planned=planned),
+        )
         .order_by(TOKENS.c.expires_at, TOKENS.c.id)
         .limit(limit)
     )
@@ -348,6 +350,45 @@ def due_query(  # noqa: PLR0917 - the window, the page, and where it runs
         select(*TOKEN_COLUMNS, *state.columns)
         .select_from(state.joined)
         .order_by(due.c.expires_at, due.c.id)
+    )
+
+
+def due_count_query(
+    sink: str, now: datetime, horizon: timedelta, lookback: timedelta
+) -> Select[Any]:
+    """How many of the store's tokens in the window are due for *sink*: one count.
+
+    A pass asks it before the first page where the planner chooses the join by statistics
+    (PostgreSQL, statistics current), and reads no page when it is nought: in a steady pass
+    nothing is due. A page's LIMIT makes the planner expect to stop early, so it probes the
+    state by key for each token (a nested loop anti-join), which then runs to the window's
+    end; counted, with no LIMIT, the same anti-join is planned for the whole window: a hash
+    or merge join while the sink's state rows are few against the window, the probes once
+    they are not (docs/performance.md). Where something is due the count is one more
+    statement, beside the pages that follow it.
+    """
+    return (
+        select(func.count())
+        .select_from(TOKENS)
+        .where(in_window(now, horizon, lookback), ~exists(_waiting(sink, now)))
+    )
+
+
+def _state_of_token(sink: str) -> ColumnElement[bool]:
+    """The join of a token with its state for *sink*."""
+    return (STATE.c.source == STORE) & (STATE.c.token_id == TOKENS.c.id) & (STATE.c.sink == sink)
+
+
+def _waiting(sink: str, now: datetime) -> Select[Any]:
+    """Not due: the token's state for this expiry, whose next look is later (or never)."""
+    return (
+        select(_ONE)
+        .select_from(STATE)
+        .where(
+            _state_of_token(sink),
+            or_(STATE.c.next_due_at.is_(None), STATE.c.next_due_at > now),
+            STATE.c.expires_at == TOKENS.c.expires_at,
+        )
     )
 
 
