@@ -6,7 +6,8 @@ database, each kind first, second and last in turn:
 
 - **ours**: a :class:`~notifier.delivery.checker.Checker` with the log sink (to a file) and
   the ui sink, as ``notifier check`` builds it; a warm-up pass, then the timed **first pass** (every
-  in-window token notified) and the timed **steady pass** (everything in backoff);
+  in-window token notified) and the timed **steady pass** (everything in backoff), the median
+  of ``STEADY_PASSES`` of them after each first pass;
 - **raw**: the limit: the same statements written by hand in plain ``sqlite3`` / ``psycopg``
   in one process, with the same commit granularity (per batch of 2000: a read transaction for
   the due query, a write transaction for the claims with RETURNING, one for the ui upsert, one

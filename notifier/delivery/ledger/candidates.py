@@ -198,7 +198,11 @@ class StoreView:
         return self._store.within(self._now, marks)
 
     def due_batches(self, sink: str, batch_size: int) -> Iterator[list[Candidate]]:
-        """Yield keyset pages of due candidates, each read in its own short transaction."""
+        """Yield keyset pages of due candidates, each read in its own short transaction.
+
+        Where the planner plans by statistics and has current ones, what is due is counted
+        first (:func:`due_count_query`), and a pass in which nothing is due reads no page.
+        """
 
         def page(after: tuple[Any, ...] | None) -> Select[Any]:
             return due_query(
